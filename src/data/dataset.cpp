@@ -1,0 +1,221 @@
+#include "data/dataset.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "data/idx.h"
+#include "data/npy.h"
+#include "util/error.h"
+
+namespace autoprec::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Uniform in [0, bound) from raw mt19937_64 outputs (bound > 0); unlike
+// std::uniform_int_distribution this is the same on every standard library.
+uint64_t uniform_below(std::mt19937_64& rng, uint64_t bound) {
+  const uint64_t rem = (0 - bound) % bound;  // 2^64 mod bound
+  uint64_t r = rng();
+  if (rem != 0)
+    while (r >= 0 - rem) r = rng();
+  return r % bound;
+}
+
+std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p[i] = i;
+  std::mt19937_64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[uniform_below(rng, static_cast<uint64_t>(i) + 1)]);
+  return p;
+}
+
+at::Tensor index_tensor(const std::vector<int64_t>& v) {
+  at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kLong);
+  std::copy(v.begin(), v.end(), t.data_ptr<int64_t>());
+  return t;
+}
+
+Dataset select(const Dataset& d, const std::vector<int64_t>& indices, const std::string& source) {
+  at::Tensor idx = index_tensor(indices);
+  return Dataset{d.images.index_select(0, idx), d.labels.index_select(0, idx), source};
+}
+
+std::string shape_string(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
+
+at::Tensor read_any(const std::string& path, bool npy) { return npy ? read_npy(path) : read_idx(path); }
+
+// DIR/name if it exists, else DIR/name.gz, else UserError listing both.
+std::string find_idx_file(const std::string& dir, const std::string& name, const std::string& spec) {
+  const fs::path raw = fs::path(dir) / name;
+  const fs::path gz = fs::path(dir) / (name + ".gz");
+  std::error_code ec;
+  if (fs::is_regular_file(raw, ec)) return raw.string();
+  if (fs::is_regular_file(gz, ec)) return gz.string();
+  if (!fs::is_directory(dir, ec)) fail("dataset {}: directory {} does not exist", spec, dir);
+  fail("dataset {}: found neither {} nor {}", spec, raw.string(), gz.string());
+}
+
+// Expands per-channel statistics (1 or C values) to C values.
+std::vector<double> per_channel(const std::vector<float>& values, int64_t channels, double fallback,
+                                const char* what, const std::string& spec) {
+  if (values.empty()) return std::vector<double>(static_cast<size_t>(channels), fallback);
+  if (values.size() != 1 && static_cast<int64_t>(values.size()) != channels)
+    fail("dataset {}: preprocessing {} has {} values but the images have {} channel{}", spec, what, values.size(),
+         channels, channels == 1 ? "" : "s");
+  std::vector<double> out(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) out[c] = values.size() == 1 ? values[0] : values[c];
+  return out;
+}
+
+// images: contiguous [N, C, H, W] uint8/float32/float64 -> float32, (x*scale - mean)/std per channel.
+at::Tensor preprocess(const at::Tensor& images, const Preprocess& pre, const std::string& spec) {
+  const bool integer = images.scalar_type() == at::kByte;
+  const double scale = pre.scale < 0 ? (integer ? 1.0 / 255.0 : 1.0) : pre.scale;
+  const int64_t n = images.size(0), channels = images.size(1), plane = images.size(2) * images.size(3);
+  const std::vector<double> mean = per_channel(pre.mean, channels, 0.0, "mean", spec);
+  const std::vector<double> stdev = per_channel(pre.std, channels, 1.0, "std", spec);
+  for (double s : stdev)
+    if (!(s > 0) || !std::isfinite(s)) fail("dataset {}: preprocessing std must be positive, got {}", spec, s);
+  const bool identity =
+      scale == 1.0 && std::all_of(mean.begin(), mean.end(), [](double m) { return m == 0; }) &&
+      std::all_of(stdev.begin(), stdev.end(), [](double s) { return s == 1; });
+  if (identity && images.scalar_type() == at::kFloat) return images;
+
+  at::Tensor out = at::empty(images.sizes(), at::kFloat);
+  float* dst = out.data_ptr<float>();
+  if (integer) {
+    const uint8_t* src = images.data_ptr<uint8_t>();
+    std::vector<std::array<float, 256>> table(static_cast<size_t>(channels));
+    for (int64_t c = 0; c < channels; ++c)
+      for (int v = 0; v < 256; ++v) table[c][v] = static_cast<float>((v * scale - mean[c]) / stdev[c]);
+    for (int64_t i = 0; i < n * channels; ++i) {
+      const auto& t = table[i % channels];
+      for (int64_t k = 0; k < plane; ++k) dst[i * plane + k] = t[src[i * plane + k]];
+    }
+    return out;
+  }
+  auto apply = [&](auto* src) {
+    for (int64_t i = 0; i < n * channels; ++i) {
+      const double m = mean[i % channels], s = stdev[i % channels];
+      for (int64_t k = 0; k < plane; ++k)
+        dst[i * plane + k] = static_cast<float>((static_cast<double>(src[i * plane + k]) * scale - m) / s);
+    }
+  };
+  if (images.scalar_type() == at::kFloat)
+    apply(images.data_ptr<float>());
+  else
+    apply(images.data_ptr<double>());
+  return out;
+}
+
+}  // namespace
+
+int64_t Dataset::size() const { return images.defined() ? images.size(0) : 0; }
+
+Split parse_split(const std::string& name) {
+  if (name == "train") return Split::Train;
+  if (name == "test") return Split::Test;
+  fail("unknown split '{}' (expected 'train' or 'test')", name);
+}
+
+Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre) {
+  const size_t colon = spec.find(':');
+  const std::string scheme = colon == std::string::npos ? "" : spec.substr(0, colon);
+  const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  std::string images_path, labels_path;
+  bool npy = false;
+  if (scheme == "idx") {
+    if (rest.empty()) fail("dataset spec '{}' is malformed: expected idx:DIR", spec);
+    const std::string prefix = split == Split::Train ? "train" : "t10k";
+    images_path = find_idx_file(rest, prefix + "-images-idx3-ubyte", spec);
+    labels_path = find_idx_file(rest, prefix + "-labels-idx1-ubyte", spec);
+  } else if (scheme == "npy") {
+    const size_t comma = rest.find(',');
+    if (comma == std::string::npos || comma == 0 || comma + 1 == rest.size() ||
+        rest.find(',', comma + 1) != std::string::npos)
+      fail("dataset spec '{}' is malformed: expected npy:IMAGES.npy,LABELS.npy", spec);
+    images_path = rest.substr(0, comma);
+    labels_path = rest.substr(comma + 1);
+    npy = true;
+  } else {
+    fail("unknown dataset spec '{}' (expected idx:DIR or npy:IMAGES.npy,LABELS.npy)", spec);
+  }
+
+  at::Tensor images = read_any(images_path, npy);
+  if (images.dim() == 3) images = images.unsqueeze(1);
+  if (images.dim() != 4)
+    fail("images file {} has shape {}; expected [N,H,W] or [N,C,H,W]", images_path, shape_string(images));
+  const auto itype = images.scalar_type();
+  if (itype != at::kByte && itype != at::kFloat && itype != at::kDouble)
+    fail("images file {} has dtype {}; expected uint8 or float32", images_path, numpy_dtype_name(itype));
+  if (images.size(0) == 0) fail("images file {} contains no images", images_path);
+
+  at::Tensor labels = read_any(labels_path, npy);
+  const auto ltype = labels.scalar_type();
+  if (ltype != at::kLong && ltype != at::kInt && ltype != at::kByte)
+    fail("labels file {} has dtype {}; expected int64, int32 or uint8", labels_path, numpy_dtype_name(ltype));
+  if (labels.dim() != 1)
+    fail("labels file {} has shape {}; expected a 1-D array of labels", labels_path, shape_string(labels));
+  if (labels.size(0) != images.size(0))
+    fail("labels file {} has {} entries but images file {} has {}", labels_path, labels.size(0), images_path,
+         images.size(0));
+  labels = labels.to(at::kLong).contiguous();
+  const int64_t* lp = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < labels.size(0); ++i)
+    if (lp[i] < 0) fail("labels file {} has a negative label {} at index {}", labels_path, lp[i], i);
+
+  return Dataset{preprocess(images.contiguous(), pre, spec), labels, spec};
+}
+
+TrainValidation split_train_validation(const Dataset& d, int64_t validation_size, uint64_t seed) {
+  const int64_t n = d.size();
+  if (validation_size < 0 || validation_size >= n)
+    fail("dataset {}: validation size {} must be at least 0 and less than the dataset size {}", d.source,
+         validation_size, n);
+  std::vector<int64_t> p = permutation(n, seed);
+  std::vector<int64_t> validation(p.begin(), p.begin() + validation_size);
+  std::vector<int64_t> train(p.begin() + validation_size, p.end());
+  std::sort(validation.begin(), validation.end());
+  std::sort(train.begin(), train.end());
+  return TrainValidation{select(d, train, d.source + " (training part)"),
+                         select(d, validation, d.source + " (validation part)")};
+}
+
+Dataset take(const Dataset& d, int64_t n) {
+  if (n < 0) fail("dataset {}: cannot take {} examples", d.source, n);
+  if (n >= d.size()) return d;
+  return Dataset{d.images.narrow(0, 0, n), d.labels.narrow(0, 0, n), fmt::format("{} (first {})", d.source, n)};
+}
+
+BatchLoader::BatchLoader(const Dataset& d, int64_t batch_size, bool shuffle, uint64_t seed)
+    : data_(d), batch_size_(batch_size), shuffle_(shuffle), seed_(seed) {
+  if (batch_size < 1) fail("batch size must be at least 1, got {}", batch_size);
+  start_epoch(0);
+}
+
+int64_t BatchLoader::num_batches() const { return (data_.size() + batch_size_ - 1) / batch_size_; }
+
+void BatchLoader::start_epoch(int64_t epoch) {
+  if (shuffle_) order_ = index_tensor(permutation(data_.size(), seed_ + static_cast<uint64_t>(epoch)));
+}
+
+BatchLoader::Batch BatchLoader::batch(int64_t index) const {
+  if (index < 0 || index >= num_batches())
+    throw std::out_of_range(fmt::format("batch index {} out of range [0, {})", index, num_batches()));
+  const int64_t start = index * batch_size_;
+  const int64_t count = std::min(batch_size_, data_.size() - start);
+  if (!shuffle_) return Batch{data_.images.narrow(0, start, count), data_.labels.narrow(0, start, count)};
+  at::Tensor idx = order_.narrow(0, start, count);
+  return Batch{data_.images.index_select(0, idx), data_.labels.index_select(0, idx)};
+}
+
+}  // namespace autoprec::data

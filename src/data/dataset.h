@@ -1,0 +1,102 @@
+// Labelled image datasets: loading, preprocessing, splitting and batching.
+//
+// A Dataset holds every example in memory as float32 images [N, C, H, W]
+// (already preprocessed) and int64 labels [N]. Datasets are loaded from a spec
+// string ("idx:DIR" or "npy:IMAGES.npy,LABELS.npy", see load_dataset).
+// Every shuffle (train/validation split, per-epoch batch order) is a
+// Fisher-Yates permutation driven by std::mt19937_64, whose output the C++
+// standard fixes, with j drawn from [0, i] by rejection sampling on the raw
+// 64-bit outputs; results are therefore identical across platforms and
+// libtorch versions. Problems with user input throw autoprec::UserError.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace autoprec::data {
+
+// A labelled image set in memory.
+struct Dataset {
+  at::Tensor images;   // float32 [N, C, H, W], already preprocessed
+  at::Tensor labels;   // int64 [N]
+  std::string source;  // the spec it came from, for messages
+  int64_t size() const;  // N (0 if images is undefined)
+};
+
+enum class Split { Train, Test };
+
+// "train" -> Split::Train, "test" -> Split::Test, else UserError.
+Split parse_split(const std::string& name);
+
+struct Preprocess {
+  // Multiplier applied to raw pixel values; <0 means automatic: 1/255 for
+  // integer images, 1 for float images.
+  double scale = -1;
+  // Per channel (or one value for all channels), applied after scale:
+  // (x*scale - mean)/std, evaluated in double precision and rounded once to
+  // float32. Empty = none (mean 0, std 1).
+  std::vector<float> mean;
+  std::vector<float> std;
+};
+
+// Loads a dataset.
+// spec: "idx:DIR" -> DIR/train-images-idx3-ubyte[.gz] and
+//       DIR/train-labels-idx1-ubyte[.gz] for Split::Train, DIR/t10k-* for
+//       Split::Test (raw names are preferred when both exist).
+//       "npy:IMAGES.npy,LABELS.npy" -> those two files; split is ignored.
+// Images [N,H,W] become [N,1,H,W]; [N,C,H,W] are kept. Images may be uint8
+// or float32 (float64 is accepted and treated as float); labels int64, int32
+// or uint8 (converted to int64), 1-D, non-negative, with the same N as the
+// images, and N > 0. Errors name the offending file.
+Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre = {});
+
+struct TrainValidation {
+  Dataset train;
+  Dataset validation;
+};
+
+// Deterministic split into train/validation: the first `validation_size`
+// entries of the seeded permutation of [0, N) form the validation set, the
+// rest the training set; each part keeps the original relative order of its
+// examples. UserError unless 0 <= validation_size < N.
+TrainValidation split_train_validation(const Dataset& d, int64_t validation_size, uint64_t seed);
+
+// The first n examples (views, no copy); n >= size gives the whole set.
+// UserError if n < 0.
+Dataset take(const Dataset& d, int64_t n);
+
+// Iterates a dataset in batches, in order or shuffled per epoch (permutation
+// seeded with seed + epoch). The last, partial batch is kept. The loader
+// shares the dataset's tensors.
+class BatchLoader {
+ public:
+  // UserError if batch_size < 1. The permutation starts at epoch 0.
+  BatchLoader(const Dataset& d, int64_t batch_size, bool shuffle, uint64_t seed);
+
+  // ceil(N / batch_size).
+  int64_t num_batches() const;
+
+  // Sets the permutation for this epoch (no-op when not shuffling).
+  void start_epoch(int64_t epoch);
+
+  struct Batch {
+    at::Tensor images;  // float32 [B, C, H, W]
+    at::Tensor labels;  // int64 [B]
+  };
+
+  // Batch `index` in [0, num_batches()) of the current epoch; B = batch_size
+  // except possibly for the last batch. std::out_of_range for a bad index.
+  Batch batch(int64_t index) const;
+
+ private:
+  Dataset data_;
+  int64_t batch_size_;
+  bool shuffle_;
+  uint64_t seed_;
+  at::Tensor order_;  // int64 [N] permutation of the current epoch (shuffle only)
+};
+
+}  // namespace autoprec::data

@@ -1,0 +1,382 @@
+#include "data/npy.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "util/error.h"
+
+namespace autoprec::data {
+namespace {
+
+constexpr bool kHostBigEndian =
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    true;
+#else
+    false;
+#endif
+
+constexpr char kMagic[] = "\x93NUMPY";
+constexpr size_t kMagicSize = 6;
+
+struct NpyType {
+  char kind;
+  size_t size;
+  at::ScalarType scalar_type;
+};
+
+constexpr NpyType kNpyTypes[] = {
+    {'u', 1, at::kByte}, {'i', 1, at::kChar},  {'i', 2, at::kShort},  {'i', 4, at::kInt},
+    {'i', 8, at::kLong}, {'f', 4, at::kFloat}, {'f', 8, at::kDouble}, {'b', 1, at::kBool},
+};
+
+void swap_bytes(uint8_t* data, size_t count, size_t element_size) {
+  if (element_size == 1) return;
+  for (size_t i = 0; i < count; ++i) std::reverse(data + i * element_size, data + (i + 1) * element_size);
+}
+
+struct Header {
+  std::optional<std::string> descr;
+  std::optional<bool> fortran_order;
+  std::optional<std::vector<int64_t>> shape;
+};
+
+// Parser for the Python dict literal numpy writes as the header.
+class HeaderParser {
+ public:
+  HeaderParser(const std::string& path, const std::string& text) : path_(path), text_(text) {}
+
+  Header parse() {
+    Header h;
+    expect('{');
+    while (true) {
+      skip_space();
+      if (peek() == '}') break;
+      std::string key = parse_string();
+      expect(':');
+      skip_space();
+      if (key == "descr") {
+        if (peek() == '[')
+          fail("npy file {} holds a structured (record) array, which is not supported; save a plain numeric array",
+               path_);
+        h.descr = parse_string();
+      } else if (key == "fortran_order") {
+        h.fortran_order = parse_bool();
+      } else if (key == "shape") {
+        h.shape = parse_shape();
+      } else {
+        skip_value();
+      }
+      skip_space();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (peek() != '}') malformed("expected ',' or '}'");
+    }
+    ++pos_;
+    skip_space();
+    if (pos_ != text_.size()) malformed("unexpected text after the closing '}'");
+    return h;
+  }
+
+ private:
+  [[noreturn]] void malformed(const std::string& what) const {
+    std::string shown = text_.substr(0, 200);
+    while (!shown.empty() && (shown.back() == ' ' || shown.back() == '\n')) shown.pop_back();
+    for (char& c : shown)
+      if (c == '\n') c = ' ';
+    fail("npy file {} has a malformed header ({} at offset {}): {}", path_, what, pos_, shown);
+  }
+  char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
+  void skip_space() {
+    while (pos_ < text_.size() && std::strchr(" \t\r\n", text_[pos_])) ++pos_;
+  }
+  void expect(char c) {
+    skip_space();
+    if (peek() != c) malformed(fmt::format("expected '{}'", c));
+    ++pos_;
+  }
+  std::string parse_string() {
+    skip_space();
+    char quote = peek();
+    if (quote != '\'' && quote != '"') malformed("expected a quoted string");
+    ++pos_;
+    std::string out;
+    while (pos_ < text_.size() && text_[pos_] != quote) {
+      if (text_[pos_] == '\\' && pos_ + 1 < text_.size()) ++pos_;
+      out += text_[pos_++];
+    }
+    if (pos_ >= text_.size()) malformed("unterminated string");
+    ++pos_;
+    return out;
+  }
+  bool parse_bool() {
+    if (text_.compare(pos_, 4, "True") == 0) {
+      pos_ += 4;
+      return true;
+    }
+    if (text_.compare(pos_, 5, "False") == 0) {
+      pos_ += 5;
+      return false;
+    }
+    malformed("expected True or False");
+  }
+  int64_t parse_int() {
+    skip_space();
+    if (!std::isdigit(static_cast<unsigned char>(peek()))) malformed("expected a non-negative integer");
+    int64_t v = 0;
+    while (std::isdigit(static_cast<unsigned char>(peek()))) {
+      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, peek() - '0', &v))
+        malformed("dimension too large");
+      ++pos_;
+    }
+    if (peek() == 'L') ++pos_;  // Python 2 long literal
+    return v;
+  }
+  std::vector<int64_t> parse_shape() {
+    expect('(');
+    std::vector<int64_t> dims;
+    while (true) {
+      skip_space();
+      if (peek() == ')') break;
+      dims.push_back(parse_int());
+      skip_space();
+      if (peek() == ',') {
+        ++pos_;
+      } else if (peek() != ')') {
+        malformed("expected ',' or ')' in shape");
+      }
+    }
+    ++pos_;
+    return dims;
+  }
+  // Skips a value of an unknown key: a string, word, number or bracketed group.
+  void skip_value() {
+    skip_space();
+    char c = peek();
+    if (c == '\'' || c == '"') {
+      parse_string();
+      return;
+    }
+    int depth = 0;
+    while (pos_ < text_.size()) {
+      c = text_[pos_];
+      if (c == '\'' || c == '"') {
+        parse_string();
+        continue;
+      }
+      if (c == '(' || c == '[' || c == '{') ++depth;
+      if (c == ')' || c == ']' || c == '}') {
+        if (depth == 0) return;
+        --depth;
+      }
+      if (c == ',' && depth == 0) return;
+      ++pos_;
+    }
+  }
+
+  const std::string& path_;
+  const std::string& text_;
+  size_t pos_ = 0;
+};
+
+struct FileCloser {
+  void operator()(FILE* f) const {
+    if (f) std::fclose(f);
+  }
+};
+using FilePtr = std::unique_ptr<FILE, FileCloser>;
+
+uint64_t read_le(const uint8_t* b, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | b[i];
+  return v;
+}
+
+}  // namespace
+
+std::string numpy_dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kByte: return "uint8";
+    case at::kChar: return "int8";
+    case at::kShort: return "int16";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kBool: return "bool";
+    default: return c10::toString(type);
+  }
+}
+
+at::Tensor read_npy(const std::string& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) fail("npy file {} does not exist", path);
+  if (std::filesystem::is_directory(status)) fail("npy file {} is a directory, not a file", path);
+  FilePtr f(std::fopen(path.c_str(), "rb"));
+  if (!f) fail("cannot open npy file {}: {}", path, std::strerror(errno));
+  const uint64_t file_size = std::filesystem::file_size(path, ec);
+  if (ec) fail("cannot read npy file {}: {}", path, ec.message());
+
+  uint8_t prefix[12];
+  size_t got = std::fread(prefix, 1, 10, f.get());
+  if (got >= 2 && prefix[0] == 'P' && prefix[1] == 'K')
+    fail("npy file {} is a zip archive (.npz?), not a .npy file; save a single array with numpy.save", path);
+  if (got < kMagicSize || std::memcmp(prefix, kMagic, kMagicSize) != 0)
+    fail("npy file {} is not a .npy file (it does not start with \\x93NUMPY)", path);
+  if (got < 10) fail("npy file {} is truncated inside its header ({} bytes)", path, file_size);
+  const int major = prefix[6], minor = prefix[7];
+  if ((major != 1 && major != 2 && major != 3) || minor != 0)
+    fail("npy file {} has unsupported format version {}.{} (supported: 1.0, 2.0, 3.0)", path, major, minor);
+  uint64_t header_len;
+  size_t preamble;
+  if (major == 1) {
+    header_len = read_le(prefix + 8, 2);
+    preamble = 10;
+  } else {
+    if (std::fread(prefix + 10, 1, 2, f.get()) != 2)
+      fail("npy file {} is truncated inside its header ({} bytes)", path, file_size);
+    header_len = read_le(prefix + 8, 4);
+    preamble = 12;
+  }
+  if (preamble + header_len > file_size)
+    fail("npy file {} is truncated: its header is {} bytes long but the file holds only {} bytes after the "
+         "preamble",
+         path, header_len, file_size - preamble);
+  std::string text(header_len, '\0');
+  if (std::fread(text.data(), 1, header_len, f.get()) != header_len)
+    fail("cannot read npy file {}: {}", path, std::strerror(errno));
+
+  Header h = HeaderParser(path, text).parse();
+  if (!h.descr || !h.fortran_order || !h.shape)
+    fail("npy file {} has a malformed header: it lacks {}", path,
+         !h.descr ? "'descr'" : !h.fortran_order ? "'fortran_order'" : "'shape'");
+  const std::string& descr = *h.descr;
+  const NpyType* type = nullptr;
+  if (descr.size() >= 3 && std::strchr("<>|=", descr[0])) {
+    char kind = descr[1];
+    size_t size = 0;
+    bool digits = std::all_of(descr.begin() + 2, descr.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (digits && descr.size() <= 4) size = std::stoul(descr.substr(2));
+    for (const auto& t : kNpyTypes)
+      if (t.kind == kind && t.size == size) type = &t;
+  }
+  if (!type)
+    fail("npy file {} has unsupported dtype '{}' (supported: u1, i1, i2, i4, i8, f4, f8, b1, little-endian)", path,
+         descr);
+  if (descr[0] == '>' && type->size > 1)
+    fail("npy file {} is stored big-endian (dtype '{}'); re-save it little-endian, e.g. array.astype('<{}')", path,
+         descr, descr.substr(1));
+  if (*h.fortran_order)
+    fail("npy file {} is stored in Fortran (column-major) order, which is not supported; re-save it with "
+         "numpy.save(path, numpy.ascontiguousarray(array))",
+         path);
+
+  const std::vector<int64_t>& shape = *h.shape;
+  // The product of the non-zero dims must fit in int64 even if some dim is 0.
+  uint64_t expected = type->size, bound = type->size;
+  bool overflow = false;
+  for (int64_t d : shape) {
+    overflow = overflow || __builtin_mul_overflow(bound, std::max<uint64_t>(d, 1), &bound);
+    expected = overflow ? 0 : expected * static_cast<uint64_t>(d);
+  }
+  const std::string shape_text = fmt::format("({}) {}", fmt::join(shape, ", "), descr);
+  if (overflow || bound > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    fail("npy file {} has a corrupt header: shape {} is too large", path, shape_text);
+  const uint64_t available = file_size - preamble - header_len;
+  if (available < expected)
+    fail("npy file {} is truncated: its header ({}) promises {} data bytes but the file holds {}", path, shape_text,
+         expected, available);
+
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(type->scalar_type));
+  auto* data = static_cast<uint8_t*>(out.data_ptr());
+  if (expected && std::fread(data, 1, expected, f.get()) != expected)
+    fail("cannot read npy file {}: {}", path, std::ferror(f.get()) ? std::strerror(errno) : "unexpected end of file");
+  const bool file_little = descr[0] != '>' && !(descr[0] == '=' && kHostBigEndian);
+  if (file_little == kHostBigEndian) swap_bytes(data, static_cast<size_t>(out.numel()), type->size);
+  if (type->scalar_type == at::kBool)
+    for (uint64_t i = 0; i < expected; ++i) data[i] = data[i] != 0;
+  return out;
+}
+
+void write_npy(const std::string& path, const at::Tensor& t) {
+  if (!t.defined()) fail("cannot write npy file {}: the tensor is undefined", path);
+  const NpyType* type = nullptr;
+  for (const auto& candidate : kNpyTypes)
+    if (candidate.scalar_type == t.scalar_type()) type = &candidate;
+  if (!type)
+    fail("cannot write npy file {}: dtype {} is not supported (float32, float64, int64, int32, int16, uint8, int8, "
+         "bool)",
+         path, numpy_dtype_name(t.scalar_type()));
+
+  const char order = type->size == 1 ? '|' : '<';
+  std::string shape;
+  if (t.dim() == 1) {
+    shape = fmt::format("({},)", t.size(0));
+  } else {
+    shape = fmt::format("({})", fmt::join(t.sizes(), ", "));
+  }
+  std::string header =
+      fmt::format("{{'descr': '{}{}{}', 'fortran_order': False, 'shape': {}, }}", order, type->kind, type->size, shape);
+  int major = 1;
+  size_t preamble = 10;
+  size_t total = preamble + header.size() + 1;
+  if ((total + 63) / 64 * 64 - preamble > 65535) {
+    major = 2;
+    preamble = 12;
+    total = preamble + header.size() + 1;
+  }
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+
+  std::string bytes(kMagic, kMagicSize);
+  bytes += static_cast<char>(major);
+  bytes += '\0';
+  const uint64_t len = header.size();
+  for (size_t i = 0; i < preamble - 8; ++i) bytes += static_cast<char>((len >> (8 * i)) & 0xff);
+  bytes += header;
+
+  at::Tensor c = t.detach().cpu().contiguous();
+  const size_t nbytes = static_cast<size_t>(c.numel()) * type->size;
+  const size_t data_start = bytes.size();
+  bytes.resize(data_start + nbytes);
+  if (nbytes) std::memcpy(bytes.data() + data_start, c.data_ptr(), nbytes);
+  if (kHostBigEndian) swap_bytes(reinterpret_cast<uint8_t*>(bytes.data() + data_start), c.numel(), type->size);
+
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail("cannot write npy file {}: {}", tmp, std::strerror(errno));
+  errno = 0;
+  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  int saved_errno = errno;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!saved_errno) saved_errno = errno ? errno : EIO;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    fail("cannot write npy file {}: {}", tmp, std::strerror(saved_errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    saved_errno = errno;
+    std::remove(tmp.c_str());
+    fail("cannot write npy file {}: renaming {} failed: {}", path, tmp, std::strerror(saved_errno));
+  }
+}
+
+}  // namespace autoprec::data

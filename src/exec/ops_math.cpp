@@ -1,0 +1,298 @@
+// Element-wise, activation, reduction and matrix operators.
+#include "exec/ops_common.h"
+
+namespace autoprec::exec {
+namespace {
+
+using detail::axes_from;
+using detail::normalize_axes;
+using detail::normalize_axis;
+using detail::present;
+using graph::Node;
+
+template <at::Tensor (*F)(const at::Tensor&)>
+Kernel unary(const Node&, int64_t) {
+  return [](const Tensors& in) { return Tensors{F(in[0])}; };
+}
+
+template <at::Tensor (*F)(const at::Tensor&, const at::Tensor&)>
+Kernel binary(const Node&, int64_t) {
+  return [](const Tensors& in) { return Tensors{F(in[0], in[1])}; };
+}
+
+at::Tensor add(const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); }
+at::Tensor sub(const at::Tensor& a, const at::Tensor& b) { return at::sub(a, b); }
+at::Tensor mul(const at::Tensor& a, const at::Tensor& b) { return at::mul(a, b); }
+at::Tensor div(const at::Tensor& a, const at::Tensor& b) {
+  if (!a.is_floating_point() && a.scalar_type() != at::kBool) return at::div(a, b, "trunc");
+  return at::div(a, b);
+}
+at::Tensor pow(const at::Tensor& a, const at::Tensor& b) { return at::pow(a, b).to(a.scalar_type()); }
+at::Tensor equal(const at::Tensor& a, const at::Tensor& b) { return at::eq(a, b); }
+at::Tensor less(const at::Tensor& a, const at::Tensor& b) { return at::lt(a, b); }
+at::Tensor less_equal(const at::Tensor& a, const at::Tensor& b) { return at::le(a, b); }
+at::Tensor greater(const at::Tensor& a, const at::Tensor& b) { return at::gt(a, b); }
+at::Tensor greater_equal(const at::Tensor& a, const at::Tensor& b) { return at::ge(a, b); }
+at::Tensor logical_and(const at::Tensor& a, const at::Tensor& b) { return at::logical_and(a, b); }
+at::Tensor logical_or(const at::Tensor& a, const at::Tensor& b) { return at::logical_or(a, b); }
+at::Tensor logical_xor(const at::Tensor& a, const at::Tensor& b) { return at::logical_xor(a, b); }
+at::Tensor prelu(const at::Tensor& x, const at::Tensor& slope) { return at::where(x < 0, x * slope, x); }
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) { return at::matmul(a, b); }
+
+at::Tensor relu(const at::Tensor& x) { return at::relu(x); }
+at::Tensor sigmoid(const at::Tensor& x) { return at::sigmoid(x); }
+at::Tensor tanh(const at::Tensor& x) { return at::tanh(x); }
+at::Tensor erf(const at::Tensor& x) { return at::erf(x); }
+at::Tensor sqrt(const at::Tensor& x) { return at::sqrt(x); }
+at::Tensor exp(const at::Tensor& x) { return at::exp(x); }
+at::Tensor log(const at::Tensor& x) { return at::log(x); }
+at::Tensor neg(const at::Tensor& x) { return at::neg(x); }
+at::Tensor abs(const at::Tensor& x) { return at::abs(x); }
+at::Tensor reciprocal(const at::Tensor& x) { return at::reciprocal(x); }
+at::Tensor floor(const at::Tensor& x) { return at::floor(x); }
+at::Tensor ceil(const at::Tensor& x) { return at::ceil(x); }
+at::Tensor round(const at::Tensor& x) { return at::round(x); }  // half to even, as ONNX
+at::Tensor sign(const at::Tensor& x) { return at::sign(x); }
+at::Tensor sin(const at::Tensor& x) { return at::sin(x); }
+at::Tensor cos(const at::Tensor& x) { return at::cos(x); }
+at::Tensor logical_not(const at::Tensor& x) { return at::logical_not(x); }
+at::Tensor hard_swish(const at::Tensor& x) { return at::hardswish(x); }
+at::Tensor softsign(const at::Tensor& x) { return x / (1 + at::abs(x)); }
+at::Tensor softplus(const at::Tensor& x) { return at::softplus(x); }
+
+Kernel leaky_relu(const Node& node, int64_t) {
+  double alpha = node.get_float("alpha", 0.01);
+  return [alpha](const Tensors& in) { return Tensors{at::leaky_relu(in[0], alpha)}; };
+}
+
+Kernel elu(const Node& node, int64_t) {
+  double alpha = node.get_float("alpha", 1.0);
+  return [alpha](const Tensors& in) { return Tensors{at::elu(in[0], alpha)}; };
+}
+
+Kernel selu(const Node& node, int64_t) {
+  double alpha = node.get_float("alpha", 1.67326319217681884765625);
+  double gamma = node.get_float("gamma", 1.05070102214813232421875);
+  return [alpha, gamma](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    return Tensors{gamma * at::where(x > 0, x, alpha * (at::exp(x) - 1))};
+  };
+}
+
+Kernel hard_sigmoid(const Node& node, int64_t) {
+  double alpha = node.get_float("alpha", 0.2);
+  double beta = node.get_float("beta", 0.5);
+  return [alpha, beta](const Tensors& in) { return Tensors{at::clamp(in[0] * alpha + beta, 0.0, 1.0)}; };
+}
+
+Kernel clip(const Node& node, int64_t opset) {
+  std::optional<double> attr_min, attr_max;
+  if (opset < 11) {
+    if (node.has("min")) attr_min = node.get_float("min", 0);
+    if (node.has("max")) attr_max = node.get_float("max", 0);
+  }
+  return [attr_min, attr_max](const Tensors& in) {
+    c10::optional<at::Scalar> lo, hi;
+    if (attr_min) lo = *attr_min;
+    if (attr_max) hi = *attr_max;
+    if (present(in, 1)) lo = in[1].reshape({}).item();
+    if (present(in, 2)) hi = in[2].reshape({}).item();
+    if (!lo && !hi) return Tensors{in[0]};
+    if (lo && hi && lo->toDouble() > hi->toDouble()) return Tensors{at::full_like(in[0], *hi)};
+    return Tensors{at::clamp(in[0], lo, hi)};
+  };
+}
+
+// Softmax and LogSoftmax: opsets before 13 coerce the input to 2-D at `axis`.
+template <bool kLog>
+Kernel softmax(const Node& node, int64_t opset) {
+  bool coerce = opset < 13;
+  int64_t axis = node.get_int("axis", coerce ? 1 : -1);
+  return [axis, coerce, node](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    int64_t a = normalize_axis(axis, std::max<int64_t>(x.dim(), 1), node);
+    at::Tensor y;
+    if (coerce) {
+      auto sizes = x.sizes();
+      int64_t rows = 1;
+      for (int64_t i = 0; i < a; ++i) rows *= sizes[i];
+      at::Tensor flat = x.reshape({rows, -1});
+      y = (kLog ? at::log_softmax(flat, 1) : at::softmax(flat, 1)).reshape(sizes);
+    } else {
+      y = kLog ? at::log_softmax(x, a) : at::softmax(x, a);
+    }
+    return Tensors{y};
+  };
+}
+
+// Variadic element-wise ops with broadcasting (Sum, Max, Min, Mean).
+enum class Variadic { Sum, Max, Min, Mean };
+template <Variadic kOp>
+Kernel variadic(const Node&, int64_t) {
+  return [](const Tensors& in) {
+    at::Tensor acc = in[0];
+    for (size_t i = 1; i < in.size(); ++i) {
+      switch (kOp) {
+        case Variadic::Sum:
+        case Variadic::Mean: acc = acc + in[i]; break;
+        case Variadic::Max: acc = at::maximum(acc, in[i]); break;
+        case Variadic::Min: acc = at::minimum(acc, in[i]); break;
+      }
+    }
+    if (kOp == Variadic::Mean) acc = acc / static_cast<double>(in.size());
+    return Tensors{acc};
+  };
+}
+
+enum class Reduce { Mean, Sum, Max, Min, Prod, SumSquare, L1, L2, LogSumExp };
+template <Reduce kOp>
+Kernel reduce(const Node& node, int64_t opset) {
+  bool keepdims = node.get_int("keepdims", 1) != 0;
+  bool noop_with_empty_axes = node.get_int("noop_with_empty_axes", 0) != 0;
+  // ReduceSum takes axes as an input from opset 13; the others from opset 18.
+  return [node, keepdims, noop_with_empty_axes](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    auto axes_opt = axes_from(node, in, 1);
+    std::vector<int64_t> axes;
+    if (axes_opt && !axes_opt->empty()) {
+      axes = normalize_axes(*axes_opt, x.dim(), node);
+    } else {
+      if (noop_with_empty_axes) return Tensors{x};
+      for (int64_t i = 0; i < x.dim(); ++i) axes.push_back(i);
+    }
+    at::Tensor y;
+    switch (kOp) {
+      case Reduce::Mean: y = at::mean(x, axes, keepdims); break;
+      case Reduce::Sum: y = at::sum(x, axes, keepdims); break;
+      case Reduce::SumSquare: y = at::sum(x * x, axes, keepdims); break;
+      case Reduce::L1: y = at::sum(at::abs(x), axes, keepdims); break;
+      case Reduce::L2: y = at::sqrt(at::sum(x * x, axes, keepdims)); break;
+      case Reduce::LogSumExp: y = at::logsumexp(x, axes, keepdims); break;
+      case Reduce::Max:
+      case Reduce::Min:
+      case Reduce::Prod: {
+        y = x;
+        std::vector<int64_t> sorted = axes;
+        std::sort(sorted.rbegin(), sorted.rend());
+        for (int64_t a : sorted) {
+          if (kOp == Reduce::Max) y = std::get<0>(at::max(y, a, true));
+          if (kOp == Reduce::Min) y = std::get<0>(at::min(y, a, true));
+          if (kOp == Reduce::Prod) y = at::prod(y, a, true);
+        }
+        if (!keepdims) {
+          for (int64_t a : sorted) y = y.squeeze(a);
+        }
+        break;
+      }
+    }
+    return Tensors{y.to(x.scalar_type())};
+  };
+}
+
+Kernel gemm(const Node& node, int64_t) {
+  double alpha = node.get_float("alpha", 1.0);
+  double beta = node.get_float("beta", 1.0);
+  bool trans_a = node.get_int("transA", 0) != 0;
+  bool trans_b = node.get_int("transB", 0) != 0;
+  return [=](const Tensors& in) {
+    at::Tensor a = trans_a ? in[0].t() : in[0];
+    bool has_c = present(in, 2);
+    if (alpha == 1.0 && (beta == 1.0 || !has_c) && a.dim() == 2) {
+      at::Tensor weight = trans_b ? in[1] : in[1].t();
+      if (!has_c || in[2].dim() <= 1) return Tensors{at::linear(a, weight, has_c ? in[2].reshape({-1}) : at::Tensor())};
+    }
+    at::Tensor b = trans_b ? in[1].t() : in[1];
+    at::Tensor y = at::matmul(a, b);
+    if (alpha != 1.0) y = y * alpha;
+    if (has_c) y = y + (beta == 1.0 ? in[2] : in[2] * beta);
+    return Tensors{y};
+  };
+}
+
+Kernel cast(const Node& node, int64_t) {
+  int64_t to = node.get_int("to", 0);
+  at::ScalarType type;
+  switch (to) {
+    case 1: type = at::kFloat; break;
+    case 2: type = at::kByte; break;
+    case 3: type = at::kChar; break;
+    case 5: type = at::kShort; break;
+    case 6: type = at::kInt; break;
+    case 7: type = at::kLong; break;
+    case 9: type = at::kBool; break;
+    case 10: type = at::kHalf; break;
+    case 11: type = at::kDouble; break;
+    case 16: type = at::kBFloat16; break;
+    default: fail("node '{}' (Cast): target type {} is not supported", node.name, to);
+  }
+  return [type](const Tensors& in) { return Tensors{in[0].to(type)}; };
+}
+
+Kernel where(const Node&, int64_t) {
+  return [](const Tensors& in) { return Tensors{at::where(in[0].to(at::kBool), in[1], in[2])}; };
+}
+
+}  // namespace
+
+void register_math_ops(Registry& r) {
+  r.add("Add", binary<add>);
+  r.add("Sub", binary<sub>);
+  r.add("Mul", binary<mul>);
+  r.add("Div", binary<div>);
+  r.add("Pow", binary<pow>);
+  r.add("Equal", binary<equal>);
+  r.add("Less", binary<less>);
+  r.add("LessOrEqual", binary<less_equal>);
+  r.add("Greater", binary<greater>);
+  r.add("GreaterOrEqual", binary<greater_equal>);
+  r.add("And", binary<logical_and>);
+  r.add("Or", binary<logical_or>);
+  r.add("Xor", binary<logical_xor>);
+  r.add("PRelu", binary<prelu>);
+  r.add("MatMul", binary<matmul>);
+  r.add("Relu", unary<relu>);
+  r.add("Sigmoid", unary<sigmoid>);
+  r.add("Tanh", unary<tanh>);
+  r.add("Erf", unary<erf>);
+  r.add("Sqrt", unary<sqrt>);
+  r.add("Exp", unary<exp>);
+  r.add("Log", unary<log>);
+  r.add("Neg", unary<neg>);
+  r.add("Abs", unary<abs>);
+  r.add("Reciprocal", unary<reciprocal>);
+  r.add("Floor", unary<floor>);
+  r.add("Ceil", unary<ceil>);
+  r.add("Round", unary<round>);
+  r.add("Sign", unary<sign>);
+  r.add("Sin", unary<sin>);
+  r.add("Cos", unary<cos>);
+  r.add("Not", unary<logical_not>);
+  r.add("HardSwish", unary<hard_swish>);
+  r.add("Softsign", unary<softsign>);
+  r.add("Softplus", unary<softplus>);
+  r.add("LeakyRelu", leaky_relu);
+  r.add("Elu", elu);
+  r.add("Selu", selu);
+  r.add("HardSigmoid", hard_sigmoid);
+  r.add("Clip", clip);
+  r.add("Softmax", softmax<false>);
+  r.add("LogSoftmax", softmax<true>);
+  r.add("Sum", variadic<Variadic::Sum>);
+  r.add("Max", variadic<Variadic::Max>);
+  r.add("Min", variadic<Variadic::Min>);
+  r.add("Mean", variadic<Variadic::Mean>);
+  r.add("ReduceMean", reduce<Reduce::Mean>);
+  r.add("ReduceSum", reduce<Reduce::Sum>);
+  r.add("ReduceMax", reduce<Reduce::Max>);
+  r.add("ReduceMin", reduce<Reduce::Min>);
+  r.add("ReduceProd", reduce<Reduce::Prod>);
+  r.add("ReduceSumSquare", reduce<Reduce::SumSquare>);
+  r.add("ReduceL1", reduce<Reduce::L1>);
+  r.add("ReduceL2", reduce<Reduce::L2>);
+  r.add("ReduceLogSumExp", reduce<Reduce::LogSumExp>);
+  r.add("Gemm", gemm);
+  r.add("Cast", cast);
+  r.add("Where", where);
+}
+
+}  // namespace autoprec::exec

@@ -1,0 +1,162 @@
+#include "graph/onnx_import.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <onnx/checker.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include "graph/tensor_proto.h"
+#include "util/error.h"
+
+namespace autoprec::graph {
+namespace {
+
+ValueInfo convert_value_info(const onnx::ValueInfoProto& proto) {
+  ValueInfo info;
+  info.name = proto.name();
+  if (!proto.type().has_tensor_type()) return info;
+  const auto& tensor_type = proto.type().tensor_type();
+  info.elem_type = tensor_type.elem_type();
+  if (tensor_type.has_shape()) {
+    info.has_shape = true;
+    for (const auto& dim : tensor_type.shape().dim()) {
+      info.shape.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
+    }
+  }
+  return info;
+}
+
+Attribute convert_attribute(const onnx::AttributeProto& proto, const std::string& node_name, const std::string& base_dir) {
+  Attribute a;
+  switch (proto.type()) {
+    case onnx::AttributeProto::INT:
+      a.kind = Attribute::Kind::Int;
+      a.i = proto.i();
+      break;
+    case onnx::AttributeProto::FLOAT:
+      a.kind = Attribute::Kind::Float;
+      a.f = proto.f();
+      break;
+    case onnx::AttributeProto::STRING:
+      a.kind = Attribute::Kind::String;
+      a.s = proto.s();
+      break;
+    case onnx::AttributeProto::INTS:
+      a.kind = Attribute::Kind::Ints;
+      a.ints.assign(proto.ints().begin(), proto.ints().end());
+      break;
+    case onnx::AttributeProto::FLOATS:
+      a.kind = Attribute::Kind::Floats;
+      a.floats.assign(proto.floats().begin(), proto.floats().end());
+      break;
+    case onnx::AttributeProto::STRINGS:
+      a.kind = Attribute::Kind::Strings;
+      a.strings.assign(proto.strings().begin(), proto.strings().end());
+      break;
+    case onnx::AttributeProto::TENSOR:
+      a.kind = Attribute::Kind::Tensor;
+      a.t = tensor_from_proto(proto.t(), base_dir);
+      break;
+    default:
+      // Graph-valued and sparse attributes belong to operators autoprec does
+      // not execute; keep a placeholder so the operator check can name them.
+      a.kind = Attribute::Kind::String;
+      a.s = "<unsupported attribute type>";
+      break;
+  }
+  (void)node_name;
+  return a;
+}
+
+}  // namespace
+
+Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, const std::string& base_dir) {
+  if (bytes.empty()) fail("{} is empty, not an ONNX model", origin);
+  onnx::ModelProto model;
+  if (!model.ParseFromString(bytes)) {
+    fail("{} is not an ONNX model or is truncated (protobuf parse failed)", origin);
+  }
+  if (!model.has_graph()) fail("{} is not an ONNX model: it has no graph", origin);
+
+  int64_t opset = 0;
+  for (const auto& entry : model.opset_import()) {
+    if (entry.domain().empty() || entry.domain() == "ai.onnx") opset = entry.version();
+  }
+  if (opset == 0) fail("{} declares no default-domain opset", origin);
+  if (opset > kMaxOpset) {
+    fail("{} uses ONNX opset {}; autoprec supports opsets {} to {} (re-export with opset_version={})", origin, opset,
+         kMinOpset, kMaxOpset, kMaxOpset);
+  }
+  if (opset < kMinOpset) {
+    fail("{} uses ONNX opset {}; autoprec supports opsets {} to {}", origin, opset, kMinOpset, kMaxOpset);
+  }
+
+  try {
+    onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    auto newline = message.find('\n');
+    if (newline != std::string::npos) message = message.substr(0, newline);
+    fail("{} fails the ONNX checker: {}", origin, message);
+  }
+
+  try {
+    onnx::ShapeInferenceOptions options{false, 0, false};
+    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    auto newline = message.find('\n');
+    if (newline != std::string::npos) message = message.substr(0, newline);
+    fail("{}: ONNX shape inference failed: {}", origin, message);
+  }
+
+  const onnx::GraphProto& g = model.graph();
+  Graph graph;
+  graph.name = g.name();
+  graph.opset = opset;
+  for (const auto& prop : model.metadata_props()) graph.metadata[prop.key()] = prop.value();
+
+  for (const auto& init : g.initializer()) {
+    graph.initializers[init.name()] = tensor_from_proto(init, base_dir);
+  }
+  for (const auto& input : g.input()) {
+    if (graph.initializers.count(input.name())) continue;
+    graph.inputs.push_back(convert_value_info(input));
+  }
+  for (const auto& output : g.output()) graph.outputs.push_back(convert_value_info(output));
+  for (const auto& info : g.value_info()) graph.value_info[info.name()] = convert_value_info(info);
+
+  std::map<std::string, int> name_counts;
+  for (int i = 0; i < g.node_size(); ++i) {
+    const onnx::NodeProto& proto = g.node(i);
+    Node node;
+    node.op_type = proto.op_type();
+    node.domain = proto.domain() == "ai.onnx" ? "" : proto.domain();
+    node.name = proto.name().empty() ? fmt::format("{}_{}", proto.op_type(), i) : proto.name();
+    if (name_counts[node.name]++ > 0) node.name = fmt::format("{}_{}", node.name, i);
+    node.inputs.assign(proto.input().begin(), proto.input().end());
+    node.outputs.assign(proto.output().begin(), proto.output().end());
+    for (const auto& attr : proto.attribute()) {
+      node.attributes[attr.name()] = convert_attribute(attr, node.name, base_dir);
+    }
+    graph.nodes.push_back(std::move(node));
+  }
+  if (graph.outputs.empty()) fail("{} has no graph outputs", origin);
+  graph.sort_topologically();
+  return graph;
+}
+
+Graph import_onnx_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) fail("model file {} does not exist", path);
+  std::ifstream file(path, std::ios::binary);
+  if (!file) fail("cannot read model file {}", path);
+  std::ostringstream buffer;
+  buffer << file.rdbuf();
+  std::string base_dir = std::filesystem::path(path).parent_path().string();
+  return import_onnx_bytes(buffer.str(), path, base_dir);
+}
+
+}  // namespace autoprec::graph
