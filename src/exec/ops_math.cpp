@@ -36,7 +36,15 @@ at::Tensor greater_equal(const at::Tensor& a, const at::Tensor& b) { return at::
 at::Tensor logical_and(const at::Tensor& a, const at::Tensor& b) { return at::logical_and(a, b); }
 at::Tensor logical_or(const at::Tensor& a, const at::Tensor& b) { return at::logical_or(a, b); }
 at::Tensor logical_xor(const at::Tensor& a, const at::Tensor& b) { return at::logical_xor(a, b); }
-at::Tensor prelu(const at::Tensor& x, const at::Tensor& slope) { return at::where(x < 0, x * slope, x); }
+at::Tensor prelu(const at::Tensor& x, const at::Tensor& slope) {
+  // Opsets before 7 give a per-channel slope as a 1-D tensor.
+  if (slope.dim() == 1 && x.dim() > 2 && slope.numel() == x.size(1) && slope.numel() != x.size(-1)) {
+    std::vector<int64_t> shape(x.dim() - 1, 1);
+    shape[0] = slope.numel();
+    return at::where(x < 0, x * slope.reshape(shape), x);
+  }
+  return at::where(x < 0, x * slope, x);
+}
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) { return at::matmul(a, b); }
 
 at::Tensor relu(const at::Tensor& x) { return at::relu(x); }
@@ -59,6 +67,114 @@ at::Tensor logical_not(const at::Tensor& x) { return at::logical_not(x); }
 at::Tensor hard_swish(const at::Tensor& x) { return at::hardswish(x); }
 at::Tensor softsign(const at::Tensor& x) { return x / (1 + at::abs(x)); }
 at::Tensor softplus(const at::Tensor& x) { return at::softplus(x); }
+at::Tensor tan(const at::Tensor& x) { return at::tan(x); }
+at::Tensor sinh(const at::Tensor& x) { return at::sinh(x); }
+at::Tensor cosh(const at::Tensor& x) { return at::cosh(x); }
+at::Tensor asin(const at::Tensor& x) { return at::asin(x); }
+at::Tensor acos(const at::Tensor& x) { return at::acos(x); }
+at::Tensor atan(const at::Tensor& x) { return at::atan(x); }
+at::Tensor asinh(const at::Tensor& x) { return at::asinh(x); }
+at::Tensor acosh(const at::Tensor& x) { return at::acosh(x); }
+at::Tensor atanh(const at::Tensor& x) { return at::atanh(x); }
+at::Tensor is_nan(const at::Tensor& x) { return at::isnan(x); }
+at::Tensor cast_like(const at::Tensor& x, const at::Tensor& like) { return x.to(like.scalar_type()); }
+
+Kernel is_inf(const Node& node, int64_t) {
+  bool positive = node.get_int("detect_positive", 1) != 0;
+  bool negative = node.get_int("detect_negative", 1) != 0;
+  return [positive, negative](const Tensors& in) {
+    at::Tensor result = at::zeros_like(in[0], at::TensorOptions().dtype(at::kBool));
+    if (positive) result = result | at::isposinf(in[0]);
+    if (negative) result = result | at::isneginf(in[0]);
+    return Tensors{result};
+  };
+}
+
+Kernel mod(const Node& node, int64_t) {
+  bool fmod = node.get_int("fmod", 0) != 0;
+  return [fmod](const Tensors& in) { return Tensors{fmod ? at::fmod(in[0], in[1]) : at::remainder(in[0], in[1])}; };
+}
+
+Kernel thresholded_relu(const Node& node, int64_t) {
+  double alpha = node.get_float("alpha", 1.0);
+  return [alpha](const Tensors& in) { return Tensors{at::where(in[0] > alpha, in[0], at::zeros_like(in[0]))}; };
+}
+
+Kernel shrink(const Node& node, int64_t) {
+  double bias = node.get_float("bias", 0.0);
+  double lambd = node.get_float("lambd", 0.5);
+  return [bias, lambd](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    at::Tensor y = at::where(x < -lambd, x + bias, at::where(x > lambd, x - bias, at::zeros_like(x)));
+    return Tensors{y.to(x.scalar_type())};
+  };
+}
+
+template <bool kMax>
+Kernel arg_reduce(const Node& node, int64_t) {
+  int64_t axis = node.get_int("axis", 0);
+  bool keepdims = node.get_int("keepdims", 1) != 0;
+  bool last = node.get_int("select_last_index", 0) != 0;
+  return [axis, keepdims, last, node](const Tensors& in) {
+    int64_t a = normalize_axis(axis, in[0].dim(), node);
+    at::Tensor x = last ? in[0].flip(a) : in[0];
+    at::Tensor index = kMax ? at::argmax(x, a, true) : at::argmin(x, a, true);
+    if (last) index = (x.size(a) - 1) - index;
+    if (!keepdims) index = index.squeeze(a);
+    return Tensors{index};
+  };
+}
+
+Kernel hardmax(const Node& node, int64_t opset) {
+  bool coerce = opset < 13;
+  int64_t axis = node.get_int("axis", coerce ? 1 : -1);
+  return [axis, coerce, node](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    int64_t a = normalize_axis(axis, x.dim(), node);
+    at::Tensor flat = coerce ? x.reshape({x.numel() / std::max<int64_t>(1, at::prod(at::tensor(x.sizes().slice(a).vec())).item<int64_t>()), -1}) : x;
+    int64_t dim = coerce ? 1 : a;
+    at::Tensor index = at::argmax(flat, dim, true);
+    at::Tensor y = at::zeros_like(flat).scatter_(dim, index, 1);
+    return Tensors{y.reshape(x.sizes())};
+  };
+}
+
+Kernel cum_sum(const Node& node, int64_t) {
+  bool exclusive = node.get_int("exclusive", 0) != 0;
+  bool reverse = node.get_int("reverse", 0) != 0;
+  return [exclusive, reverse, node](const Tensors& in) {
+    int64_t a = normalize_axis(in[1].reshape({}).item<int64_t>(), in[0].dim(), node);
+    at::Tensor x = reverse ? in[0].flip(a) : in[0];
+    at::Tensor y = at::cumsum(x, a).to(x.scalar_type());
+    if (exclusive) y = y - x;
+    return Tensors{reverse ? y.flip(a) : y};
+  };
+}
+
+Kernel einsum(const Node& node, int64_t) {
+  std::string equation = node.get_string("equation", "");
+  return [equation](const Tensors& in) { return Tensors{at::einsum(equation, in)}; };
+}
+
+Kernel top_k(const Node& node, int64_t) {
+  int64_t axis = node.get_int("axis", -1);
+  bool largest = node.get_int("largest", 1) != 0;
+  bool sorted = node.get_int("sorted", 1) != 0;
+  return [axis, largest, sorted, node](const Tensors& in) {
+    int64_t a = normalize_axis(axis, in[0].dim(), node);
+    int64_t k = in[1].reshape({-1})[0].item<int64_t>();
+    auto [values, indices] = at::topk(in[0], k, a, largest, sorted);
+    return Tensors{values, indices};
+  };
+}
+
+Kernel trilu(const Node& node, int64_t) {
+  bool upper = node.get_int("upper", 1) != 0;
+  return [upper](const Tensors& in) {
+    int64_t k = present(in, 1) ? in[1].reshape({}).item<int64_t>() : 0;
+    return Tensors{upper ? at::triu(in[0], k) : at::tril(in[0], k)};
+  };
+}
 
 Kernel leaky_relu(const Node& node, int64_t) {
   double alpha = node.get_float("alpha", 0.01);
@@ -144,7 +260,7 @@ Kernel variadic(const Node&, int64_t) {
   };
 }
 
-enum class Reduce { Mean, Sum, Max, Min, Prod, SumSquare, L1, L2, LogSumExp };
+enum class Reduce { Mean, Sum, Max, Min, Prod, SumSquare, L1, L2, LogSum, LogSumExp };
 template <Reduce kOp>
 Kernel reduce(const Node& node, int64_t opset) {
   bool keepdims = node.get_int("keepdims", 1) != 0;
@@ -167,6 +283,7 @@ Kernel reduce(const Node& node, int64_t opset) {
       case Reduce::SumSquare: y = at::sum(x * x, axes, keepdims); break;
       case Reduce::L1: y = at::sum(at::abs(x), axes, keepdims); break;
       case Reduce::L2: y = at::sqrt(at::sum(x * x, axes, keepdims)); break;
+      case Reduce::LogSum: y = at::log(at::sum(x, axes, keepdims)); break;
       case Reduce::LogSumExp: y = at::logsumexp(x, axes, keepdims); break;
       case Reduce::Max:
       case Reduce::Min:
@@ -270,6 +387,29 @@ void register_math_ops(Registry& r) {
   r.add("HardSwish", unary<hard_swish>);
   r.add("Softsign", unary<softsign>);
   r.add("Softplus", unary<softplus>);
+  r.add("Tan", unary<tan>);
+  r.add("Sinh", unary<sinh>);
+  r.add("Cosh", unary<cosh>);
+  r.add("Asin", unary<asin>);
+  r.add("Acos", unary<acos>);
+  r.add("Atan", unary<atan>);
+  r.add("Asinh", unary<asinh>);
+  r.add("Acosh", unary<acosh>);
+  r.add("Atanh", unary<atanh>);
+  r.add("IsNaN", unary<is_nan>);
+  r.add("IsInf", is_inf);
+  r.add("CastLike", binary<cast_like>);
+  r.add("Mod", mod);
+  r.add("ThresholdedRelu", thresholded_relu);
+  r.add("Shrink", shrink);
+  r.add("ArgMax", arg_reduce<true>);
+  r.add("ArgMin", arg_reduce<false>);
+  r.add("Hardmax", hardmax);
+  r.add("CumSum", cum_sum);
+  r.add("Einsum", einsum);
+  r.add("TopK", top_k);
+  r.add("Trilu", trilu);
+  r.add("ReduceLogSum", reduce<Reduce::LogSum>);
   r.add("LeakyRelu", leaky_relu);
   r.add("Elu", elu);
   r.add("Selu", selu);

@@ -99,6 +99,57 @@ Kernel conv(const Node& node, int64_t) {
   };
 }
 
+Kernel conv_transpose(const Node& node, int64_t) {
+  Window base = read_window(node, false);
+  int64_t groups = node.get_int("group", 1);
+  std::vector<int64_t> output_padding = node.get_ints("output_padding");
+  std::vector<int64_t> output_shape = node.get_ints("output_shape");
+  return [base, groups, output_padding, output_shape, node](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    const at::Tensor& weight = in[1];
+    size_t n = static_cast<size_t>(x.dim() - 2);
+    Window w = base;
+    if (w.strides.empty()) w.strides.assign(n, 1);
+    if (w.dilations.empty()) w.dilations.assign(n, 1);
+    std::vector<int64_t> extra = output_padding.empty() ? std::vector<int64_t>(n, 0) : output_padding;
+    if (w.pads.empty() || w.auto_pad != "NOTSET" || !output_shape.empty()) w.pads.assign(2 * n, 0);
+    std::vector<int64_t> target = output_shape;
+    if (target.size() > n) target.erase(target.begin(), target.end() - static_cast<int64_t>(n));
+    if (!target.empty() || w.auto_pad == "SAME_UPPER" || w.auto_pad == "SAME_LOWER") {
+      for (size_t i = 0; i < n; ++i) {
+        int64_t in_size = x.size(static_cast<int64_t>(i) + 2);
+        int64_t out = target.empty() ? in_size * w.strides[i] : target[i];
+        int64_t full = w.strides[i] * (in_size - 1) + extra[i] + (weight.size(static_cast<int64_t>(i) + 2) - 1) * w.dilations[i] + 1;
+        if (out > full) extra[i] += out - full;
+        int64_t total = std::max<int64_t>(0, full - out);
+        bool upper = w.auto_pad != "SAME_LOWER";
+        w.pads[i] = upper ? total / 2 : total - total / 2;
+        w.pads[i + n] = total - w.pads[i];
+      }
+    }
+    // Transposed convolution without padding or bias, then the trailing
+    // output_padding, the crop of the (possibly asymmetric) pads, the bias.
+    std::vector<int64_t> zero(n, 0);
+    at::Tensor y = at::convolution(x, weight, at::Tensor(), w.strides, zero, w.dilations, true, zero, groups);
+    for (size_t i = 0; i < n; ++i) {
+      int64_t dim = static_cast<int64_t>(i) + 2;
+      if (extra[i] > 0) {
+        std::vector<int64_t> pad_spec(2 * (n - i - 1), 0);
+        pad_spec.push_back(0);
+        pad_spec.push_back(extra[i]);
+        y = at::constant_pad_nd(y, pad_spec, 0.0);
+      }
+      y = y.narrow(dim, w.pads[i], y.size(dim) - w.pads[i] - w.pads[i + n]);
+    }
+    if (present(in, 2)) {
+      std::vector<int64_t> bias_shape(y.dim(), 1);
+      bias_shape[1] = in[2].numel();
+      y = y + in[2].reshape(bias_shape);
+    }
+    return Tensors{y};
+  };
+}
+
 Kernel max_pool(const Node& node, int64_t) {
   Window base = read_window(node, true);
   if (node.outputs.size() > 1 && !node.outputs[1].empty()) {
@@ -115,18 +166,19 @@ Kernel max_pool(const Node& node, int64_t) {
     std::vector<int64_t> padding(n, 0);
     bool torch_pads = symmetric(w.pads);
     for (size_t i = 0; i < n && torch_pads; ++i) torch_pads = w.pads[i] * 2 <= w.kernel[i];
-    at::Tensor input = x;
+    // ATen pools only floating-point tensors; small integers convert exactly.
+    at::Tensor input = x.is_floating_point() ? x : x.to(at::kDouble);
     if (torch_pads) {
       padding.assign(w.pads.begin(), w.pads.begin() + n);
     } else {
-      input = pad_spatial(x, w.pads, -std::numeric_limits<double>::infinity());
+      input = pad_spatial(input, w.pads, -std::numeric_limits<double>::infinity());
     }
     at::Tensor y;
     if (n == 1) y = at::max_pool1d(input, w.kernel, w.strides, padding, w.dilations, w.ceil_mode);
     else if (n == 2) y = at::max_pool2d(input, w.kernel, w.strides, padding, w.dilations, w.ceil_mode);
     else if (n == 3) y = at::max_pool3d(input, w.kernel, w.strides, padding, w.dilations, w.ceil_mode);
     else fail("node '{}' (MaxPool): {}-D pooling is not supported", node.name, n);
-    return Tensors{y};
+    return Tensors{y.to(x.scalar_type())};
   };
 }
 
@@ -244,6 +296,7 @@ Kernel dropout(const Node& node, int64_t) {
 
 void register_nn_ops(Registry& r) {
   r.add("Conv", conv);
+  r.add("ConvTranspose", conv_transpose);
   r.add("MaxPool", max_pool);
   r.add("AveragePool", average_pool);
   r.add("GlobalAveragePool", global_average_pool);

@@ -254,14 +254,14 @@ Kernel pad(const Node& node, int64_t opset) {
     for (int64_t d : lead) batch *= d;
     std::vector<int64_t> shaped = {1, batch};
     shaped.insert(shaped.end(), x.sizes().begin() + first_padded, x.sizes().end());
-    at::Tensor y = x.reshape(shaped);
+    at::Tensor y = x.is_floating_point() ? x.reshape(shaped) : x.reshape(shaped).to(at::kDouble);
     bool reflect = mode == "reflect";
     if (spatial == 1) y = reflect ? at::reflection_pad1d(y.squeeze(0), torch_pads) : at::replication_pad1d(y.squeeze(0), torch_pads);
     if (spatial == 2) y = reflect ? at::reflection_pad2d(y, torch_pads) : at::replication_pad2d(y, torch_pads);
     if (spatial == 3) y = reflect ? at::reflection_pad3d(y, torch_pads) : at::replication_pad3d(y, torch_pads);
     std::vector<int64_t> out_shape = lead;
     out_shape.insert(out_shape.end(), y.sizes().end() - spatial, y.sizes().end());
-    return Tensors{y.reshape(out_shape)};
+    return Tensors{y.reshape(out_shape).to(x.scalar_type())};
   };
 }
 
@@ -289,9 +289,92 @@ Kernel range(const Node&, int64_t) {
   };
 }
 
+Kernel gather_elements(const Node& node, int64_t) {
+  int64_t axis = node.get_int("axis", 0);
+  return [axis, node](const Tensors& in) {
+    int64_t a = normalize_axis(axis, in[0].dim(), node);
+    at::Tensor index = in[1].to(at::kLong);
+    index = at::where(index < 0, index + in[0].size(a), index);
+    return Tensors{at::gather(in[0], a, index)};
+  };
+}
+
+Kernel scatter_elements(const Node& node, int64_t) {
+  int64_t axis = node.get_int("axis", 0);
+  std::string reduction = node.get_string("reduction", "none");
+  if (reduction != "none" && reduction != "add" && reduction != "mul") {
+    fail("node '{}' ({}): reduction '{}' is not supported", node.name, node.op_type, reduction);
+  }
+  return [axis, reduction, node](const Tensors& in) {
+    int64_t a = normalize_axis(axis, in[0].dim(), node);
+    at::Tensor index = in[1].to(at::kLong);
+    index = at::where(index < 0, index + in[0].size(a), index);
+    if (reduction == "none") return Tensors{at::scatter(in[0], a, index, in[2])};
+    return Tensors{at::scatter(in[0], a, index, in[2], reduction == "add" ? "add" : "multiply")};
+  };
+}
+
+Kernel one_hot(const Node& node, int64_t) {
+  int64_t axis = node.get_int("axis", -1);
+  return [axis, node](const Tensors& in) {
+    int64_t depth = static_cast<int64_t>(detail::scalar_value(in[1]));
+    at::Tensor index = in[0].to(at::kLong);
+    index = at::where(index < 0, index + depth, index);
+    at::Tensor valid = (index >= 0) & (index < depth);
+    at::Tensor hot = at::one_hot(at::where(valid, index, at::zeros_like(index)), depth) * valid.unsqueeze(-1);
+    at::Tensor values = in[2].reshape({-1});
+    at::Tensor y = at::where(hot.to(at::kBool), values[1], values[0]);
+    int64_t a = normalize_axis(axis, y.dim(), node);
+    return Tensors{y.movedim(-1, a)};
+  };
+}
+
+Kernel depth_to_space(const Node& node, int64_t) {
+  int64_t block = node.get_int("blocksize", 0);
+  bool crd = node.get_string("mode", "DCR") == "CRD";
+  return [block, crd](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    at::Tensor y = crd ? x.reshape({n, c / (block * block), block, block, h, w}).permute({0, 1, 4, 2, 5, 3})
+                       : x.reshape({n, block, block, c / (block * block), h, w}).permute({0, 3, 4, 1, 5, 2});
+    return Tensors{y.reshape({n, c / (block * block), h * block, w * block})};
+  };
+}
+
+Kernel space_to_depth(const Node& node, int64_t) {
+  int64_t block = node.get_int("blocksize", 0);
+  return [block](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    at::Tensor y = x.reshape({n, c, h / block, block, w / block, block}).permute({0, 3, 5, 1, 2, 4});
+    return Tensors{y.reshape({n, c * block * block, h / block, w / block})};
+  };
+}
+
+Kernel eye_like(const Node& node, int64_t) {
+  int64_t k = node.get_int("k", 0);
+  int64_t dtype = node.get_int("dtype", -1);
+  return [k, dtype](const Tensors& in) {
+    const at::Tensor& x = in[0];
+    at::Tensor eye = at::ones({x.size(0), x.size(1)}, at::TensorOptions().dtype(at::kDouble)).triu(k).tril(k);
+    at::ScalarType type = x.scalar_type();
+    if (dtype == 1) type = at::kFloat;
+    if (dtype == 6) type = at::kInt;
+    if (dtype == 7) type = at::kLong;
+    if (dtype == 11) type = at::kDouble;
+    return Tensors{eye.to(type)};
+  };
+}
+
 }  // namespace
 
 void register_shape_ops(Registry& r) {
+  r.add("GatherElements", gather_elements);
+  r.add("ScatterElements", scatter_elements);
+  r.add("OneHot", one_hot);
+  r.add("DepthToSpace", depth_to_space);
+  r.add("SpaceToDepth", space_to_depth);
+  r.add("EyeLike", eye_like);
   r.add("Identity", identity);
   r.add("Flatten", flatten);
   r.add("Reshape", reshape);

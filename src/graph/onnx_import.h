@@ -14,7 +14,7 @@ namespace autoprec::graph {
 
 // Newest default-domain opset autoprec (and its libonnx) understands.
 constexpr int64_t kMaxOpset = 17;
-constexpr int64_t kMinOpset = 7;
+constexpr int64_t kMinOpset = 1;
 
 // Parses `bytes` (a serialized ModelProto); `base_dir` resolves external data.
 Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, const std::string& base_dir = "");
