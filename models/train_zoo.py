@@ -50,7 +50,8 @@ def random_crop_batch(padded, idx, gen, size=28):
     rows = (oy[:, None] + ar)[:, :, None]
     cols = (ox[:, None] + ar)[:, None, :]
     crops = padded[idx[:, None, None], rows, cols]
-    return crops.unsqueeze(1).float().div_(255.0)
+    x = crops.unsqueeze(1).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.inference_mode()
@@ -73,7 +74,8 @@ def log(*args):
 def train(name, epochs, seed, lr=None, max_steps=None):
     """Train one model; returns (model, seconds)."""
     seed_everything(seed)
-    model = zoo.build(name)
+    # channels_last is noticeably faster for oneDNN convolutions on CPU.
+    model = zoo.build(name).to(memory_format=torch.channels_last)
     images, labels = fmnist.load_split("train")
     padded = F.pad(torch.from_numpy(images), (PAD, PAD, PAD, PAD))
     y_all = torch.from_numpy(labels)
@@ -113,10 +115,12 @@ def train(name, epochs, seed, lr=None, max_steps=None):
             correct += int((out.argmax(1) == y).sum())
             step += 1
             if max_steps is not None and step >= max_steps:
-                return model, time.time() - start
+                break
+        if max_steps is not None and step >= max_steps:
+            break
         log(f"[{name}] epoch {epoch + 1}/{epochs} loss {loss_sum / n:.4f} "
             f"train_acc {correct / n:.4f} ({time.time() - t0:.1f}s)")
-    return model, time.time() - start
+    return model.to(memory_format=torch.contiguous_format), time.time() - start
 
 
 def export_onnx(model, path):
@@ -155,7 +159,7 @@ def update_manifest(name, entry):
         f.write("\n")
 
 
-def run(name, epochs, seed, lr):
+def run(name, epochs, seed, lr, threads):
     model, seconds = train(name, epochs, seed, lr)
     test_images, test_labels = fmnist.load_split("test")
     top1 = evaluate(model, test_images, test_labels)
@@ -182,10 +186,11 @@ def run(name, epochs, seed, lr):
         "epochs": epochs,
         "seed": seed,
         "train_seconds": round(seconds),
+        "train_threads": threads,
         "opset": 13,
         "onnx_ops": ops,
         "training_command": (f"/usr/bin/python3 models/train_zoo.py --model {name} "
-                             f"--epochs {epochs} --seed {seed}"
+                             f"--epochs {epochs} --seed {seed} --threads {threads}"
                              + (f" --lr {lr}" if lr is not None else "")),
         "sha256": sha256(onnx_path),
     })
@@ -198,14 +203,15 @@ def main():
                     help="default: %s" % DEFAULT_EPOCHS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=None, help="peak OneCycle LR")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads (1 is fastest on a shared 2-core machine)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     names = list(DEFAULT_EPOCHS) if args.model == "all" else [args.model]
     for name in names:
         epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[name]
-        run(name, epochs, args.seed, args.lr)
+        run(name, epochs, args.seed, args.lr, args.threads)
 
 
 if __name__ == "__main__":
