@@ -1,5 +1,6 @@
 #include "graph/onnx_import.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -70,6 +71,22 @@ Attribute convert_attribute(const onnx::AttributeProto& proto, const std::string
   return a;
 }
 
+// libonnx's shape inference divides by strides and similar attributes
+// without checking them; reject non-positive values before it runs.
+void check_window_attributes(const onnx::GraphProto& g, const std::string& origin) {
+  static const char* positive[] = {"strides", "dilations", "kernel_shape", "blocksize"};
+  for (const auto& node : g.node()) {
+    for (const auto& attr : node.attribute()) {
+      for (const char* name : positive) {
+        if (attr.name() != name) continue;
+        bool ok = attr.type() != onnx::AttributeProto::INTS || std::all_of(attr.ints().begin(), attr.ints().end(), [](int64_t v) { return v > 0; });
+        if (attr.type() == onnx::AttributeProto::INT) ok = attr.i() > 0;
+        if (!ok) fail("{}: node '{}' ({}) has a non-positive '{}' attribute", origin, node.name(), node.op_type(), name);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, const std::string& base_dir) {
@@ -102,6 +119,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
     fail("{} fails the ONNX checker: {}", origin, message);
   }
 
+  check_window_attributes(model.graph(), origin);
   try {
     onnx::ShapeInferenceOptions options{false, 0, false};
     onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
