@@ -1,19 +1,16 @@
+// inspect, run and eval.
 #include "cli/commands.h"
 
 #include <ATen/ATen.h>
 
-#include <cstdio>
-#include <iostream>
+#include <fmt/format.h>
 
-#include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
-
-#include "data/dataset.h"
+#include "cli/common.h"
+#include "cost/metrics.h"
 #include "data/npy.h"
 #include "eval/evaluate.h"
-#include "eval/inspect.h"
-#include "exec/executor.h"
 #include "exec/model.h"
+#include "exec/summary.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -22,27 +19,10 @@ namespace {
 
 using nlohmann::json;
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  return shape.empty() ? "-" : fmt::format("{}", fmt::join(shape, "x"));
-}
-
-std::string human_count(int64_t n) {
-  if (n >= 1000000000) return fmt::format("{:.2f}G", static_cast<double>(n) / 1e9);
-  if (n >= 1000000) return fmt::format("{:.2f}M", static_cast<double>(n) / 1e6);
-  if (n >= 1000) return fmt::format("{:.1f}K", static_cast<double>(n) / 1e3);
-  return std::to_string(n);
-}
-
-void print_json(const json& j) { std::cout << j.dump(2) << std::endl; }
-
-std::unique_ptr<exec::Executor> open_model(const std::string& path) {
-  auto graph = exec::load_model(path);
-  return std::make_unique<exec::Executor>(graph, path);
-}
-
 // ---- inspect -------------------------------------------------------------
 struct InspectOptions {
   std::string model;
+  std::string precision;
   bool json = false;
 };
 
@@ -50,18 +30,40 @@ int run_inspect(const InspectOptions& o) {
   exec::SimplifyReport report;
   auto graph = exec::load_model(o.model, &report);
   exec::Executor executor(graph, o.model);
-  eval::ModelSummary summary = eval::summarize(executor);
+  exec::ModelSummary summary = exec::summarize(executor);
+  std::optional<cost::CostSummary> costs;
+  std::map<std::string, const cost::LayerCost*> layer_costs;
+  quant::PrecisionConfig config;
+  if (!o.precision.empty()) {
+    config = quant::load_precision_config(o.precision);
+    auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
+    auto precision = quant::resolve(config, quant::layer_names(layers));
+    costs = cost::compute_costs(*graph, summary, layers, precision, config.options.weight_granularity);
+    for (const auto& c : costs->layers) layer_costs[c.name] = &c;
+  }
   if (o.json) {
     json layers = json::array();
     for (const auto& l : summary.layers) {
-      layers.push_back({{"name", l.name},
-                        {"op", l.op},
-                        {"input_shape", l.input_shape},
-                        {"weight_shape", l.weight_shape},
-                        {"output_shape", l.output_shape},
-                        {"parameters", l.parameters},
-                        {"macs", l.macs},
-                        {"quantizable", l.quantizable}});
+      json row = {{"name", l.name},           {"op", l.op},
+                  {"input_shape", l.input_shape}, {"weight_shape", l.weight_shape},
+                  {"output_shape", l.output_shape}, {"parameters", l.parameters},
+                  {"macs", l.macs},           {"quantizable", l.quantizable}};
+      auto c = layer_costs.find(l.name);
+      if (c != layer_costs.end()) {
+        row["weight_bits"] = c->second->weight_bits;
+        row["activation_bits"] = c->second->activation_bits;
+        row["weight_memory_bits"] = c->second->weight_memory_bits;
+        row["bops"] = c->second->bops;
+        row["activation_memory_bits"] = c->second->activation_bits_in;
+      }
+      layers.push_back(row);
+    }
+    json total = {{"parameters", summary.total_parameters}, {"macs", summary.total_macs}};
+    if (costs) {
+      total["weight_memory_bits"] = costs->weight_memory_bits;
+      total["fp32_weight_memory_bits"] = costs->fp32_weight_memory_bits;
+      total["bops"] = costs->bops;
+      total["peak_activation_memory_bits"] = costs->peak_activation_bits;
     }
     print_json({{"model", o.model},
                 {"opset", graph->opset},
@@ -69,29 +71,42 @@ int run_inspect(const InspectOptions& o) {
                 {"input_shape", summary.input_shape},
                 {"output_shape", summary.output_shape},
                 {"layers", layers},
-                {"total", {{"parameters", summary.total_parameters}, {"macs", summary.total_macs}}},
+                {"total", total},
                 {"simplified",
                  {{"batchnorms_folded", report.batchnorms_folded},
                   {"constants_folded", report.constants_folded},
                   {"identities_removed", report.identities_removed}}}});
     return 0;
   }
-  size_t name_width = 4;
+  size_t name_width = 5;
   for (const auto& l : summary.layers) name_width = std::max(name_width, l.name.size());
   name_width = std::min<size_t>(name_width, 48);
   fmt::print("{}  (opset {}, {} nodes; folded {} BatchNorm, {} constants)\n", o.model, graph->opset, graph->nodes.size(),
              report.batchnorms_folded, report.constants_folded);
   fmt::print("input {}  output {}\n\n", shape_text(summary.input_shape), shape_text(summary.output_shape));
-  fmt::print("{:<{}}  {:<18}  {:<14}  {:<14}  {:<14}  {:>10}  {:>10}\n", "layer", name_width, "op", "input", "weight",
-             "output", "params", "MACs");
+  std::string header = fmt::format("{:<{}}  {:<10}  {:<12}  {:<12}  {:<12}  {:>8}  {:>8}", "layer", name_width, "op",
+                                   "input", "weight", "output", "params", "MACs");
+  if (costs) header += fmt::format("  {:>3} {:>3}  {:>10}  {:>8}", "W", "A", "weights", "BOPs");
+  fmt::print("{}\n", header);
   for (const auto& l : summary.layers) {
-    std::string name = l.name.size() > name_width ? "…" + l.name.substr(l.name.size() - name_width + 1) : l.name;
-    fmt::print("{:<{}}  {:<18}  {:<14}  {:<14}  {:<14}  {:>10}  {:>10}\n", name, name_width, l.op,
-               shape_text(l.input_shape), shape_text(l.weight_shape), shape_text(l.output_shape), human_count(l.parameters),
-               human_count(l.macs));
+    std::string name = l.name.size() > name_width ? ".." + l.name.substr(l.name.size() - name_width + 2) : l.name;
+    std::string line = fmt::format("{:<{}}  {:<10}  {:<12}  {:<12}  {:<12}  {:>8}  {:>8}", name, name_width, l.op,
+                                   shape_text(l.input_shape), shape_text(l.weight_shape), shape_text(l.output_shape),
+                                   human_count(static_cast<double>(l.parameters)), human_count(static_cast<double>(l.macs)));
+    auto c = layer_costs.find(l.name);
+    if (c != layer_costs.end()) {
+      line += fmt::format("  {:>3} {:>3}  {:>10}  {:>8}", c->second->weight_bits, c->second->activation_bits,
+                          human_bits(c->second->weight_memory_bits), human_count(c->second->bops));
+    }
+    fmt::print("{}\n", line);
   }
   fmt::print("\n{} layers with weights, {} parameters, {} MACs per example\n", summary.layers.size(),
-             human_count(summary.total_parameters), human_count(summary.total_macs));
+             human_count(static_cast<double>(summary.total_parameters)), human_count(static_cast<double>(summary.total_macs)));
+  if (costs) {
+    fmt::print("weight memory {} ({:.1f}% of FP32 {}), {} BOPs, peak activation {}\n", human_bits(costs->weight_memory_bits),
+               100 * costs->weight_memory_bits / costs->fp32_weight_memory_bits, human_bits(costs->fp32_weight_memory_bits),
+               human_count(costs->bops), human_bits(costs->peak_activation_bits));
+  }
   return 0;
 }
 
@@ -100,15 +115,23 @@ struct RunOptions {
   std::string model;
   std::string input;
   std::string output;
+  QuantOptionsCli quant;
+  DataOptions data;
 };
 
 int run_run(const RunOptions& o) {
-  auto executor = open_model(o.model);
-  if (executor->graph().inputs.size() != 1) {
-    fail("{} has {} inputs; `run` supports models with one input", o.model, executor->graph().inputs.size());
-  }
+  auto graph = exec::load_model(o.model);
+  if (graph->inputs.size() != 1) fail("{} has {} inputs; `run` supports models with one input", o.model, graph->inputs.size());
   at::Tensor x = data::read_npy(o.input);
-  at::Tensor y = executor->run({x})[0];
+  std::unique_ptr<quant::QuantizedModel> quantized;
+  std::unique_ptr<exec::Executor> fp32;
+  if (!o.quant.precision.empty()) {
+    quantized = build_quantized(graph, o.model, o.quant, o.data.spec.empty() ? nullptr : &o.data);
+  } else {
+    fp32 = std::make_unique<exec::Executor>(graph, o.model);
+  }
+  const exec::Executor& executor = quantized ? quantized->executor() : *fp32;
+  at::Tensor y = executor.run({x})[0];
   data::write_npy(o.output, y.contiguous());
   spdlog::info("wrote {} {} to {}", c10::toString(y.scalar_type()), c10::str(y.sizes()), o.output);
   return 0;
@@ -117,77 +140,81 @@ int run_run(const RunOptions& o) {
 // ---- eval ----------------------------------------------------------------
 struct EvalCliOptions {
   std::string model;
-  std::string data;
+  DataOptions data;
   std::string split = "test";
   int64_t limit = 0;
   int64_t batch = 256;
-  double scale = -1;
-  std::vector<float> mean;
-  std::vector<float> std;
+  QuantOptionsCli quant;
   bool json = false;
 };
 
 int run_eval(const EvalCliOptions& o) {
-  auto executor = open_model(o.model);
-  data::Preprocess pre;
-  pre.scale = o.scale;
-  pre.mean = o.mean;
-  pre.std = o.std;
-  data::Dataset dataset = data::load_dataset(o.data, data::parse_split(o.split), pre);
+  auto graph = exec::load_model(o.model);
+  data::Dataset dataset = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess());
   if (o.limit > 0) dataset = data::take(dataset, o.limit);
+  std::unique_ptr<quant::QuantizedModel> quantized;
+  std::unique_ptr<exec::Executor> fp32;
+  if (!o.quant.precision.empty()) {
+    quantized = build_quantized(graph, o.model, o.quant, &o.data);
+  } else {
+    fp32 = std::make_unique<exec::Executor>(graph, o.model);
+  }
+  const exec::Executor& executor = quantized ? quantized->executor() : *fp32;
   eval::EvalOptions options;
   options.batch_size = o.batch;
   options.quiet = o.json;
-  eval::EvalResult r = eval::evaluate(*executor, dataset, options);
+  eval::EvalResult r = eval::evaluate(executor, dataset, options);
   if (o.json) {
-    print_json({{"model", o.model},
-                {"data", o.data},
-                {"split", o.split},
-                {"examples", r.examples},
-                {"top1", r.top1},
-                {"top5", r.top5},
-                {"seconds", r.seconds},
-                {"images_per_second", r.images_per_second},
-                {"batch", o.batch},
-                {"threads", at::get_num_threads()}});
+    json j = {{"model", o.model},
+              {"data", o.data.spec},
+              {"split", o.split},
+              {"examples", r.examples},
+              {"top1", r.top1},
+              {"top5", r.top5},
+              {"seconds", r.seconds},
+              {"images_per_second", r.images_per_second},
+              {"batch", o.batch},
+              {"threads", at::get_num_threads()}};
+    if (quantized) {
+      j["precision"] = o.quant.precision;
+      j["calibration_seed"] = o.quant.seed;
+    }
+    print_json(j);
   } else {
-    fmt::print("{} on {} ({} split, {} images)\n", o.model, o.data, o.split, r.examples);
+    fmt::print("{}{} on {} ({} split, {} images)\n", o.model,
+               o.quant.precision.empty() ? "" : " with " + o.quant.precision, o.data.spec, o.split, r.examples);
     fmt::print("top-1 {:.2f}%  top-5 {:.2f}%  {:.0f} images/s\n", 100 * r.top1, 100 * r.top5, r.images_per_second);
   }
   return 0;
 }
 
-void add_preprocess(CLI::App* cmd, EvalCliOptions& o) {
-  cmd->add_option("--scale", o.scale, "Pixel multiplier (default: 1/255 for 8-bit images, 1 for float)");
-  cmd->add_option("--mean", o.mean, "Per-channel mean subtracted after scaling")->delimiter(',');
-  cmd->add_option("--std", o.std, "Per-channel standard deviation divided after the mean")->delimiter(',');
-}
-
 }  // namespace
 
-void register_commands(CLI::App& app, const GlobalOptions& global, Runner& runner) {
-  (void)global;
+void register_model_commands(CLI::App& app, Runner& runner) {
   static InspectOptions inspect;
-  CLI::App* cmd = app.add_subcommand("inspect", "Layers with weights: shapes, parameters, MACs");
+  CLI::App* cmd = app.add_subcommand("inspect", "Layers with weights: shapes, parameters, MACs (and costs with --precision)");
   cmd->add_option("model", inspect.model, "ONNX model")->required();
+  cmd->add_option("--precision", inspect.precision, "Precision configuration (YAML): adds bits and costs");
   cmd->add_flag("--json", inspect.json, "Print one JSON object");
   cmd->callback([&runner] { runner = [] { return run_inspect(inspect); }; });
 
   static RunOptions run;
-  cmd = app.add_subcommand("run", "FP32 inference on one .npy array");
+  cmd = app.add_subcommand("run", "Inference on one .npy array (FP32, or quantized with --precision)");
   cmd->add_option("model", run.model, "ONNX model")->required();
   cmd->add_option("--input", run.input, "Input array (.npy)")->required();
   cmd->add_option("--output", run.output, "Where to write the output array (.npy)")->required();
+  add_quant_options(cmd, run.quant);
+  add_data_options(cmd, run.data, false);
   cmd->callback([&runner] { runner = [] { return run_run(run); }; });
 
   static EvalCliOptions eval_options;
-  cmd = app.add_subcommand("eval", "Top-1/top-5 accuracy and throughput on a dataset");
+  cmd = app.add_subcommand("eval", "Top-1/top-5 accuracy and throughput (FP32, or quantized with --precision)");
   cmd->add_option("model", eval_options.model, "ONNX model")->required();
-  cmd->add_option("--data", eval_options.data, "Dataset: idx:DIR or npy:IMAGES.npy,LABELS.npy")->required();
+  add_data_options(cmd, eval_options.data, true);
   cmd->add_option("--split", eval_options.split, "train or test (idx datasets)")->check(CLI::IsMember({"train", "test"}));
   cmd->add_option("--limit", eval_options.limit, "Evaluate only the first N examples")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", eval_options.batch, "Batch size")->check(CLI::PositiveNumber);
-  add_preprocess(cmd, eval_options);
+  add_quant_options(cmd, eval_options.quant);
   cmd->add_flag("--json", eval_options.json, "Print one JSON object");
   cmd->callback([&runner] { runner = [] { return run_eval(eval_options); }; });
 }

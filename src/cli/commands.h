@@ -1,5 +1,5 @@
-// The autoprec subcommands. Each registers its options on the CLI11 app and
-// runs when selected; each returns the process exit code.
+// The autoprec subcommands. Each registers its options on the CLI11 app; the
+// selected one's runner is stored in `runner` and returns the exit code.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,14 +8,11 @@
 
 namespace autoprec::cli {
 
-struct GlobalOptions {
-  int verbosity = 0;
-  int threads = 0;  // 0: one per core
-};
-
 using Runner = std::function<int()>;
 
-// Registers every subcommand on `app`; the selected one's runner is stored in `runner`.
-void register_commands(CLI::App& app, const GlobalOptions& global, Runner& runner);
+// inspect, run, eval.
+void register_model_commands(CLI::App& app, Runner& runner);
+// quantize, sensitivity.
+void register_quant_commands(CLI::App& app, Runner& runner);
 
 }  // namespace autoprec::cli

@@ -14,11 +14,13 @@ int main(int argc, char** argv) {
   CLI::App app{"autoprec: learns per-layer precision for neural networks under device constraints"};
   app.set_version_flag("--version", "autoprec 0.1.0");
   app.require_subcommand(1);
-  autoprec::cli::GlobalOptions global;
-  app.add_flag("-v,--verbose", global.verbosity, "More log output on stderr (repeatable)");
-  app.add_option("--threads", global.threads, "Compute threads (default: one per core)")->check(CLI::NonNegativeNumber);
+  int verbosity = 0;
+  int threads = 0;
+  app.add_flag("-v,--verbose", verbosity, "More log output on stderr (repeatable)");
+  app.add_option("--threads", threads, "Compute threads (default: one per core)")->check(CLI::NonNegativeNumber);
   autoprec::cli::Runner runner;
-  autoprec::cli::register_commands(app, global, runner);
+  autoprec::cli::register_model_commands(app, runner);
+  autoprec::cli::register_quant_commands(app, runner);
 
   try {
     app.parse(argc, argv);
@@ -26,8 +28,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    autoprec::init_logging(global.verbosity);
-    int threads = global.threads > 0 ? global.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    autoprec::init_logging(verbosity);
+    if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(threads);
     spdlog::info("using {} compute thread(s)", threads);
     return runner();

@@ -1,11 +1,11 @@
-#include "eval/inspect.h"
+#include "exec/summary.h"
 
 #include <ATen/ATen.h>
 
 #include "graph/tensor_proto.h"
 #include "util/error.h"
 
-namespace autoprec::eval {
+namespace autoprec::exec {
 
 at::Tensor example_input(const graph::Graph& graph, size_t index, int64_t batch) {
   const graph::ValueInfo& info = graph.inputs.at(index);
@@ -20,17 +20,17 @@ at::Tensor example_input(const graph::Graph& graph, size_t index, int64_t batch)
   return at::zeros(shape, at::TensorOptions().dtype(type));
 }
 
-ModelSummary summarize(const exec::Executor& executor) {
+ModelSummary summarize(const Executor& executor) {
   const graph::Graph& g = executor.graph();
   std::map<std::string, std::vector<int64_t>> shapes;
-  exec::Tensors inputs;
+  Tensors inputs;
   for (size_t i = 0; i < g.inputs.size(); ++i) {
     inputs.push_back(example_input(g, i, 1));
     shapes[g.inputs[i].name] = inputs.back().sizes().vec();
   }
-  exec::Executor probe = executor;
+  Executor probe = executor;
   probe.set_observer([&](const std::string& name, const at::Tensor& t) { shapes[name] = t.sizes().vec(); });
-  exec::Tensors outputs = probe.run(inputs);
+  Tensors outputs = probe.run(inputs);
 
   ModelSummary summary;
   if (!inputs.empty()) summary.input_shape = inputs[0].sizes().vec();
@@ -93,4 +93,4 @@ ModelSummary summarize(const exec::Executor& executor) {
   return summary;
 }
 
-}  // namespace autoprec::eval
+}  // namespace autoprec::exec

@@ -7,7 +7,7 @@
 
 #include "exec/executor.h"
 
-namespace autoprec::eval {
+namespace autoprec::exec {
 
 // One node that carries weights (Conv, Gemm, MatMul with an initializer
 // operand, and normalisation layers with parameters).
@@ -33,10 +33,10 @@ struct ModelSummary {
 // Runs one example (batch 1, zeros) through `executor` to learn every shape,
 // then lists the layers in graph order. UserError when an input's shape is
 // not fully known apart from the batch dimension.
-ModelSummary summarize(const exec::Executor& executor);
+ModelSummary summarize(const Executor& executor);
 
 // A zero tensor shaped like graph input `index` with the batch dimension set
 // to `batch` (UserError when other dimensions are unknown).
 at::Tensor example_input(const graph::Graph& graph, size_t index, int64_t batch);
 
-}  // namespace autoprec::eval
+}  // namespace autoprec::exec

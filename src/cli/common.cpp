@@ -1,0 +1,112 @@
+#include "cli/common.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "util/error.h"
+
+namespace autoprec::cli {
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  return shape.empty() ? "-" : fmt::format("{}", fmt::join(shape, "x"));
+}
+
+std::string human_count(double n) {
+  if (n >= 1e12) return fmt::format("{:.2f}T", n / 1e12);
+  if (n >= 1e9) return fmt::format("{:.2f}G", n / 1e9);
+  if (n >= 1e6) return fmt::format("{:.2f}M", n / 1e6);
+  if (n >= 1e3) return fmt::format("{:.1f}K", n / 1e3);
+  return fmt::format("{:.0f}", n);
+}
+
+std::string human_bits(double bits) {
+  double bytes = bits / 8;
+  if (bytes >= 1024.0 * 1024.0) return fmt::format("{:.2f} MiB", bytes / (1024.0 * 1024.0));
+  if (bytes >= 1024.0) return fmt::format("{:.1f} KiB", bytes / 1024.0);
+  return fmt::format("{:.0f} B", bytes);
+}
+
+void add_data_options(CLI::App* cmd, DataOptions& o, bool required) {
+  auto* opt = cmd->add_option("--data", o.spec, "Dataset: idx:DIR or npy:IMAGES.npy,LABELS.npy");
+  if (required) opt->required();
+  cmd->add_option("--scale", o.scale, "Pixel multiplier (default: 1/255 for 8-bit images, 1 for float)");
+  cmd->add_option("--mean", o.mean, "Per-channel mean subtracted after scaling")->delimiter(',');
+  cmd->add_option("--std", o.std, "Per-channel standard deviation divided after the mean")->delimiter(',');
+}
+
+void add_quant_options(CLI::App* cmd, QuantOptionsCli& o) {
+  cmd->add_option("--precision", o.precision, "Precision configuration (YAML); default: FP32");
+  cmd->add_option("--calib", o.calib, "Calibration examples from the training split (default 512)")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", o.seed, "Seed choosing the calibration examples (default 0)");
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail("cannot write {}", path);
+    out << text;
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      fail("cannot write {} (disk full?)", path);
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail("cannot move {} into place", path);
+  }
+}
+
+void prepare_output_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir)) fail("cannot create output directory {}", dir);
+  std::string probe = dir + "/.autoprec-write-test";
+  {
+    std::ofstream out(probe);
+    if (!out || !(out << "x") || !out.flush()) {
+      std::remove(probe.c_str());
+      fail("output directory {} is not writable", dir);
+    }
+  }
+  std::remove(probe.c_str());
+}
+
+data::Preprocess DataOptions::preprocess() const {
+  data::Preprocess p;
+  p.scale = scale;
+  p.mean = mean;
+  p.std = std;
+  return p;
+}
+
+data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed) {
+  data::Dataset train = data::load_dataset(data.spec, data::Split::Train, data.preprocess());
+  if (n <= 0) fail("--calib must be positive");
+  if (n >= train.size()) return train;
+  return data::split_train_validation(train, n, seed).validation;
+}
+
+std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,
+                                                       const QuantOptionsCli& options, const DataOptions* data) {
+  quant::PrecisionConfig config = quant::load_precision_config(options.precision);
+  auto model = std::make_unique<quant::QuantizedModel>(graph, config, origin);
+  if (!model->calibrated()) {
+    if (!data) fail("{} holds no calibrated ranges; pass --data to calibrate (or write one with `autoprec quantize`)", options.precision);
+    data::Dataset calib = calibration_set(*data, options.calib, options.seed);
+    spdlog::info("calibrating on {} training examples (seed {})", calib.size(), options.seed);
+    model->calibrate(calib.images);
+  }
+  return model;
+}
+
+}  // namespace autoprec::cli

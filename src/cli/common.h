@@ -1,0 +1,60 @@
+// Helpers shared by the command implementations.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "data/dataset.h"
+#include "exec/executor.h"
+#include "graph/ir.h"
+#include "quant/config.h"
+#include "quant/quantized_model.h"
+
+namespace autoprec::cli {
+
+// Prints one JSON object on stdout.
+void print_json(const nlohmann::json& j);
+std::string shape_text(const std::vector<int64_t>& shape);
+std::string human_count(double n);
+std::string human_bits(double bits);  // "12.3 KiB"
+
+// Options every command that reads a dataset shares.
+struct DataOptions {
+  std::string spec;
+  double scale = -1;
+  std::vector<float> mean;
+  std::vector<float> std;
+  data::Preprocess preprocess() const;
+};
+
+// Options of commands that build the quantized network.
+struct QuantOptionsCli {
+  std::string precision;     // config path; empty: FP32
+  int64_t calib = 512;       // calibration examples from the training split
+  uint64_t seed = 0;         // which examples
+};
+
+void add_data_options(CLI::App* cmd, DataOptions& o, bool required);
+void add_quant_options(CLI::App* cmd, QuantOptionsCli& o);
+
+// Writes `text` to `path` through a temporary file and a rename.
+void write_file_atomically(const std::string& path, const std::string& text);
+
+// Creates `dir` if needed and checks that it is writable (UserError otherwise),
+// before any long work starts.
+void prepare_output_dir(const std::string& dir);
+
+// Calibration examples: `n` examples drawn with `seed` from the training split of `data`.
+data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed);
+
+// Loads the config at `options.precision`, builds the quantized network and,
+// unless the config already holds calibrated ranges, calibrates it on the
+// training split of `data` (UserError when neither is available).
+std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,
+                                                       const QuantOptionsCli& options, const DataOptions* data);
+
+}  // namespace autoprec::cli

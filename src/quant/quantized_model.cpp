@@ -1,0 +1,261 @@
+#include "quant/quantized_model.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <limits>
+
+#include "util/error.h"
+
+namespace autoprec::quant {
+namespace {
+
+constexpr int64_t kSamplesPerBatch = 8192;
+constexpr int64_t kMaxSamples = 1 << 18;
+
+// Quantization error of x under a per-tensor grid, for the clipping searches.
+double quant_error(const at::Tensor& x, double scale, int64_t zero_point, QuantGrid grid) {
+  at::Tensor y = at::fake_quantize_per_tensor_affine(x, scale, zero_point, grid.qmin, grid.qmax);
+  return (y - x).pow(2).mean().item<double>();
+}
+
+std::pair<double, int64_t> affine_params(double lo, double hi, QuantGrid grid) {
+  double scale = (hi - lo) / static_cast<double>(grid.qmax - grid.qmin);
+  if (!(scale > 0) || !std::isfinite(scale)) scale = 1e-8;
+  int64_t zero_point = grid.qmin - static_cast<int64_t>(std::nearbyint(lo / scale));
+  zero_point = std::clamp(zero_point, grid.qmin, grid.qmax);
+  return {scale, zero_point};
+}
+
+}  // namespace
+
+at::Tensor TensorQuantizer::apply(const at::Tensor& x) const {
+  if (!enabled) return x;
+  if (learnable) return fake_quantize_learnable(x, scale, zero_point.to(at::kFloat), axis, grid);
+  if (axis >= 0) return fake_quantize_per_channel(x, scale, zero_point, axis, grid);
+  return fake_quantize_per_tensor(x, scale.item<double>(), zero_point.item<int64_t>(), grid);
+}
+
+at::Tensor weight_scales(const at::Tensor& weight, int bits, int64_t axis, RangeMethod method) {
+  c10::InferenceMode guard;
+  QuantGrid grid = signed_grid(bits);
+  at::Tensor w = weight.detach().to(at::kFloat);
+  at::Tensor rows = axis >= 0 ? w.movedim(axis, 0).reshape({w.size(axis), -1}) : w.reshape({1, -1});
+  at::Tensor max_abs = rows.abs().amax(1).clamp_min(1e-12);
+  at::Tensor best = max_abs / static_cast<double>(grid.qmax);
+  if (method == RangeMethod::Mse) {
+    // Per-channel grid search over clipping ratios; low bit-widths gain most.
+    at::Tensor best_error = at::full({rows.size(0)}, std::numeric_limits<float>::infinity());
+    for (int step = 0; step <= 50; ++step) {
+      double ratio = 0.2 + 0.8 * step / 50.0;
+      at::Tensor scale = max_abs * ratio / static_cast<double>(grid.qmax);
+      at::Tensor zero = at::zeros({rows.size(0)}, at::TensorOptions().dtype(at::kInt));
+      at::Tensor q = at::fake_quantize_per_channel_affine(rows, scale, zero, 0, grid.qmin, grid.qmax);
+      at::Tensor error = (q - rows).pow(2).mean(1);
+      at::Tensor better = error < best_error;
+      best = at::where(better, scale, best);
+      best_error = at::where(better, error, best_error);
+    }
+  }
+  return best.contiguous();
+}
+
+std::pair<double, double> activation_range(const at::Tensor& samples, double observed_min, double observed_max, int bits,
+                                           bool unsigned_grid, RangeMethod method, double percentile) {
+  c10::InferenceMode guard;
+  double lo = unsigned_grid ? 0.0 : std::min(observed_min, 0.0);
+  double hi = std::max(observed_max, 0.0);
+  if (method == RangeMethod::Percentile && samples.numel() > 0) {
+    at::Tensor s = samples.to(at::kDouble);
+    hi = std::max(0.0, at::quantile(s, percentile / 100.0).item<double>());
+    if (!unsigned_grid) lo = std::min(0.0, at::quantile(s, 1.0 - percentile / 100.0).item<double>());
+  } else if (method == RangeMethod::Mse && samples.numel() > 0) {
+    QuantGrid grid = quant::unsigned_grid(bits);
+    double best_error = std::numeric_limits<double>::infinity();
+    double best_lo = lo;
+    double best_hi = hi;
+    for (int step = 0; step <= 70; ++step) {
+      double ratio = 0.3 + 0.01 * step;
+      auto [scale, zero_point] = affine_params(lo * ratio, hi * ratio, grid);
+      double error = quant_error(samples, scale, zero_point, grid);
+      if (error < best_error) {
+        best_error = error;
+        best_lo = lo * ratio;
+        best_hi = hi * ratio;
+      }
+    }
+    lo = best_lo;
+    hi = best_hi;
+  }
+  if (hi <= lo) hi = lo + 1e-6;
+  return {lo, hi};
+}
+
+QuantizedModel::QuantizedModel(std::shared_ptr<const graph::Graph> graph, const PrecisionConfig& config,
+                               const std::string& origin)
+    : config_(config), origin_(origin), executor_(graph, origin) {
+  layers_ = find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
+  if (layers_.empty()) fail("{} has no quantizable layer (Conv, Gemm or MatMul with a weight initializer)", origin);
+  precision_ = resolve(config, layer_names(layers_));
+  for (const QuantLayer& layer : layers_) {
+    const LayerPrecision& p = precision_.at(layer.name);
+    auto wq = std::make_shared<TensorQuantizer>();
+    if (layer.weight_input >= 0 && !is_float_bits(p.weight_bits)) {
+      wq->enabled = true;
+      wq->grid = signed_grid(p.weight_bits);
+      wq->axis = config.options.weight_granularity == Granularity::PerChannel ? layer.channel_axis : -1;
+      auto calibration = config.calibration.find(layer.name);
+      const at::Tensor& weight = executor_.parameters().at(graph->find_node(layer.name)->inputs[layer.weight_input]);
+      int64_t channels = wq->axis >= 0 ? weight.size(wq->axis) : 1;
+      if (calibration != config.calibration.end() && !calibration->second.weight_scale.empty()) {
+        const auto& s = calibration->second.weight_scale;
+        if (static_cast<int64_t>(s.size()) != channels) {
+          fail("calibrated weight_scale of layer '{}' has {} values; the layer has {} channel(s)", layer.name, s.size(),
+               channels);
+        }
+        wq->scale = at::tensor(std::vector<float>(s.begin(), s.end()));
+      } else {
+        wq->scale = weight_scales(weight, p.weight_bits, wq->axis, config.options.weight_clipping);
+      }
+      wq->zero_point = at::zeros({channels}, at::TensorOptions().dtype(at::kInt));
+    }
+    weights_[layer.name] = wq;
+
+    auto aq = std::make_shared<TensorQuantizer>();
+    activations_[layer.name] = aq;
+    auto calibration = config.calibration.find(layer.name);
+    if (!is_float_bits(p.activation_bits) && calibration != config.calibration.end() &&
+        calibration->second.activation_min && calibration->second.activation_max) {
+      set_activation_range(layer, *calibration->second.activation_min, *calibration->second.activation_max);
+    }
+  }
+  attach();
+}
+
+void QuantizedModel::set_activation_range(const QuantLayer& layer, double lo, double hi) {
+  const LayerPrecision& p = precision_.at(layer.name);
+  TensorQuantizer& aq = *activations_.at(layer.name);
+  bool is_unsigned = lo >= 0;
+  aq.enabled = true;
+  aq.axis = -1;
+  aq.grid = unsigned_grid(p.activation_bits);
+  auto [scale, zero_point] = is_unsigned ? affine_params(0.0, hi, aq.grid) : affine_params(lo, hi, aq.grid);
+  aq.scale = at::full({1}, scale, at::TensorOptions().dtype(at::kFloat));
+  aq.zero_point = at::full({1}, zero_point, at::TensorOptions().dtype(at::kInt));
+  ranges_[layer.name] = {lo, hi};
+}
+
+void QuantizedModel::attach() {
+  executor_.clear_input_transforms();
+  for (const QuantLayer& layer : layers_) {
+    std::shared_ptr<TensorQuantizer> wq = weights_.at(layer.name);
+    std::shared_ptr<TensorQuantizer> aq = activations_.at(layer.name);
+    if (wq->enabled) {
+      executor_.set_input_transform(layer.name, static_cast<size_t>(layer.weight_input),
+                                    [wq](const at::Tensor& w) { return wq->apply(w); });
+    }
+    if (!is_float_bits(precision_.at(layer.name).activation_bits)) {
+      executor_.set_input_transform(layer.name, 0, [aq](const at::Tensor& x) { return aq->apply(x); });
+      if (layer.weight_input < 0) {
+        executor_.set_input_transform(layer.name, 1, [aq](const at::Tensor& x) { return aq->apply(x); });
+      }
+    }
+  }
+}
+
+bool QuantizedModel::calibrated() const {
+  for (const QuantLayer& layer : layers_) {
+    if (!is_float_bits(precision_.at(layer.name).activation_bits) && !activations_.at(layer.name)->enabled) return false;
+  }
+  return true;
+}
+
+void QuantizedModel::calibrate(const at::Tensor& images, int64_t batch_size) {
+  struct Stats {
+    double min = std::numeric_limits<double>::infinity();
+    double max = -std::numeric_limits<double>::infinity();
+    std::vector<at::Tensor> samples;
+    int64_t sampled = 0;
+  };
+  std::map<std::string, Stats> stats;
+  for (const QuantLayer& layer : layers_) {
+    stats[layer.activation];
+    if (!layer.second_activation.empty()) stats[layer.second_activation];
+  }
+  exec::Executor probe = executor_;
+  probe.clear_input_transforms();
+  probe.set_training(false);
+  auto observe = [&stats](const std::string& name, const at::Tensor& t) {
+    auto it = stats.find(name);
+    if (it == stats.end()) return;
+    Stats& s = it->second;
+    at::Tensor flat = t.detach().reshape({-1}).to(at::kFloat);
+    s.min = std::min(s.min, flat.min().item<double>());
+    s.max = std::max(s.max, flat.max().item<double>());
+    if (s.sampled < kMaxSamples) {
+      int64_t step = std::max<int64_t>(1, flat.numel() / kSamplesPerBatch);
+      at::Tensor picked = flat.slice(0, 0, flat.numel(), step).clone();
+      s.sampled += picked.numel();
+      s.samples.push_back(picked);
+    }
+  };
+  probe.set_observer(observe);
+  const graph::Graph& g = executor_.graph();
+  for (int64_t start = 0; start < images.size(0); start += batch_size) {
+    at::Tensor batch = images.slice(0, start, std::min(images.size(0), start + batch_size));
+    // Graph inputs are not produced by a node, so the observer does not see them.
+    observe(g.inputs.at(0).name, batch);
+    probe.run({batch});
+  }
+  for (const QuantLayer& layer : layers_) {
+    const LayerPrecision& p = precision_.at(layer.name);
+    if (is_float_bits(p.activation_bits)) continue;
+    Stats s = stats.at(layer.activation);
+    if (!layer.second_activation.empty()) {
+      // One quantizer serves both inputs of an activation MatMul.
+      const Stats& other = stats.at(layer.second_activation);
+      s.min = std::min(s.min, other.min);
+      s.max = std::max(s.max, other.max);
+      s.samples.insert(s.samples.end(), other.samples.begin(), other.samples.end());
+    }
+    if (!std::isfinite(s.min)) fail("calibration never saw the input of layer '{}'", layer.name);
+    at::Tensor samples = s.samples.empty() ? at::empty({0}) : at::cat(s.samples);
+    bool is_unsigned = layer.nonnegative_input || s.min >= 0;
+    auto [lo, hi] = activation_range(samples, s.min, s.max, p.activation_bits, is_unsigned,
+                                     config_.options.activation_calibration, config_.options.percentile);
+    set_activation_range(layer, lo, hi);
+  }
+  config_.calibration_samples = images.size(0);
+}
+
+void QuantizedModel::refresh_weight_scales() {
+  for (const QuantLayer& layer : layers_) {
+    TensorQuantizer& wq = *weights_.at(layer.name);
+    if (!wq.enabled || wq.learnable) continue;
+    const at::Tensor& weight = executor_.parameters().at(executor_.graph().find_node(layer.name)->inputs[1]);
+    wq.scale = weight_scales(weight, precision_.at(layer.name).weight_bits, wq.axis, config_.options.weight_clipping);
+  }
+}
+
+PrecisionConfig QuantizedModel::calibrated_config() const {
+  PrecisionConfig out = config_;
+  out.calibration.clear();
+  for (const QuantLayer& layer : layers_) {
+    LayerCalibration c;
+    auto range = ranges_.find(layer.name);
+    if (range != ranges_.end()) {
+      c.activation_min = range->second.first;
+      c.activation_max = range->second.second;
+    }
+    const TensorQuantizer& wq = *weights_.at(layer.name);
+    if (wq.enabled) {
+      at::Tensor s = wq.scale.detach().to(at::kDouble).contiguous();
+      c.weight_scale.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+    }
+    if (c.activation_min || !c.weight_scale.empty()) out.calibration[layer.name] = c;
+  }
+  return out;
+}
+
+}  // namespace autoprec::quant

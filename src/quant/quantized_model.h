@@ -1,0 +1,94 @@
+// The quantized network a precision configuration generates: the model's
+// executor with a fake quantizer on the weight and on the input activation of
+// every quantizable layer, each at its own bit-width. The network stays
+// differentiable (straight-through estimator), so it can be fine-tuned.
+//
+// Weights: symmetric, narrow-range signed grid, per output channel (or per
+// tensor), scales from min/max or from an MSE-optimal clipping search per
+// channel. Activations: unsigned grid when the tensor is non-negative (its
+// producer is ReLU/Clip(min>=0)/Sigmoid, or calibration saw no negative
+// value), otherwise asymmetric with a zero point; ranges from calibration by
+// min/max, percentile or MSE-optimal clipping. Bits 16/32 leave a tensor float.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "exec/executor.h"
+#include "quant/config.h"
+#include "quant/fake_quant.h"
+#include "quant/layers.h"
+
+namespace autoprec::quant {
+
+// Quantization parameters of one tensor.
+struct TensorQuantizer {
+  bool enabled = false;     // false: the tensor stays float
+  QuantGrid grid;
+  int64_t axis = -1;        // channel axis for per-channel, -1 for per-tensor
+  at::Tensor scale;         // float32 [C] or [1]
+  at::Tensor zero_point;    // int32, same shape
+  bool learnable = false;   // LSQ: scale requires grad
+
+  at::Tensor apply(const at::Tensor& x) const;
+};
+
+class QuantizedModel {
+ public:
+  // Resolves `config` against the model's quantizable layers (UserError on an
+  // invalid config) and attaches weight quantizers; activation quantizers are
+  // attached once ranges are known (from the config's calibration section or
+  // from calibrate()).
+  QuantizedModel(std::shared_ptr<const graph::Graph> graph, const PrecisionConfig& config,
+                 const std::string& origin = "model");
+
+  // Runs the float graph over `images` ([N, C, H, W]) in batches and sets every
+  // quantized activation's range by the configured method. Deterministic.
+  void calibrate(const at::Tensor& images, int64_t batch_size = 256);
+
+  // True when every quantized activation has a range.
+  bool calibrated() const;
+
+  // Recomputes weight scales from the executor's current weights.
+  void refresh_weight_scales();
+
+  exec::Executor& executor() { return executor_; }
+  const exec::Executor& executor() const { return executor_; }
+  const std::vector<QuantLayer>& layers() const { return layers_; }
+  const std::map<std::string, LayerPrecision>& precision() const { return precision_; }
+  const TensorQuantizer& weight_quantizer(const std::string& layer) const { return *weights_.at(layer); }
+  const TensorQuantizer& activation_quantizer(const std::string& layer) const { return *activations_.at(layer); }
+
+  // The input configuration plus a calibration section holding every
+  // activation range and weight scale, so later steps reuse them.
+  PrecisionConfig calibrated_config() const;
+
+ private:
+  void attach();
+  void set_activation_range(const QuantLayer& layer, double lo, double hi);
+
+  PrecisionConfig config_;
+  std::string origin_;
+  exec::Executor executor_;
+  std::vector<QuantLayer> layers_;
+  std::map<std::string, LayerPrecision> precision_;
+  std::map<std::string, std::shared_ptr<TensorQuantizer>> weights_;
+  std::map<std::string, std::shared_ptr<TensorQuantizer>> activations_;
+  std::map<std::string, std::pair<double, double>> ranges_;  // layer -> activation range
+};
+
+// Per-channel (axis >= 0) or per-tensor symmetric weight scales for `bits`,
+// by min/max or by the MSE-optimal clipping search. Returns float32 [C] or [1].
+at::Tensor weight_scales(const at::Tensor& weight, int bits, int64_t axis, RangeMethod method);
+
+// Clipping range [lo, hi] of activation samples (1-D float) for `bits`:
+// min/max, percentile (p in (50, 100]) or MSE-optimal. The range always
+// contains 0; with `unsigned_grid` lo is 0.
+std::pair<double, double> activation_range(const at::Tensor& samples, double observed_min, double observed_max, int bits,
+                                           bool unsigned_grid, RangeMethod method, double percentile);
+
+}  // namespace autoprec::quant

@@ -1,0 +1,83 @@
+#include "quant/sensitivity.h"
+
+#include <ATen/ATen.h>
+
+#include <stdexcept>
+
+#include "eval/evaluate.h"
+#include "quant/quantized_model.h"
+
+namespace autoprec::quant {
+namespace {
+
+// Logits of the whole validation set, in batches.
+at::Tensor all_logits(const exec::Executor& executor, const data::Dataset& d) {
+  data::BatchLoader loader(d, 256, false, 0);
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < loader.num_batches(); ++b) parts.push_back(executor.run({loader.batch(b).images})[0]);
+  return at::cat(parts);
+}
+
+}  // namespace
+
+double mean_kl(const at::Tensor& reference_logits, const at::Tensor& logits) {
+  at::Tensor p_log = at::log_softmax(reference_logits.to(at::kDouble), 1);
+  at::Tensor q_log = at::log_softmax(logits.to(at::kDouble), 1);
+  return (p_log.exp() * (p_log - q_log)).sum(1).mean().item<double>();
+}
+
+const SensitivityRow& SensitivityTable::at(const std::string& layer, const std::string& tensor, int b) const {
+  for (const auto& r : rows) {
+    if (r.layer == layer && r.tensor == tensor && r.bits == b) return r;
+  }
+  throw std::out_of_range("no sensitivity row for " + layer + " " + tensor + " " + std::to_string(b));
+}
+
+SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, const data::Dataset& calibration,
+                                     const data::Dataset& validation, const std::vector<int>& bits,
+                                     const QuantOptions& options,
+                                     const std::function<void(int64_t, int64_t)>& progress) {
+  SensitivityTable table;
+  table.bits = bits;
+  table.examples = validation.size();
+  table.calibration_examples = calibration.size();
+  exec::Executor reference(graph, "model");
+  at::Tensor reference_logits = all_logits(reference, validation);
+  table.fp32_top1 = static_cast<double>(eval::count_correct(reference_logits, validation.labels, 1)) /
+                    static_cast<double>(validation.size());
+
+  table.layers = layer_names(find_quantizable_layers(*graph, options.quantize_activation_matmul));
+  const int64_t total = static_cast<int64_t>(table.layers.size() * bits.size() * 2);
+  int64_t done = 0;
+  for (const std::string& layer : table.layers) {
+    for (const char* tensor : {"weight", "activation"}) {
+      for (int b : bits) {
+        PrecisionConfig config = uniform(32, 32);
+        config.options = options;
+        PartialPrecision p;
+        if (std::string(tensor) == "weight") {
+          p.weight_bits = b;
+        } else {
+          p.activation_bits = b;
+        }
+        config.layers.emplace_back(layer, p);
+        QuantizedModel model(graph, config);
+        if (!model.calibrated()) model.calibrate(calibration.images);
+        at::Tensor logits = all_logits(model.executor(), validation);
+        SensitivityRow row;
+        row.layer = layer;
+        row.tensor = tensor;
+        row.bits = b;
+        row.top1 = static_cast<double>(eval::count_correct(logits, validation.labels, 1)) /
+                   static_cast<double>(validation.size());
+        row.accuracy_drop = table.fp32_top1 - row.top1;
+        row.kl = mean_kl(reference_logits, logits);
+        table.rows.push_back(row);
+        if (progress) progress(++done, total);
+      }
+    }
+  }
+  return table;
+}
+
+}  // namespace autoprec::quant

@@ -1,0 +1,49 @@
+// Per-layer sensitivity to quantization: for every quantizable layer and
+// bit-width, quantize only that layer's weights (activations float), then
+// only its input activation (weights float), everything else in float, and
+// measure the validation accuracy drop and the KL divergence of the logits
+// from the float model's. The search and the ILP warm start read this table.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "graph/ir.h"
+#include "quant/config.h"
+
+namespace autoprec::quant {
+
+struct SensitivityRow {
+  std::string layer;
+  std::string tensor;  // "weight" or "activation"
+  int bits = 8;
+  double top1 = 0;           // validation top-1 with this one tensor quantized
+  double accuracy_drop = 0;  // fp32 top1 - top1 (fraction)
+  double kl = 0;             // mean KL(p_fp32 || p_quantized) over examples, nats
+};
+
+struct SensitivityTable {
+  double fp32_top1 = 0;
+  int64_t examples = 0;
+  int64_t calibration_examples = 0;
+  std::vector<std::string> layers;  // graph order
+  std::vector<int> bits;
+  std::vector<SensitivityRow> rows;
+
+  // The row for (layer, tensor, bits); throws std::out_of_range when absent.
+  const SensitivityRow& at(const std::string& layer, const std::string& tensor, int bits) const;
+};
+
+// `calibration` supplies activation ranges, `validation` the accuracy and KL.
+// `progress` (may be empty) is called after each measurement with (done, total).
+SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, const data::Dataset& calibration,
+                                     const data::Dataset& validation, const std::vector<int>& bits,
+                                     const QuantOptions& options,
+                                     const std::function<void(int64_t, int64_t)>& progress = {});
+
+// Mean KL(softmax(reference) || softmax(logits)) over the rows of [N, C] logits.
+double mean_kl(const at::Tensor& reference_logits, const at::Tensor& logits);
+
+}  // namespace autoprec::quant
