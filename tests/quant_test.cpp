@@ -214,6 +214,24 @@ TEST(QuantizedModel, GradientsReachTheWeights) {
   EXPECT_GT(w.grad().abs().sum().item<float>(), 0);
 }
 
+TEST(QuantizedModel, CachedWeightsFollowWeightUpdates) {
+  auto g = tiny_model();
+  at::Tensor images = at::randn({8, 1, 4, 4});
+  quant::QuantizedModel model(g, quant::uniform(4, 8));
+  model.calibrate(images);
+  at::Tensor first = model.executor().run({images})[0];
+  EXPECT_TRUE(at::equal(model.executor().run({images})[0], first));
+  at::Tensor& w = model.executor().parameters().at("w1");
+  {
+    at::NoGradGuard no_grad;
+    w.mul_(-1);  // in place: same tensor, new version
+  }
+  at::Tensor flipped = model.executor().run({images})[0];
+  EXPECT_FALSE(at::allclose(flipped, first));
+  w = w.neg();  // a new tensor
+  EXPECT_TRUE(at::allclose(model.executor().run({images})[0], first, 1e-5, 1e-6));
+}
+
 TEST(Cost, TwoLayerModelByHand) {
   auto g = tiny_model();
   exec::Executor executor(g);

@@ -66,8 +66,10 @@ struct PartialPrecision {
 
 struct QuantOptions {
   Granularity weight_granularity = Granularity::PerChannel;
-  RangeMethod weight_clipping = RangeMethod::MinMax;  // MinMax or Mse (Percentile is rejected)
-  RangeMethod activation_calibration = RangeMethod::MinMax;
+  // MSE-optimal clipping is the default: measured better than min/max at every
+  // bit-width on the zoo (docs/quantization.md), and 2-3 bit weights need it.
+  RangeMethod weight_clipping = RangeMethod::Mse;  // MinMax or Mse (Percentile is rejected)
+  RangeMethod activation_calibration = RangeMethod::Mse;
   double percentile = 99.99;  // for activation_calibration == Percentile; in (50, 100]
   bool lsq = false;           // learnable step size during fine-tuning
   bool quantize_activation_matmul = false;  // MatMul between two activations quantizes both inputs

@@ -37,6 +37,18 @@ at::Tensor TensorQuantizer::apply(const at::Tensor& x) const {
   return fake_quantize_per_tensor(x, scale.item<double>(), zero_point.item<int64_t>(), grid);
 }
 
+at::Tensor TensorQuantizer::apply_cached(const at::Tensor& x) const {
+  if (!c10::InferenceMode::is_enabled() || x.is_inference()) return apply(x);
+  const void* identity = x.unsafeGetTensorImpl();
+  int64_t version = static_cast<int64_t>(x._version());
+  if (!cached_.defined() || identity != cached_input_ || version != cached_version_) {
+    cached_ = apply(x);
+    cached_input_ = identity;
+    cached_version_ = version;
+  }
+  return cached_;
+}
+
 at::Tensor weight_scales(const at::Tensor& weight, int bits, int64_t axis, RangeMethod method) {
   c10::InferenceMode guard;
   QuantGrid grid = signed_grid(bits);
@@ -153,7 +165,7 @@ void QuantizedModel::attach() {
     std::shared_ptr<TensorQuantizer> aq = activations_.at(layer.name);
     if (wq->enabled) {
       executor_.set_input_transform(layer.name, static_cast<size_t>(layer.weight_input),
-                                    [wq](const at::Tensor& w) { return wq->apply(w); });
+                                    [wq](const at::Tensor& w) { return wq->apply_cached(w); });
     }
     if (!is_float_bits(precision_.at(layer.name).activation_bits)) {
       executor_.set_input_transform(layer.name, 0, [aq](const at::Tensor& x) { return aq->apply(x); });
@@ -235,6 +247,7 @@ void QuantizedModel::refresh_weight_scales() {
     if (!wq.enabled || wq.learnable) continue;
     const at::Tensor& weight = executor_.parameters().at(executor_.graph().find_node(layer.name)->inputs[1]);
     wq.scale = weight_scales(weight, precision_.at(layer.name).weight_bits, wq.axis, config_.options.weight_clipping);
+    wq.clear_cache();
   }
 }
 

@@ -35,6 +35,15 @@ struct TensorQuantizer {
   bool learnable = false;   // LSQ: scale requires grad
 
   at::Tensor apply(const at::Tensor& x) const;
+  // Like apply(), but under inference mode reuses the last result while `x`
+  // is the same, unmodified tensor (weights between training steps).
+  at::Tensor apply_cached(const at::Tensor& x) const;
+  void clear_cache() const { cached_input_ = nullptr; cached_ = at::Tensor(); }
+
+ private:
+  mutable const void* cached_input_ = nullptr;
+  mutable int64_t cached_version_ = -1;
+  mutable at::Tensor cached_;
 };
 
 class QuantizedModel {
