@@ -59,11 +59,12 @@ np.save(f"{work}/good_x.npy", np.zeros((2, 1, 28, 28), np.float32))
 np.save(f"{work}/wrong_shape.npy", np.zeros((2, 3, 28, 28), np.float32))
 np.save(f"{work}/wrong_dtype.npy", np.zeros((2, 1, 28, 28), np.float64))
 np.save(f"{work}/images10.npy", np.zeros((10, 28, 28), np.uint8))
+np.save(f"{work}/images32.npy", np.zeros((10, 32, 32), np.uint8))
 np.save(f"{work}/labels9.npy", np.zeros((9,), np.int64))
 np.save(f"{work}/labels10.npy", np.arange(10, dtype=np.int64) % 10)
 PYEOF
 
-for cmd in "" inspect run eval; do
+for cmd in "" inspect run eval quantize sensitivity; do
   expect_ok "help $cmd" "$BIN" $cmd --help
 done
 expect_ok "version" "$BIN" --version
@@ -95,6 +96,37 @@ expect_ok "eval npy" "$BIN" eval "$MODEL" --data "npy:$WORK/images10.npy,$WORK/l
 expect_error "mismatched dataset" "9" -- "$BIN" eval "$MODEL" --data "npy:$WORK/images10.npy,$WORK/labels9.npy"
 expect_error "missing dataset" "train-images" -- "$BIN" eval "$MODEL" --data "idx:$WORK" --split train
 expect_error "unknown dataset scheme" "idx:DIR" -- "$BIN" eval "$MODEL" --data "csv:foo"
+
+# precision configs
+printf 'default: {weight_bits: 4, activation_bits: 8}\nlayers:\n  "*classifier.3*": {weight_bits: 8}\n' >"$WORK/w4a8.yaml"
+printf 'default: {weight_bits: 4, activation_bits: [8\n' >"$WORK/malformed.yaml"
+printf 'default: {weight_bits: 9}\n' >"$WORK/bits9.yaml"
+printf 'default: {weight_bits: four}\n' >"$WORK/wrongtype.yaml"
+printf 'layers:\n  "no_such_layer": {weight_bits: 4}\n' >"$WORK/unknown_layer.yaml"
+printf 'layers:\n  "*nothing*": {weight_bits: 4}\n' >"$WORK/unmatched.yaml"
+expect_ok "inspect --precision" "$BIN" inspect "$MODEL" --precision "$WORK/w4a8.yaml" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; l=d["layers"]
+assert [x["weight_bits"] for x in l] == [4, 4, 4, 8], l
+assert 0 < t["weight_memory_bits"] < t["fp32_weight_memory_bits"] / 4 and t["bops"] > 0, t' "$WORK/out" && ok || bad "inspect --precision JSON"
+expect_ok "eval --precision" "$BIN" eval "$MODEL" --data "$FMNIST" --limit 300 --precision "$WORK/w4a8.yaml" --calib 64 --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["top1"] > 0.7 and d["precision"].endswith("w4a8.yaml"), d' "$WORK/out" && ok || bad "eval --precision JSON"
+expect_ok "quantize" "$BIN" quantize "$MODEL" --data "$FMNIST" --precision "$WORK/w4a8.yaml" --calib 64 --limit 200 --out "$WORK/q"
+[ -s "$WORK/q/precision.yaml" ] && [ -s "$WORK/q/quantize.json" ] && ok || bad "quantize outputs missing"
+# The calibrated config reproduces the same network without data.
+expect_ok "run with calibrated config" "$BIN" run "$MODEL" --input "$WORK/good_x.npy" --output "$WORK/yq.npy" --precision "$WORK/q/precision.yaml"
+expect_error "run needs calibration" "no calibrated ranges" -- "$BIN" run "$MODEL" --input "$WORK/good_x.npy" --output "$WORK/yq2.npy" --precision "$WORK/w4a8.yaml"
+expect_error "malformed yaml" "malformed.yaml:2" -- "$BIN" eval "$MODEL" --data "$FMNIST" --precision "$WORK/malformed.yaml"
+expect_error "bits out of range" "2, 3, 4, 5, 6, 7, 8, 16, 32" -- "$BIN" eval "$MODEL" --data "$FMNIST" --precision "$WORK/bits9.yaml"
+expect_error "wrong type" "must be an integer" -- "$BIN" inspect "$MODEL" --precision "$WORK/wrongtype.yaml"
+expect_error "unknown layer" "unknown layer 'no_such_layer'" -- "$BIN" inspect "$MODEL" --precision "$WORK/unknown_layer.yaml"
+expect_error "pattern matches nothing" "*nothing*" -- "$BIN" inspect "$MODEL" --precision "$WORK/unmatched.yaml"
+expect_error "quantize bad config leaves no output" "malformed" -- "$BIN" quantize "$MODEL" --data "$FMNIST" --precision "$WORK/malformed.yaml" --out "$WORK/q_bad"
+[ ! -e "$WORK/q_bad" ] && ok || bad "failed quantize created its output directory"
+expect_error "calibration data of the wrong shape" "shape" -- "$BIN" quantize "$MODEL" --data "npy:$WORK/images32.npy,$WORK/labels10.npy" --precision "$WORK/w4a8.yaml" --out "$WORK/q_shape"
+[ ! -e "$WORK/q_shape" ] && ok || bad "failed quantize created its output directory"
+expect_ok "sensitivity" "$BIN" sensitivity "$MODEL" --data "$FMNIST" --bits 2,8 --validation 200 --calib 64 --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["rows"]) == 4 * 2 * 2 and 0.7 < d["fp32_top1"] <= 1, d.keys()' "$WORK/out" && ok || bad "sensitivity JSON"
+expect_error "sensitivity bad bits" "2 to 8" -- "$BIN" sensitivity "$MODEL" --data "$FMNIST" --bits 1,8
 
 # usage errors come from the parser: non-zero exit, no crash
 "$BIN" eval "$MODEL" >/dev/null 2>&1; code=$?

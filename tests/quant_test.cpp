@@ -10,6 +10,7 @@
 #include "onnx_builder.h"
 #include "quant/fake_quant.h"
 #include "quant/quantized_model.h"
+#include "quant/sensitivity.h"
 #include "util/error.h"
 
 namespace autoprec {
@@ -230,6 +231,28 @@ TEST(QuantizedModel, CachedWeightsFollowWeightUpdates) {
   EXPECT_FALSE(at::allclose(flipped, first));
   w = w.neg();  // a new tensor
   EXPECT_TRUE(at::allclose(model.executor().run({images})[0], first, 1e-5, 1e-6));
+}
+
+TEST(Sensitivity, LowerBitsHurtMoreAndTheTableIsComplete) {
+  auto g = tiny_model();
+  at::manual_seed(4);
+  data::Dataset validation;
+  validation.images = at::randn({200, 1, 4, 4});
+  validation.labels = exec::Executor(g).run({validation.images})[0].argmax(1);  // FP32 is right by construction
+  data::Dataset calibration;
+  calibration.images = at::randn({64, 1, 4, 4});
+  calibration.labels = at::zeros({64}, at::kLong);
+  quant::SensitivityTable t = quant::measure_sensitivity(g, calibration, validation, {2, 8}, quant::QuantOptions{});
+  EXPECT_DOUBLE_EQ(t.fp32_top1, 1.0);
+  ASSERT_EQ(t.rows.size(), 2u * 2u * 2u);
+  for (const std::string& layer : t.layers) {
+    for (const char* tensor : {"weight", "activation"}) {
+      EXPECT_GT(t.at(layer, tensor, 2).kl, t.at(layer, tensor, 8).kl) << layer << " " << tensor;
+      EXPECT_GE(t.at(layer, tensor, 2).accuracy_drop, t.at(layer, tensor, 8).accuracy_drop) << layer << " " << tensor;
+      EXPECT_NEAR(t.at(layer, tensor, 8).accuracy_drop, 0.0, 0.03);
+    }
+  }
+  EXPECT_NEAR(quant::mean_kl(validation.images.reshape({200, 16}), validation.images.reshape({200, 16})), 0.0, 1e-12);
 }
 
 TEST(Cost, TwoLayerModelByHand) {

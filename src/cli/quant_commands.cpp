@@ -59,17 +59,19 @@ int run_quantize(const QuantizeOptions& o) {
   auto precision = quant::resolve(config, quant::layer_names(layers));
   data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
   if (o.limit > 0) test = data::take(test, o.limit);
+  data::Dataset calib = calibration_set(o.data, o.quant.calib, o.quant.seed);
+  exec::Executor fp32(graph, o.model);
+  fp32.run({calib.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
+  fp32.run({test.images.slice(0, 0, 1)});
   prepare_output_dir(o.out);
 
   quant::QuantizedModel model(graph, config, o.model);
-  data::Dataset calib = calibration_set(o.data, o.quant.calib, o.quant.seed);
   model.calibrate(calib.images);
   quant::PrecisionConfig calibrated = model.calibrated_config();
   calibrated.calibration_seed = o.quant.seed;
   calibrated.calibration_samples = calib.size();
 
   eval::EvalOptions eval_options;
-  exec::Executor fp32(graph, o.model);
   eval::EvalResult fp32_result = eval::evaluate(fp32, test, eval_options);
   eval::EvalResult result = eval::evaluate(model.executor(), test, eval_options);
   exec::ModelSummary summary = exec::summarize(fp32);

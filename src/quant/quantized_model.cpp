@@ -183,62 +183,76 @@ bool QuantizedModel::calibrated() const {
   return true;
 }
 
-void QuantizedModel::calibrate(const at::Tensor& images, int64_t batch_size) {
-  struct Stats {
+CalibrationStats collect_activation_stats(const exec::Executor& executor, const std::vector<QuantLayer>& layers,
+                                          const at::Tensor& images, int64_t batch_size) {
+  struct Accumulator {
     double min = std::numeric_limits<double>::infinity();
     double max = -std::numeric_limits<double>::infinity();
     std::vector<at::Tensor> samples;
     int64_t sampled = 0;
   };
-  std::map<std::string, Stats> stats;
-  for (const QuantLayer& layer : layers_) {
-    stats[layer.activation];
-    if (!layer.second_activation.empty()) stats[layer.second_activation];
+  std::map<std::string, Accumulator> acc;
+  for (const QuantLayer& layer : layers) {
+    acc[layer.activation];
+    if (!layer.second_activation.empty()) acc[layer.second_activation];
   }
-  exec::Executor probe = executor_;
+  exec::Executor probe = executor;
   probe.clear_input_transforms();
   probe.set_training(false);
-  auto observe = [&stats](const std::string& name, const at::Tensor& t) {
-    auto it = stats.find(name);
-    if (it == stats.end()) return;
-    Stats& s = it->second;
+  auto observe = [&acc](const std::string& name, const at::Tensor& t) {
+    auto it = acc.find(name);
+    if (it == acc.end()) return;
+    Accumulator& a = it->second;
     at::Tensor flat = t.detach().reshape({-1}).to(at::kFloat);
-    s.min = std::min(s.min, flat.min().item<double>());
-    s.max = std::max(s.max, flat.max().item<double>());
-    if (s.sampled < kMaxSamples) {
+    a.min = std::min(a.min, flat.min().item<double>());
+    a.max = std::max(a.max, flat.max().item<double>());
+    if (a.sampled < kMaxSamples) {
       int64_t step = std::max<int64_t>(1, flat.numel() / kSamplesPerBatch);
       at::Tensor picked = flat.slice(0, 0, flat.numel(), step).clone();
-      s.sampled += picked.numel();
-      s.samples.push_back(picked);
+      a.sampled += picked.numel();
+      a.samples.push_back(picked);
     }
   };
   probe.set_observer(observe);
-  const graph::Graph& g = executor_.graph();
+  const graph::Graph& g = executor.graph();
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
     at::Tensor batch = images.slice(0, start, std::min(images.size(0), start + batch_size));
     // Graph inputs are not produced by a node, so the observer does not see them.
     observe(g.inputs.at(0).name, batch);
     probe.run({batch});
   }
+  CalibrationStats stats;
+  for (auto& [name, a] : acc) {
+    if (!std::isfinite(a.min)) continue;
+    stats[name] = {a.min, a.max, a.samples.empty() ? at::empty({0}) : at::cat(a.samples)};
+  }
+  return stats;
+}
+
+void QuantizedModel::calibrate(const at::Tensor& images, int64_t batch_size) {
+  calibrate(collect_activation_stats(executor_, layers_, images, batch_size));
+  config_.calibration_samples = images.size(0);
+}
+
+void QuantizedModel::calibrate(const CalibrationStats& stats) {
   for (const QuantLayer& layer : layers_) {
     const LayerPrecision& p = precision_.at(layer.name);
     if (is_float_bits(p.activation_bits)) continue;
-    Stats s = stats.at(layer.activation);
-    if (!layer.second_activation.empty()) {
+    auto found = stats.find(layer.activation);
+    if (found == stats.end()) fail("calibration never saw the input of layer '{}'", layer.name);
+    ActivationStats s = found->second;
+    if (!layer.second_activation.empty() && stats.count(layer.second_activation)) {
       // One quantizer serves both inputs of an activation MatMul.
-      const Stats& other = stats.at(layer.second_activation);
+      const ActivationStats& other = stats.at(layer.second_activation);
       s.min = std::min(s.min, other.min);
       s.max = std::max(s.max, other.max);
-      s.samples.insert(s.samples.end(), other.samples.begin(), other.samples.end());
+      s.samples = at::cat({s.samples, other.samples});
     }
-    if (!std::isfinite(s.min)) fail("calibration never saw the input of layer '{}'", layer.name);
-    at::Tensor samples = s.samples.empty() ? at::empty({0}) : at::cat(s.samples);
     bool is_unsigned = layer.nonnegative_input || s.min >= 0;
-    auto [lo, hi] = activation_range(samples, s.min, s.max, p.activation_bits, is_unsigned,
+    auto [lo, hi] = activation_range(s.samples, s.min, s.max, p.activation_bits, is_unsigned,
                                      config_.options.activation_calibration, config_.options.percentile);
     set_activation_range(layer, lo, hi);
   }
-  config_.calibration_samples = images.size(0);
 }
 
 void QuantizedModel::refresh_weight_scales() {

@@ -46,6 +46,20 @@ struct TensorQuantizer {
   mutable at::Tensor cached_;
 };
 
+// What calibration observed about one activation tensor of the float model.
+struct ActivationStats {
+  double min = 0;
+  double max = 0;
+  at::Tensor samples;  // a deterministic strided subsample, float32 1-D
+};
+// Keyed by value name.
+using CalibrationStats = std::map<std::string, ActivationStats>;
+
+// Runs the float model over `images` ([N, C, H, W]) in batches and records the
+// stats of every activation entering one of `layers`. Deterministic.
+CalibrationStats collect_activation_stats(const exec::Executor& executor, const std::vector<QuantLayer>& layers,
+                                          const at::Tensor& images, int64_t batch_size = 256);
+
 class QuantizedModel {
  public:
   // Resolves `config` against the model's quantizable layers (UserError on an
@@ -58,6 +72,8 @@ class QuantizedModel {
   // Runs the float graph over `images` ([N, C, H, W]) in batches and sets every
   // quantized activation's range by the configured method. Deterministic.
   void calibrate(const at::Tensor& images, int64_t batch_size = 256);
+  // The same from stats collected once (they depend only on the float model).
+  void calibrate(const CalibrationStats& stats);
 
   // True when every quantized activation has a range.
   bool calibrated() const;

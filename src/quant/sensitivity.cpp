@@ -46,7 +46,11 @@ SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, 
   table.fp32_top1 = static_cast<double>(eval::count_correct(reference_logits, validation.labels, 1)) /
                     static_cast<double>(validation.size());
 
-  table.layers = layer_names(find_quantizable_layers(*graph, options.quantize_activation_matmul));
+  auto layers = find_quantizable_layers(*graph, options.quantize_activation_matmul);
+  table.layers = layer_names(layers);
+  // Each measurement quantizes one tensor of an otherwise float model, so the
+  // float model's activation statistics serve every one of them.
+  CalibrationStats stats = collect_activation_stats(reference, layers, calibration.images);
   const int64_t total = static_cast<int64_t>(table.layers.size() * bits.size() * 2);
   int64_t done = 0;
   for (const std::string& layer : table.layers) {
@@ -62,7 +66,7 @@ SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, 
         }
         config.layers.emplace_back(layer, p);
         QuantizedModel model(graph, config);
-        if (!model.calibrated()) model.calibrate(calibration.images);
+        if (!model.calibrated()) model.calibrate(stats);
         at::Tensor logits = all_logits(model.executor(), validation);
         SensitivityRow row;
         row.layer = layer;
