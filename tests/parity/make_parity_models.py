@@ -3,7 +3,7 @@
 
 Usage: make_parity_models.py OUTDIR [--fold-bn] [--only NAME ...]
 
-For each model writes OUTDIR/<name>.onnx (opset 13, input "input", output
+For each model writes OUTDIR/<name>.onnx (opset 13, 17 for the transformer; input "input", output
 "output", dynamic batch), OUTDIR/<name>_input.npy and OUTDIR/<name>_output.npy
 (float32, eager PyTorch output).  BatchNormalization nodes are kept in the
 graph unless --fold-bn is given.
@@ -105,16 +105,19 @@ def randomize_norm_params(model, gen):
 
 
 def build_models():
-    """name -> (constructor, input shape without batch)."""
+    """name -> (constructor, input shape without batch, opset).
+
+    The transformer is exported at opset 17, where LayerNorm becomes one
+    LayerNormalization node instead of a ReduceMean/Sub/Pow/Sqrt chain."""
     return {
-        "resnet18": (lambda: torchvision.models.resnet18(weights=None), IMAGE_SHAPE),
-        "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(weights=None), IMAGE_SHAPE),
-        "squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(weights=None), IMAGE_SHAPE),
-        "tiny_transformer": (TinyTransformer, (SEQ_LEN, EMBED_DIM)),
+        "resnet18": (lambda: torchvision.models.resnet18(weights=None), IMAGE_SHAPE, OPSET),
+        "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(weights=None), IMAGE_SHAPE, OPSET),
+        "squeezenet1_1": (lambda: torchvision.models.squeezenet1_1(weights=None), IMAGE_SHAPE, OPSET),
+        "tiny_transformer": (TinyTransformer, (SEQ_LEN, EMBED_DIM), 17),
     }
 
 
-def export(name, ctor, shape, outdir, fold_bn):
+def export(name, ctor, shape, opset, outdir, fold_bn):
     import onnx
 
     torch.manual_seed(0)
@@ -132,7 +135,7 @@ def export(name, ctor, shape, outdir, fold_bn):
     # exporter's constant-folding warning only concerns training-mode models.
     warnings.filterwarnings("ignore", message="It is recommended that constant folding")
     torch.onnx.export(
-        model, x, path, opset_version=OPSET, input_names=["input"],
+        model, x, path, opset_version=opset, input_names=["input"],
         output_names=["output"],
         dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
         do_constant_folding=True, training=training)
@@ -161,9 +164,9 @@ def main():
         if name not in models:
             sys.exit(f"unknown model {name!r}; choose from {sorted(models)}")
     for name in names:
-        ctor, shape = models[name]
+        ctor, shape, opset = models[name]
         t0 = time.time()
-        path, ops, out_shape = export(name, ctor, shape, args.outdir, args.fold_bn)
+        path, ops, out_shape = export(name, ctor, shape, opset, args.outdir, args.fold_bn)
         print(f"wrote {path} input={[BATCH, *shape]} output={list(out_shape)} "
               f"({time.time() - t0:.1f}s)")
         print(f"  ops {name}: {' '.join(ops)}")
