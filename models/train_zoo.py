@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,7 +83,7 @@ def train(name, epochs, seed, lr=None, max_steps=None):
     lr = lr if lr is not None else DEFAULT_LR[name]
 
     decay, no_decay = [], []
-    for p_name, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.SGD(
         [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],

