@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Post-training quantization accuracy (no fine-tuning) of every zoo model at
-# uniform precisions, with the default options (MSE-optimal clipping for
-# weights and activations) and with min/max ranges, on the full
+# uniform precisions, with the default options (MSE-optimal weight clipping,
+# min/max activation ranges), with MSE for both, and with min/max for both, on the full
 # Fashion-MNIST test split; 512 calibration images from the training split, seed 0.
 # Usage: bench/ptq_table.sh [MODELS...]   (default: every model in models/manifest.json)
 # Prints a Markdown table.
@@ -24,13 +24,16 @@ echo "$rule"
 for m in "${MODELS[@]}"; do
   model=models/${m}_fmnist.onnx
   fp32=$(top1 "$model" "")
-  for options in mse minmax; do
-    row="| $m | $options | $fp32 |"
+  for options in "mse minmax" "mse mse" "minmax minmax"; do
+    set -- $options
+    wopt=$1
+    aopt=$2
+    row="| $m | weights $wopt, activations $aopt | $fp32 |"
     for c in "${CONFIGS[@]}"; do
       set -- $c
-      cfg=$TMP/w$1a$2_$options.yaml
+      cfg=$TMP/w$1a$2_${wopt}_$aopt.yaml
       printf 'default: {weight_bits: %s, activation_bits: %s}\noptions: {weight_clipping: %s, activation_calibration: %s}\n' \
-        "$1" "$2" "$options" "$options" >"$cfg"
+        "$1" "$2" "$wopt" "$aopt" >"$cfg"
       row+=" $(top1 "$model" "$cfg") |"
     done
     echo "$row"

@@ -179,7 +179,7 @@ TEST(QuantConfigParse, EmptyAndMissingSectionsGiveDefaults) {
     EXPECT_EQ(c.options, QuantOptions{});
     EXPECT_EQ(c.options.weight_granularity, Granularity::PerChannel);
     EXPECT_EQ(c.options.weight_clipping, RangeMethod::Mse);
-    EXPECT_EQ(c.options.activation_calibration, RangeMethod::Mse);
+    EXPECT_EQ(c.options.activation_calibration, RangeMethod::MinMax);
     EXPECT_EQ(c.options.percentile, 99.99);
     EXPECT_TRUE(c.calibration.empty());
     EXPECT_FALSE(c.calibration_seed.has_value());
