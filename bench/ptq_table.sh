@@ -3,7 +3,8 @@
 # uniform precisions, with the default options (MSE-optimal weight clipping,
 # min/max activation ranges), with MSE for both, and with min/max for both, on the full
 # Fashion-MNIST test split; 512 calibration images from the training split, seed 0.
-# Usage: bench/ptq_table.sh [MODELS...]   (default: every model in models/manifest.json)
+# Usage: [OPTION_SETS="mse,minmax mse,mse minmax,minmax"] bench/ptq_table.sh [MODELS...]
+#        (default: every zoo model; each option set is weight_clipping,activation_calibration)
 # Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 top1() { build/autoprec eval "$1" --data "$DATA" --json ${2:+--precision "$2"} --calib 512 --seed 0 |
   /usr/bin/python3 -c 'import json,sys; print("%.2f" % (100 * json.load(sys.stdin)["top1"]))'; }
-header="| model | options | FP32 |"
+header="| model | clipping | FP32 |"
 rule="|---|---|---|"
 for c in "${CONFIGS[@]}"; do set -- $c; header+=" W$1A$2 |"; rule+="---|"; done
 echo "$header"
@@ -24,8 +25,8 @@ echo "$rule"
 for m in "${MODELS[@]}"; do
   model=models/${m}_fmnist.onnx
   fp32=$(top1 "$model" "")
-  for options in "mse minmax" "mse mse" "minmax minmax"; do
-    set -- $options
+  for options in ${OPTION_SETS:-mse,minmax mse,mse minmax,minmax}; do
+    set -- ${options/,/ }
     wopt=$1
     aopt=$2
     row="| $m | weights $wopt, activations $aopt | $fp32 |"
