@@ -1,6 +1,7 @@
 // Fake quantization against the scalar reference, straight-through
 // gradients, calibration, the quantized network and cost accounting.
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
 #include "cost/metrics.h"
@@ -79,6 +80,19 @@ TEST(FakeQuant, GridsAndReference) {
   QuantGrid g = quant::unsigned_grid(8);
   EXPECT_FLOAT_EQ(quant::fake_quantize_reference(0.25f, 0.1f, 3, g), 0.2f);  // round half to even: 2.5 -> 2
   EXPECT_FLOAT_EQ(quant::fake_quantize_reference(-5.0f, 0.1f, 3, g), -0.3f);  // clamps at qmin
+}
+
+TEST(FakeQuant, InferencePathMatchesTheAutogradKernel) {
+  at::manual_seed(9);
+  at::Tensor x = at::randn({8, 16, 5, 5}).contiguous(at::MemoryFormat::ChannelsLast) * 3;
+  for (int bits : {2, 4, 8}) {
+    QuantGrid grid = quant::unsigned_grid(bits);
+    at::Tensor reference = at::fake_quantize_per_tensor_affine(x, 0.037, 1, grid.qmin, grid.qmax);
+    c10::InferenceMode guard;
+    at::Tensor fast = quant::fake_quantize_per_tensor(x, 0.037, 1, grid);
+    EXPECT_TRUE(at::equal(fast, reference)) << bits;
+    EXPECT_TRUE(fast.is_contiguous(at::MemoryFormat::ChannelsLast));
+  }
 }
 
 TEST(FakeQuant, IsIdempotent) {

@@ -29,7 +29,7 @@ ValueInfo convert_value_info(const onnx::ValueInfoProto& proto) {
   return info;
 }
 
-Attribute convert_attribute(const onnx::AttributeProto& proto, const std::string& node_name, const std::string& base_dir) {
+Attribute convert_attribute(const onnx::AttributeProto& proto, const std::string& base_dir) {
   Attribute a;
   switch (proto.type()) {
     case onnx::AttributeProto::INT:
@@ -67,7 +67,6 @@ Attribute convert_attribute(const onnx::AttributeProto& proto, const std::string
       a.s = "<unsupported attribute type>";
       break;
   }
-  (void)node_name;
   return a;
 }
 
@@ -157,7 +156,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
     node.inputs.assign(proto.input().begin(), proto.input().end());
     node.outputs.assign(proto.output().begin(), proto.output().end());
     for (const auto& attr : proto.attribute()) {
-      node.attributes[attr.name()] = convert_attribute(attr, node.name, base_dir);
+      node.attributes[attr.name()] = convert_attribute(attr, base_dir);
     }
     graph.nodes.push_back(std::move(node));
   }
