@@ -109,7 +109,7 @@ $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; l=d["laye
 assert [x["weight_bits"] for x in l] == [4, 4, 4, 8], l
 assert 0 < t["weight_memory_bits"] < t["fp32_weight_memory_bits"] / 4 and t["bops"] > 0, t' "$WORK/out" && ok || bad "inspect --precision JSON"
 expect_ok "eval --precision" "$BIN" eval "$MODEL" --data "$FMNIST" --limit 300 --precision "$WORK/w4a8.yaml" --calib 64 --json
-$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["top1"] > 0.7 and d["precision"].endswith("w4a8.yaml"), d' "$WORK/out" && ok || bad "eval --precision JSON"
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["top1"] > 0.7 and d["precision"].endswith("w4a8.yaml") and 0 < d["costs"]["total"]["weight_memory_bits"] < d["costs"]["total"]["fp32_weight_memory_bits"], d' "$WORK/out" && ok || bad "eval --precision JSON"
 expect_ok "quantize" "$BIN" quantize "$MODEL" --data "$FMNIST" --precision "$WORK/w4a8.yaml" --calib 64 --limit 200 --out "$WORK/q"
 [ -s "$WORK/q/precision.yaml" ] && [ -s "$WORK/q/quantize.json" ] && ok || bad "quantize outputs missing"
 # The calibrated config reproduces the same network without data.

@@ -9,6 +9,8 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "cost/metrics.h"
+#include "exec/summary.h"
 #include "util/error.h"
 
 namespace autoprec::cli {
@@ -87,6 +89,34 @@ data::Preprocess DataOptions::preprocess() const {
   p.mean = mean;
   p.std = std;
   return p;
+}
+
+nlohmann::json costs_json(const cost::CostSummary& c) {
+  using nlohmann::json;
+  json layers = json::array();
+  for (const auto& l : c.layers) {
+    layers.push_back({{"name", l.name},
+                      {"op", l.op},
+                      {"weight_bits", l.weight_bits},
+                      {"activation_bits", l.activation_bits},
+                      {"macs", l.macs},
+                      {"weight_memory_bits", l.weight_memory_bits},
+                      {"bops", l.bops},
+                      {"activation_memory_bits", l.activation_bits_in}});
+  }
+  return {{"total",
+           {{"weight_memory_bits", c.weight_memory_bits},
+            {"fp32_weight_memory_bits", c.fp32_weight_memory_bits},
+            {"weight_memory_fraction_of_fp32", c.weight_memory_bits / c.fp32_weight_memory_bits},
+            {"bops", c.bops},
+            {"macs", c.macs},
+            {"peak_activation_memory_bits", c.peak_activation_bits}}},
+          {"layers", layers}};
+}
+
+nlohmann::json costs_json(const quant::QuantizedModel& model, quant::Granularity granularity) {
+  exec::ModelSummary summary = exec::summarize(model.executor());
+  return costs_json(cost::compute_costs(model.executor().graph(), summary, model.layers(), model.precision(), granularity));
 }
 
 data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed) {

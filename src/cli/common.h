@@ -12,6 +12,7 @@
 #include "exec/executor.h"
 #include "graph/ir.h"
 #include "quant/config.h"
+#include "cost/metrics.h"
 #include "quant/quantized_model.h"
 
 namespace autoprec::cli {
@@ -47,6 +48,10 @@ void write_file_atomically(const std::string& path, const std::string& text);
 // Creates `dir` if needed and checks that it is writable (UserError otherwise),
 // before any long work starts.
 void prepare_output_dir(const std::string& dir);
+
+// Costs as JSON: {"total": {...}, "layers": [...]}.
+nlohmann::json costs_json(const cost::CostSummary& costs);
+nlohmann::json costs_json(const quant::QuantizedModel& model, quant::Granularity granularity);
 
 // Calibration examples: `n` examples drawn with `seed` from the training split of `data`.
 data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed);

@@ -20,28 +20,6 @@ namespace {
 
 using nlohmann::json;
 
-json costs_json(const cost::CostSummary& c) {
-  json layers = json::array();
-  for (const auto& l : c.layers) {
-    layers.push_back({{"name", l.name},
-                      {"op", l.op},
-                      {"weight_bits", l.weight_bits},
-                      {"activation_bits", l.activation_bits},
-                      {"macs", l.macs},
-                      {"weight_memory_bits", l.weight_memory_bits},
-                      {"bops", l.bops},
-                      {"activation_memory_bits", l.activation_bits_in}});
-  }
-  return {{"total",
-           {{"weight_memory_bits", c.weight_memory_bits},
-            {"fp32_weight_memory_bits", c.fp32_weight_memory_bits},
-            {"weight_memory_fraction_of_fp32", c.weight_memory_bits / c.fp32_weight_memory_bits},
-            {"bops", c.bops},
-            {"macs", c.macs},
-            {"peak_activation_memory_bits", c.peak_activation_bits}}},
-          {"layers", layers}};
-}
-
 // ---- quantize ------------------------------------------------------------
 struct QuantizeOptions {
   std::string model;
