@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Post-training quantization accuracy (no fine-tuning) of every zoo model at
-# uniform precisions, with the default options (MSE-optimal weight clipping,
-# min/max activation ranges), with MSE for both, and with min/max for both, on the full
+# uniform precisions, with three clipping choices (weights,activations):
+# mse,minmax; mse,mse; minmax,minmax (the default), on the full
 # Fashion-MNIST test split; 512 calibration images from the training split, seed 0.
 # Usage: [OPTION_SETS="mse,minmax mse,mse minmax,minmax"] bench/ptq_table.sh [MODELS...]
 #        (default: every zoo model; each option set is weight_clipping,activation_calibration)

@@ -178,7 +178,7 @@ TEST(QuantConfigParse, EmptyAndMissingSectionsGiveDefaults) {
     EXPECT_TRUE(c.layers.empty());
     EXPECT_EQ(c.options, QuantOptions{});
     EXPECT_EQ(c.options.weight_granularity, Granularity::PerChannel);
-    EXPECT_EQ(c.options.weight_clipping, RangeMethod::Mse);
+    EXPECT_EQ(c.options.weight_clipping, RangeMethod::MinMax);
     EXPECT_EQ(c.options.activation_calibration, RangeMethod::MinMax);
     EXPECT_EQ(c.options.percentile, 99.99);
     EXPECT_TRUE(c.calibration.empty());
