@@ -50,24 +50,6 @@ void add_quant_options(CLI::App* cmd, QuantOptionsCli& o) {
   cmd->add_option("--seed", o.seed, "Seed choosing the calibration examples (default 0)");
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot write {}", path);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail("cannot write {} (disk full?)", path);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("cannot move {} into place", path);
-  }
-}
-
 void prepare_output_dir(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);

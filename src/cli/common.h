@@ -14,6 +14,7 @@
 #include "quant/config.h"
 #include "cost/metrics.h"
 #include "quant/quantized_model.h"
+#include "util/file.h"
 
 namespace autoprec::cli {
 
@@ -41,9 +42,6 @@ struct QuantOptionsCli {
 
 void add_data_options(CLI::App* cmd, DataOptions& o, bool required);
 void add_quant_options(CLI::App* cmd, QuantOptionsCli& o);
-
-// Writes `text` to `path` through a temporary file and a rename.
-void write_file_atomically(const std::string& path, const std::string& text);
 
 // Creates `dir` if needed and checks that it is writable (UserError otherwise),
 // before any long work starts.

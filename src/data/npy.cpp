@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/file.h"
 
 namespace autoprec::data {
 namespace {
@@ -359,24 +360,7 @@ void write_npy(const std::string& path, const at::Tensor& t) {
   if (nbytes) std::memcpy(bytes.data() + data_start, c.data_ptr(), nbytes);
   if (kHostBigEndian) swap_bytes(reinterpret_cast<uint8_t*>(bytes.data() + data_start), c.numel(), type->size);
 
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail("cannot write npy file {}: {}", tmp, std::strerror(errno));
-  errno = 0;
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  int saved_errno = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!saved_errno) saved_errno = errno ? errno : EIO;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail("cannot write npy file {}: {}", tmp, std::strerror(saved_errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    saved_errno = errno;
-    std::remove(tmp.c_str());
-    fail("cannot write npy file {}: renaming {} failed: {}", path, tmp, std::strerror(saved_errno));
-  }
+  write_file_atomically(path, bytes, "npy file");
 }
 
 }  // namespace autoprec::data

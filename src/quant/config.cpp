@@ -18,6 +18,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "util/error.h"
+#include "util/file.h"
 
 namespace autoprec::quant {
 
@@ -613,27 +614,7 @@ std::string to_yaml(const PrecisionConfig& config) {
 }
 
 void save_precision_config(const PrecisionConfig& config, const std::string& path) {
-  const std::string text = to_yaml(config);
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail("cannot write precision config {}: {}", path, std::strerror(errno));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  int saved_errno = errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    saved_errno = errno;
-  }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail("cannot write precision config {}: {}", tmp, std::strerror(saved_errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    saved_errno = errno;
-    std::remove(tmp.c_str());
-    fail("cannot write precision config {}: renaming {} failed: {}", path, tmp,
-         std::strerror(saved_errno));
-  }
+  write_file_atomically(path, to_yaml(config), "precision config");
 }
 
 bool is_pattern(const std::string& key) {
