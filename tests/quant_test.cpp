@@ -9,6 +9,7 @@
 #include "exec/summary.h"
 #include "graph/onnx_import.h"
 #include "onnx_builder.h"
+#include "test_models.h"
 #include "quant/fake_quant.h"
 #include "quant/quantized_model.h"
 #include "quant/sensitivity.h"
@@ -19,6 +20,7 @@ namespace {
 
 using quant::QuantGrid;
 using testing::ModelBuilder;
+using testing::tiny_model;
 
 struct GridCase {
   int bits;
@@ -142,24 +144,6 @@ TEST(Calibration, MseClippingBeatsMinMaxAtLowBits) {
   auto [ulo, uhi] = quant::activation_range(samples.abs(), 0.0, 4.0, 8, true, quant::RangeMethod::MinMax, 99.99);
   EXPECT_EQ(ulo, 0.0);
   EXPECT_EQ(uhi, 4.0);
-}
-
-// conv (3x3, 1->4) -> relu -> flatten -> gemm (4*4*4 -> 3)
-std::shared_ptr<graph::Graph> tiny_model() {
-  ModelBuilder b;
-  b.input("x", {-1, 1, 4, 4}).output("y", {-1, 3});
-  at::manual_seed(11);
-  b.initializer("w1", at::randn({4, 1, 3, 3})).initializer("b1", at::randn({4}) * 0.1);
-  b.initializer("w2", at::randn({3, 64}) * 0.2).initializer("b2", at::zeros({3}));
-  auto& conv = b.node("Conv", {"x", "w1", "b1"}, {"c"}, "conv");
-  ModelBuilder::attr(conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
-  b.node("Relu", {"c"}, {"r"}, "relu");
-  b.node("Flatten", {"r"}, {"f"}, "flatten");
-  auto& gemm = b.node("Gemm", {"f", "w2", "b2"}, {"y"}, "fc");
-  ModelBuilder::attr(gemm, "transB", int64_t{1});
-  auto g = std::make_shared<graph::Graph>(graph::import_onnx_bytes(b.bytes(), "tiny.onnx"));
-  exec::simplify(*g);
-  return g;
 }
 
 TEST(QuantizedModel, FindsLayersAndSignModes) {

@@ -15,4 +15,7 @@ void register_model_commands(CLI::App& app, Runner& runner);
 // quantize, sensitivity.
 void register_quant_commands(CLI::App& app, Runner& runner);
 
+// finetune.
+void register_train_commands(CLI::App& app, Runner& runner);
+
 }  // namespace autoprec::cli

@@ -218,4 +218,13 @@ BatchLoader::Batch BatchLoader::batch(int64_t index) const {
   return Batch{data_.images.index_select(0, idx), data_.labels.index_select(0, idx)};
 }
 
+at::Tensor BatchLoader::batch_indices(int64_t index) const {
+  if (index < 0 || index >= num_batches())
+    throw std::out_of_range(fmt::format("batch index {} out of range [0, {})", index, num_batches()));
+  const int64_t start = index * batch_size_;
+  const int64_t count = std::min(batch_size_, data_.size() - start);
+  if (!shuffle_) return at::arange(start, start + count, at::TensorOptions().dtype(at::kLong));
+  return order_.narrow(0, start, count);
+}
+
 }  // namespace autoprec::data

@@ -90,6 +90,9 @@ class BatchLoader {
   // Batch `index` in [0, num_batches()) of the current epoch; B = batch_size
   // except possibly for the last batch. std::out_of_range for a bad index.
   Batch batch(int64_t index) const;
+  // The dataset indices (int64 [B]) that batch(index) holds, e.g. to look up
+  // per-example data cached elsewhere.
+  at::Tensor batch_indices(int64_t index) const;
 
  private:
   Dataset data_;

@@ -265,13 +265,35 @@ void QuantizedModel::refresh_weight_scales() {
   }
 }
 
+std::vector<at::Tensor> QuantizedModel::enable_learnable_scales() {
+  std::vector<at::Tensor> scales;
+  auto make_learnable = [&](TensorQuantizer& q) {
+    if (!q.enabled || q.learnable) return;
+    q.learnable = true;
+    q.scale = q.scale.detach().clone().requires_grad_(true);
+    q.clear_cache();
+    scales.push_back(q.scale);
+  };
+  for (const QuantLayer& layer : layers_) {
+    make_learnable(*weights_.at(layer.name));
+    make_learnable(*activations_.at(layer.name));
+  }
+  return scales;
+}
+
 PrecisionConfig QuantizedModel::calibrated_config() const {
   PrecisionConfig out = config_;
   out.calibration.clear();
   for (const QuantLayer& layer : layers_) {
     LayerCalibration c;
     auto range = ranges_.find(layer.name);
-    if (range != ranges_.end()) {
+    const TensorQuantizer& aq = *activations_.at(layer.name);
+    if (aq.enabled && aq.learnable) {
+      double scale = std::abs(aq.scale.detach().item<double>());
+      int64_t zero_point = aq.zero_point.item<int64_t>();
+      c.activation_min = scale * static_cast<double>(aq.grid.qmin - zero_point);
+      c.activation_max = scale * static_cast<double>(aq.grid.qmax - zero_point);
+    } else if (range != ranges_.end()) {
       c.activation_min = range->second.first;
       c.activation_max = range->second.second;
     }

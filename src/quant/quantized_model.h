@@ -78,12 +78,19 @@ class QuantizedModel {
   // True when every quantized activation has a range.
   bool calibrated() const;
 
-  // Recomputes weight scales from the executor's current weights.
+  // Recomputes weight scales from the executor's current weights (skips
+  // learnable scales).
   void refresh_weight_scales();
+
+  // LSQ: makes the scale of every enabled quantizer a learnable tensor
+  // (requires_grad) and returns those tensors for an optimizer. Call once the
+  // model is calibrated; calibrated_config() then reports the learned ranges.
+  std::vector<at::Tensor> enable_learnable_scales();
 
   exec::Executor& executor() { return executor_; }
   const exec::Executor& executor() const { return executor_; }
   const std::vector<QuantLayer>& layers() const { return layers_; }
+  const PrecisionConfig& config() const { return config_; }
   const std::map<std::string, LayerPrecision>& precision() const { return precision_; }
   const TensorQuantizer& weight_quantizer(const std::string& layer) const { return *weights_.at(layer); }
   const TensorQuantizer& activation_quantizer(const std::string& layer) const { return *activations_.at(layer); }

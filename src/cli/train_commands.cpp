@@ -1,0 +1,220 @@
+// finetune: knowledge-distillation fine-tuning of a quantized network.
+#include <ATen/ATen.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "eval/evaluate.h"
+#include "exec/model.h"
+#include "graph/onnx_export.h"
+#include "train/finetune.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace autoprec::cli {
+namespace {
+
+using nlohmann::json;
+
+struct FinetuneCliOptions {
+  std::string model;
+  DataOptions data;
+  QuantOptionsCli quant;
+  std::string out;
+  train::FinetuneOptions train;
+  std::string optimizer = "sgd";
+  std::string schedule = "cosine";
+  std::string activation_ranges = "freeze";
+  bool lsq = false;
+  int64_t validation = 5000;  // examples carved from the training split
+  int64_t subset = 0;         // training examples used (0: all, or steps × batch for --steps)
+  int64_t limit = 0;          // test examples evaluated (0: all)
+  bool json = false;
+};
+
+json epoch_json(const train::EpochLog& e) {
+  json j = {{"epoch", e.epoch}, {"steps", e.steps},       {"loss", e.loss}, {"train_top1", e.train_top1},
+            {"learning_rate", e.learning_rate}, {"seconds", e.seconds}};
+  if (e.validation_top1 >= 0) j["validation_top1"] = e.validation_top1;
+  return j;
+}
+
+// Bytes a checkpoint needs on disk: the initializers plus slack for the graph.
+uintmax_t checkpoint_bytes(const graph::Graph& graph) {
+  uintmax_t bytes = 1 << 20;
+  for (const auto& [name, t] : graph.initializers) bytes += static_cast<uintmax_t>(t.numel() * t.element_size());
+  return bytes;
+}
+
+int run_finetune(FinetuneCliOptions o) {
+  train::FinetuneOptions& t = o.train;
+  t.optimizer = train::parse_optimizer(o.optimizer);
+  t.schedule = train::parse_schedule(o.schedule);
+  t.activation_ranges = train::parse_activation_ranges(o.activation_ranges);
+  t.seed = o.quant.seed;
+  t.quiet = o.json;
+  if ((t.steps > 0) == (t.epochs > 0)) fail("give exactly one of --steps N or --epochs E");
+
+  auto graph = exec::load_model(o.model);
+  quant::PrecisionConfig config = quant::load_precision_config(o.quant.precision);
+  t.learnable_scales = o.lsq || config.options.lsq;
+  auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
+  quant::resolve(config, quant::layer_names(layers));
+
+  data::Dataset full_train = data::load_dataset(o.data.spec, data::Split::Train, o.data.preprocess());
+  data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
+  if (o.limit > 0) test = data::take(test, o.limit);
+  if (o.validation >= full_train.size()) {
+    fail("--validation {} leaves no training examples (the training split has {})", o.validation, full_train.size());
+  }
+  data::TrainValidation split = data::split_train_validation(full_train, o.validation, o.quant.seed);
+  data::Dataset train_set = split.train;
+  int64_t subset = o.subset;
+  if (subset == 0 && t.steps > 0) subset = t.steps * t.batch_size;
+  if (subset > 0) train_set = data::take(train_set, subset);
+
+  exec::Executor teacher(graph, o.model);
+  teacher.run({train_set.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
+  teacher.run({test.images.slice(0, 0, 1)});
+
+  prepare_output_dir(o.out);
+  std::error_code ec;
+  auto space = std::filesystem::space(o.out, ec);
+  uintmax_t needed = 3 * checkpoint_bytes(*graph);
+  if (!ec && space.available < needed) {
+    fail("not enough free space in {}: {} available, about {} needed for the checkpoints", o.out,
+         human_bits(8.0 * static_cast<double>(space.available)), human_bits(8.0 * static_cast<double>(needed)));
+  }
+  const std::string model_path = o.out + "/model.onnx";
+  const std::string config_path = o.out + "/precision.yaml";
+  const std::string log_path = o.out + "/finetune.json";
+
+  auto student = build_quantized(graph, o.model, o.quant, &o.data);
+  eval::EvalOptions quiet_eval;
+  quiet_eval.quiet = true;
+  eval::EvalResult fp32_test = eval::evaluate(teacher, test, quiet_eval);
+  eval::EvalResult before_test = eval::evaluate(student->executor(), test, quiet_eval);
+  double before_validation = -1;
+  if (o.validation > 0) before_validation = eval::evaluate(student->executor(), split.validation, quiet_eval).top1;
+  spdlog::info("seed {}; {} training and {} validation examples", t.seed, train_set.size(), split.validation.size());
+
+  json report = {{"model", o.model},
+                 {"precision", o.quant.precision},
+                 {"data", o.data.spec},
+                 {"seed", t.seed},
+                 {"mode", t.steps > 0 ? "steps" : "epochs"},
+                 {"options",
+                  {{"steps", t.steps}, {"epochs", t.epochs}, {"batch_size", t.batch_size},
+                   {"optimizer", o.optimizer}, {"learning_rate", t.learning_rate}, {"momentum", t.momentum},
+                   {"weight_decay", t.weight_decay}, {"schedule", o.schedule}, {"temperature", t.distill.temperature},
+                   {"alpha", t.distill.alpha}, {"crop_padding", t.crop_padding}, {"horizontal_flip", t.horizontal_flip},
+                   {"learnable_scales", t.learnable_scales}, {"activation_ranges", o.activation_ranges},
+                   {"teacher_cache", t.steps > 0}}},
+                 {"examples", {{"train", train_set.size()}, {"validation", split.validation.size()}, {"test", test.size()}}},
+                 {"fp32", {{"test_top1", fp32_test.top1}}},
+                 {"before", {{"test_top1", before_test.top1}, {"validation_top1", before_validation}}},
+                 {"epochs", json::array()}};
+
+  auto write_checkpoint = [&] {
+    graph::save_model_proto(
+        graph::to_model_proto(*graph, student->executor().parameters(), {{"autoprec.finetuned_from", o.model}}),
+        model_path);
+    quant::PrecisionConfig calibrated = student->calibrated_config();
+    calibrated.calibration_seed = o.quant.seed;
+    calibrated.calibration_samples = o.quant.calib;
+    quant::save_precision_config(calibrated, config_path);
+  };
+  int64_t checkpoint_epoch = 0;
+  auto on_epoch = [&](const train::EpochLog& e, bool improved) {
+    report["epochs"].push_back(epoch_json(e));
+    if (improved) {
+      write_checkpoint();
+      checkpoint_epoch = e.epoch;
+    }
+    write_file_atomically(log_path, report.dump(2) + "\n", "fine-tune log");
+    if (!o.json) {
+      fmt::print(stderr, "epoch {}: loss {:.4f}, train top-1 {:.2f}%{}\n", e.epoch, e.loss, 100 * e.train_top1,
+                 e.validation_top1 >= 0 ? fmt::format(", validation top-1 {:.2f}%{}", 100 * e.validation_top1,
+                                                      improved ? " (best, saved)" : "")
+                                        : "");
+    }
+  };
+
+  std::unique_ptr<train::TeacherCache> cache;
+  if (t.steps > 0) cache = std::make_unique<train::TeacherCache>(teacher, train_set.images);
+  const data::Dataset* validation = o.validation > 0 ? &split.validation : nullptr;
+  train::FinetuneResult result;
+  try {
+    result = train::finetune(*student, teacher, train_set, validation, t, cache.get(), on_epoch);
+  } catch (const train::TrainingDiverged& e) {
+    // The student is back at its last good parameters: keep them on disk.
+    write_checkpoint();
+    report["diverged_at_step"] = e.step();
+    write_file_atomically(log_path, report.dump(2) + "\n", "fine-tune log");
+    fail("{}; the last good checkpoint ({}) is in {}", e.what(),
+         checkpoint_epoch > 0 ? fmt::format("epoch {}", checkpoint_epoch) : std::string("before fine-tuning"), model_path);
+  }
+  if (t.steps > 0 || validation == nullptr) write_checkpoint();
+  else if (result.best_epoch > 0) write_checkpoint();  // best epoch's parameters, recalibrated if asked
+
+  eval::EvalResult after_test = eval::evaluate(student->executor(), test, quiet_eval);
+  report["after"] = {{"test_top1", after_test.top1}, {"validation_top1", result.best_validation_top1},
+                     {"best_epoch", result.best_epoch}};
+  report["training"] = {{"steps", result.steps}, {"seconds", result.seconds},
+                        {"images_per_second", result.images_per_second}};
+  report["outputs"] = {{"model", model_path}, {"precision", config_path}};
+  write_file_atomically(log_path, report.dump(2) + "\n", "fine-tune log");
+  if (o.json) {
+    print_json(report);
+    return 0;
+  }
+  fmt::print("test top-1: FP32 {:.2f}%, quantized {:.2f}% before, {:.2f}% after fine-tuning ({} steps, {:.0f} s)\n",
+             100 * fp32_test.top1, 100 * before_test.top1, 100 * after_test.top1, result.steps, result.seconds);
+  fmt::print("wrote {}, {} and {}\n", model_path, config_path, log_path);
+  return 0;
+}
+
+}  // namespace
+
+void register_train_commands(CLI::App& app, Runner& runner) {
+  static FinetuneCliOptions o;
+  CLI::App* cmd = app.add_subcommand("finetune", "Fine-tune a quantized network with knowledge distillation from FP32");
+  cmd->add_option("model", o.model, "ONNX model (the FP32 teacher and the student's starting point)")->required();
+  add_data_options(cmd, o.data, true);
+  add_quant_options(cmd, o.quant);
+  cmd->get_option("--precision")->required();
+  auto* steps = cmd->add_option("--steps", o.train.steps, "Short fine-tune: optimizer steps (teacher logits cached)")
+                    ->check(CLI::PositiveNumber);
+  auto* epochs = cmd->add_option("--epochs", o.train.epochs, "Full fine-tune: epochs, keeping the best validation epoch")
+                     ->check(CLI::PositiveNumber);
+  steps->excludes(epochs);
+  cmd->add_option("--out", o.out, "Output directory (model.onnx, precision.yaml, finetune.json)")->required();
+  cmd->add_option("--batch-size", o.train.batch_size, "Batch size (default 128)")->check(CLI::PositiveNumber);
+  cmd->add_option("--optimizer", o.optimizer, "sgd (default) or adamw");
+  cmd->add_option("--lr", o.train.learning_rate, "Peak learning rate (default 0.01)");
+  cmd->add_option("--momentum", o.train.momentum, "SGD momentum (default 0.9)");
+  cmd->add_option("--weight-decay", o.train.weight_decay, "Weight decay on weights (default 1e-4)");
+  cmd->add_option("--schedule", o.schedule, "cosine (default), step or constant");
+  cmd->add_option("--step-size", o.train.step_size, "Step schedule: steps between decays (default: a third of the run)");
+  cmd->add_option("--gamma", o.train.step_gamma, "Step schedule: decay factor (default 0.1)");
+  cmd->add_option("--temperature", o.train.distill.temperature, "Distillation temperature T (default 4)");
+  cmd->add_option("--alpha", o.train.distill.alpha,
+                  "Weight of the distillation term; 1: labels unused, 0: cross-entropy only (default 0.9)");
+  cmd->add_option("--crop-padding", o.train.crop_padding, "Random-crop augmentation padding in pixels (default 0: off)");
+  cmd->add_flag("--hflip", o.train.horizontal_flip, "Random horizontal flips (off by default)");
+  cmd->add_flag("--lsq", o.lsq, "Learn the quantizers' step sizes (LSQ); also on when the config sets lsq: true");
+  cmd->add_option("--activation-ranges", o.activation_ranges,
+                  "freeze (default) or recalibrate activation ranges after training");
+  cmd->add_option("--validation", o.validation, "Validation examples carved from the training split (default 5000)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--subset", o.subset, "Train on the first N training examples (default: all; steps × batch with --steps)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", o.limit, "Evaluate on the first N test examples only")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--json", o.json, "Print the fine-tune report as one JSON object");
+  cmd->callback([&runner] { runner = [] { return run_finetune(o); }; });
+}
+
+}  // namespace autoprec::cli
