@@ -4,11 +4,15 @@
 // against a measured single-precision matrix-multiply rate on this machine.
 // Prints one JSON object per line. bench/kd_step.sh compares with PyTorch.
 //
-// Usage: kd_step_bench MODEL DATA BITS_W BITS_A BATCH STEPS
+// Usage: kd_step_bench MODEL DATA BITS_W BITS_A BATCH STEPS THREADS
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <cstdio>
 #include <string>
 
@@ -37,13 +41,14 @@ double matmul_gflops() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
-    std::fprintf(stderr, "usage: %s MODEL DATA BITS_W BITS_A BATCH STEPS\n", argv[0]);
+  if (argc != 8) {
+    std::fprintf(stderr, "usage: %s MODEL DATA BITS_W BITS_A BATCH STEPS THREADS\n", argv[0]);
     return 2;
   }
   std::string model_path = argv[1];
   int wb = std::stoi(argv[3]), ab = std::stoi(argv[4]);
   int64_t batch = std::stoll(argv[5]), steps = std::stoll(argv[6]);
+  at::set_num_threads(std::stoi(argv[7]));
   auto graph = exec::load_model(model_path);
   data::Dataset train = data::take(data::load_dataset(argv[2], data::Split::Train), batch * (steps + 2));
   exec::Executor teacher(graph, model_path);
@@ -61,6 +66,10 @@ int main(int argc, char** argv) {
     train::FinetuneOptions warm = options;
     warm.steps = 2;
     train::finetune(student, teacher, train, nullptr, warm, cache.get());
+    // AUTOPREC_PROFILE=trace.json writes a Chrome trace of the cached run.
+    const char* trace = std::getenv("AUTOPREC_PROFILE");
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+    if (trace != nullptr && cached) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(trace);
     return train::finetune(student, teacher, train, nullptr, options, cache.get()).images_per_second;
   };
   double cached = measure(true);

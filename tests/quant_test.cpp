@@ -116,6 +116,22 @@ TEST(FakeQuant, GradientIsStraightThroughInsideAndZeroOutside) {
   EXPECT_TRUE(at::equal(x.grad(), expected)) << x.grad();
 }
 
+TEST(FakeQuant, TrainingPathMatchesATenInValueAndGradient) {
+  at::manual_seed(9);
+  for (auto [bits, zero_point] : {std::pair{8, 3}, std::pair{4, 0}, std::pair{2, 1}}) {
+    QuantGrid grid = quant::unsigned_grid(bits);
+    at::Tensor x = (at::randn({4, 8, 5, 5}) * 2).contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor a = x.clone().requires_grad_(true), b = x.clone().requires_grad_(true);
+    at::Tensor upstream = at::randn({4, 8, 5, 5});
+    at::Tensor ours = quant::fake_quantize_per_tensor(a, 0.05, zero_point, grid);
+    at::Tensor aten = at::fake_quantize_per_tensor_affine(b, 0.05, zero_point, grid.qmin, grid.qmax);
+    EXPECT_TRUE(at::equal(ours, aten)) << bits;
+    (ours * upstream).sum().backward();
+    (aten * upstream).sum().backward();
+    EXPECT_TRUE(at::equal(a.grad(), b.grad())) << bits;
+  }
+}
+
 TEST(FakeQuant, LearnableScaleGetsAGradient) {
   at::Tensor x = at::randn({64});
   at::Tensor scale = at::full({1}, 0.1f).requires_grad_(true);
