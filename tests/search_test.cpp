@@ -205,7 +205,9 @@ TEST(SearchProjection, AlwaysFeasibleAndNeverRaisesAboveThePolicy) {
       EXPECT_TRUE(precision_le(p.layers[l].options[out[l]].precision, p.layers[l].options[policy[l]].precision))
           << "trial " << trial << " layer " << l;
     }
-    if (is_feasible(p, policy)) EXPECT_EQ(out, policy);
+    if (is_feasible(p, policy)) {
+      EXPECT_EQ(out, policy);
+    }
     Choice greedy = greedy_lowering(p);
     ASSERT_TRUE(is_feasible(p, greedy));
     // The ILP is optimal, so never worse than greedy.
