@@ -535,7 +535,11 @@ DdpgOptions toy_options(uint64_t seed) {
 }
 
 TEST(SearchDdpg, LearnsAToyReward) {
+  // HAQ's actor rate (1e-4) is tuned for 600 episodes of a 300-wide net; the
+  // 64-wide toy learns in 300 episodes with 1e-3 (max error 0.01-0.04 at
+  // episode 300 for seeds 1, 2, 3; 0.095 for seeds 5, 7; 0.17 with 1e-4).
   DdpgOptions o = toy_options(3);
+  o.lr_actor = 1e-3;
   DdpgAgent agent(o);
   run_toy(agent, 0, 300);
   for (int t = 0; t < kSteps; ++t) {
