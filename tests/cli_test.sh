@@ -64,7 +64,7 @@ np.save(f"{work}/labels9.npy", np.zeros((9,), np.int64))
 np.save(f"{work}/labels10.npy", np.arange(10, dtype=np.int64) % 10)
 PYEOF
 
-for cmd in "" inspect run eval quantize sensitivity; do
+for cmd in "" inspect run eval quantize sensitivity finetune; do
   expect_ok "help $cmd" "$BIN" $cmd --help
 done
 expect_ok "version" "$BIN" --version
@@ -127,6 +127,25 @@ expect_error "calibration data of the wrong shape" "shape" -- "$BIN" quantize "$
 expect_ok "sensitivity" "$BIN" sensitivity "$MODEL" --data "$FMNIST" --bits 2,8 --validation 200 --calib 64 --json
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["rows"]) == 4 * 2 * 2 and 0.7 < d["fp32_top1"] <= 1, d.keys()' "$WORK/out" && ok || bad "sensitivity JSON"
 expect_error "sensitivity bad bits" "2 to 8" -- "$BIN" sensitivity "$MODEL" --data "$FMNIST" --bits 1,8
+
+# finetune: short run with the teacher cache; the written model and config
+# reproduce the reported accuracy through `eval`.
+printf 'default: {weight_bits: 3, activation_bits: 8}\n' >"$WORK/w3a8.yaml"
+expect_ok "finetune steps" "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 30 --batch-size 64 --validation 200 --calib 64 --limit 300 --out "$WORK/ft" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["mode"] == "steps" and d["training"]["steps"] == 30 and d["options"]["teacher_cache"] and d["seed"] == 0, d
+assert d["after"]["test_top1"] > 0.5 and len(d["epochs"]) == 1, d' "$WORK/out" && ok || bad "finetune --json report"
+[ -s "$WORK/ft/model.onnx" ] && [ -s "$WORK/ft/precision.yaml" ] && [ -s "$WORK/ft/finetune.json" ] && ok || bad "finetune outputs missing"
+cp "$WORK/out" "$WORK/ft_report.json"
+expect_ok "eval the fine-tuned model" "$BIN" eval "$WORK/ft/model.onnx" --precision "$WORK/ft/precision.yaml" --data "$FMNIST" --limit 300 --json
+$PY -c 'import json,sys; e=json.load(open(sys.argv[1])); r=json.load(open(sys.argv[2])); assert abs(e["top1"] - r["after"]["test_top1"]) < 1e-9, (e["top1"], r["after"])' "$WORK/out" "$WORK/ft_report.json" && ok || bad "fine-tuned model does not reproduce its accuracy"
+expect_ok "finetune epochs" "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --epochs 2 --subset 256 --batch-size 64 --validation 200 --calib 64 --limit 200 --out "$WORK/ft_epochs" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [e["epoch"] for e in d["epochs"]] == [1, 2] and all(0 < e["validation_top1"] <= 1 for e in d["epochs"]) and d["after"]["best_epoch"] in (1, 2), d' "$WORK/out" && ok || bad "finetune epochs report"
+expect_error "finetune diverges" "diverged at step" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 20 --lr 1e30 --schedule constant --validation 100 --calib 64 --limit 100 --out "$WORK/ft_nan" --json
+[ -s "$WORK/ft_nan/model.onnx" ] && ok || bad "diverged finetune kept no checkpoint"
+expect_error "finetune needs steps or epochs" "exactly one of --steps" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --out "$WORK/ft_none"
+expect_error "finetune unwritable output" "output directory" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 5 --out /proc/autoprec_out
+expect_error "finetune unknown optimizer" "unknown optimizer" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 5 --optimizer adam --out "$WORK/ft_opt"
+[ ! -e "$WORK/ft_opt" ] && ok || bad "finetune with a bad option created its output directory"
 
 # usage errors come from the parser: non-zero exit, no crash
 "$BIN" eval "$MODEL" >/dev/null 2>&1; code=$?
