@@ -1,0 +1,103 @@
+// The search's run configuration (run.yaml). Every key is optional except
+// model, data and out (which command-line flags may supply instead):
+//
+//   model: models/resnet20_fmnist.onnx
+//   data: idx:/usr/share/datasets/fashion-mnist
+//   target: bitfusion                 # built-in name or profile path (default generic)
+//   constraints: ["weight_memory<=0.125*fp32"]
+//   agent: ddpg                       # ddpg | ilp | greedy | random | uniform
+//   episodes: 100                     # ddpg and random; 1 for the others
+//   seed: 0
+//   out: runs/demo
+//   weight_bits: [2, 3, 4, 5, 6, 8]   # restricts the target's sets (optional)
+//   activation_bits: [8]
+//   validation: 2000                  # examples carved from the training split
+//   calibration: 512                  # calibration examples (from the rest)
+//   sensitivity_examples: 500         # validation examples the sensitivity table uses
+//   staged: {enabled: true, examples: 500, margin: 0.03}
+//   short_finetune: {steps: 50, batch_size: 64, learning_rate: 0.01, temperature: 4, alpha: 0.9}
+//   final_finetune: {epochs: 1, batch_size: 128, learning_rate: 0.01}
+//   reward: {accuracy: 0.1, latency: 0, energy: 0, weight_memory: 0, bops: 0}
+//   warm_start: true                  # ddpg: the ILP solution is the first episode
+//   ddpg: {hidden: 300, lr_actor: 0.0001, lr_critic: 0.001, warmup_episodes: 20,
+//          noise_sigma: 0.5, noise_decay: 0.99, replay: 2000, batch_size: 64, tau: 0.01}
+//
+// Unknown keys and wrong types are UserErrors "FILE:LINE: ...".
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "search/ddpg.h"
+
+namespace autoprec::search {
+
+struct ShortFinetuneConfig {
+  int64_t steps = 50;  // 0: no fine-tune, candidates are scored after calibration only
+  int64_t batch_size = 64;
+  double learning_rate = 0.01;
+  double temperature = 4.0;
+  double alpha = 0.9;
+};
+
+struct FinalFinetuneConfig {
+  int64_t epochs = 1;  // 0: the selected configuration is not fine-tuned again
+  int64_t batch_size = 128;
+  double learning_rate = 0.01;
+};
+
+struct StagedConfig {
+  bool enabled = true;
+  int64_t examples = 500;  // validation examples of the cheap score
+  double margin = 0.03;    // fine-tune when cheap top-1 >= best cheap top-1 - margin
+};
+
+// reward = accuracy · 100 · (top1 − fp32_top1) − Σ_k weight_k · cost_k / reference_k
+// (reference: the uniform 8-bit cost on the target); HAQ: accuracy 0.1, no cost terms.
+struct RewardConfig {
+  double accuracy = 0.1;
+  double weight_memory = 0;
+  double bops = 0;
+  double latency = 0;
+  double energy = 0;
+};
+
+struct RunConfig {
+  std::string model;
+  std::string data;
+  std::string target = "generic";
+  std::vector<std::string> constraints;
+  std::string agent = "ddpg";
+  int64_t episodes = 100;
+  uint64_t seed = 0;
+  std::string out;
+  std::set<int> weight_bits;      // empty: the target's set
+  std::set<int> activation_bits;  // empty: the target's set
+  int64_t validation = 2000;
+  int64_t calibration = 512;
+  int64_t sensitivity_examples = 500;
+  StagedConfig staged;
+  ShortFinetuneConfig short_finetune;
+  FinalFinetuneConfig final_finetune;
+  RewardConfig reward;
+  bool warm_start = true;
+  DdpgOptions ddpg;  // state_dim and seed are set by the search
+  std::string origin = "run configuration";
+};
+
+// Parses run.yaml text; `origin` names it in errors.
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin);
+RunConfig load_run_config(const std::string& path);
+
+// UserError for missing model/data/out, an unknown agent, non-positive counts.
+void validate(const RunConfig& config);
+
+// The whole configuration as JSON (for the journal and result.json) and back.
+nlohmann::json to_json(const RunConfig& config);
+RunConfig from_json(const nlohmann::json& j);
+
+}  // namespace autoprec::search

@@ -1,0 +1,783 @@
+#include "search/searcher.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <random>
+
+#include "data/dataset.h"
+#include "eval/evaluate.h"
+#include "exec/executor.h"
+#include "graph/onnx_export.h"
+#include "quant/quantized_model.h"
+#include "quant/sensitivity.h"
+#include "search/config_key.h"
+#include "search/ddpg.h"
+#include "search/greedy.h"
+#include "search/ilp.h"
+#include "search/journal.h"
+#include "search/pareto.h"
+#include "search/problem.h"
+#include "target/constraints.h"
+#include "target/cost_model.h"
+#include "target/measure.h"
+#include "target/profile.h"
+#include "train/finetune.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/log.h"
+
+namespace autoprec::search {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A cost metric the search can budget, with its per-layer values.
+struct ResourceSpec {
+  target::Metric metric;
+  std::string name;
+  std::string unit;
+  double constant = 0;  // the part of the total no layer choice changes (e.g. non-quantized parameters)
+};
+
+double metric_total(const target::TargetCosts& c, target::Metric m) {
+  switch (m) {
+    case target::Metric::WeightMemory: return c.bits.weight_memory_bits;
+    case target::Metric::Bops: return c.bits.bops;
+    case target::Metric::Latency: return c.latency_ms.value_or(0);
+    case target::Metric::Energy: return c.energy_mj.value_or(0);
+    default: return 0;
+  }
+}
+
+double metric_layer(const target::TargetLayerCost& c, target::Metric m) {
+  switch (m) {
+    case target::Metric::WeightMemory: return c.bits.weight_memory_bits;
+    case target::Metric::Bops: return c.bits.bops;
+    case target::Metric::Latency: return c.latency_ms.value_or(0);
+    case target::Metric::Energy: return c.energy_mj.value_or(0);
+    default: return 0;
+  }
+}
+
+json totals_json(const target::TargetCosts& c) {
+  json j = {{"weight_bits", c.bits.weight_memory_bits}, {"bops", c.bits.bops}, {"macs", c.bits.macs},
+            {"fp32_weight_bits", c.bits.fp32_weight_memory_bits}};
+  if (c.latency_ms) j["latency_ms"] = *c.latency_ms;
+  if (c.energy_mj) j["energy_mj"] = *c.energy_mj;
+  return j;
+}
+
+json constraints_json(const std::vector<target::ConstraintResult>& results) {
+  json out = json::array();
+  for (const auto& r : results) {
+    out.push_back({{"constraint", r.constraint.text}, {"holds", r.holds}, {"value", r.value}, {"bound", r.bound},
+                   {"slack", r.slack},
+                   {"text", fmt::format("{} = {} (bound {}, slack {})", to_string(r.constraint.metric),
+                                        target::format_metric(r.constraint.metric, r.value),
+                                        target::format_metric(r.constraint.metric, r.bound),
+                                        target::format_metric(r.constraint.metric, r.slack))}});
+  }
+  return out;
+}
+
+struct Step {
+  size_t layer;
+  bool weight;  // false: activation
+};
+
+class Search {
+ public:
+  Search(RunConfig config, const SearchOptions& options) : cfg_(std::move(config)), opt_(options) {}
+  json run();
+
+ private:
+  void prepare();
+  void build_problem();
+  void build_steps();
+  std::vector<double> state(size_t step, const std::vector<int>& wbits, const std::vector<int>& abits,
+                            double previous_action) const;
+  Choice to_choice(const std::vector<int>& wbits, const std::vector<int>& abits) const;
+  quant::PrecisionConfig config_of(const Choice& choice) const;
+  std::map<std::string, quant::LayerPrecision> precision_of(const Choice& choice) const;
+  // Evaluates (or looks up) a configuration; returns its record.
+  EvaluationRecord evaluate(const Choice& choice, int64_t episode);
+  double reward_of(const EvaluationRecord& r) const;
+  void update_fronts();
+  void run_episode_ddpg(DdpgAgent& agent, int64_t episode, const Choice* forced);
+  json finish(double search_seconds);
+
+  RunConfig cfg_;
+  SearchOptions opt_;
+  std::string dir_;
+  target::Profile profile_;
+  target::ModelInfo info_;
+  std::unique_ptr<target::LayerCostSource> source_;
+  std::vector<target::Constraint> constraints_;
+  std::vector<ResourceSpec> resources_;
+  target::TargetCosts int8_costs_;
+  quant::Granularity granularity_ = quant::Granularity::PerChannel;
+
+  data::Dataset train_, validation_, stage_set_, calibration_, short_set_, test_;
+  std::unique_ptr<exec::Executor> teacher_;
+  quant::CalibrationStats stats_;
+  std::unique_ptr<train::TeacherCache> cache_;
+  quant::SensitivityTable sensitivity_;
+  double fp32_validation_ = 0;
+  double fp32_stage_ = 0;
+
+  ChoiceProblem problem_;
+  std::vector<std::vector<int>> weight_sets_, activation_sets_;  // per layer, increasing
+  std::vector<Step> steps_;
+  std::unique_ptr<Journal> journal_;
+  double best_cheap_ = -1;
+  int64_t evaluations_run_ = 0;
+  int64_t finetuned_run_ = 0;
+  std::mt19937_64 random_agent_rng_;
+};
+
+void Search::prepare() {
+  validate(cfg_);
+  dir_ = cfg_.out;
+  profile_ = target::load_target(cfg_.target);
+  info_ = target::load_model_info(cfg_.model);
+  source_ = target::make_source(profile_, info_, "");
+
+  std::vector<target::Constraint> parsed;
+  for (const std::string& text : cfg_.constraints) parsed.push_back(target::parse_constraint(text));
+  std::map<std::string, quant::LayerPrecision> all8, all32;
+  for (const auto& layer : info_.layers) {
+    all8[layer.name] = {8, 8};
+    all32[layer.name] = {32, 32};
+  }
+  int8_costs_ = target::evaluate(profile_, info_, all8, granularity_, source_.get());
+  target::TargetCosts fp32 = target::evaluate(profile_, info_, all32, granularity_, source_.get());
+  constraints_ = target::resolve(parsed, profile_, fp32, int8_costs_);
+  std::set<target::Metric> seen;
+  for (const auto& c : constraints_) {
+    if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) continue;
+    if (!c.at_most) fail("constraint '{}': cost constraints must be upper bounds (<=)", c.text);
+    if (seen.count(c.metric)) fail("constraint '{}': {} is bounded twice", c.text, to_string(c.metric));
+    seen.insert(c.metric);
+  }
+
+  // Data: validation carved from the training split; calibration, the staged
+  // subset and the short fine-tune subset from the rest.
+  data::Dataset full = data::load_dataset(cfg_.data, data::Split::Train);
+  test_ = data::load_dataset(cfg_.data, data::Split::Test);
+  if (cfg_.validation + cfg_.calibration >= full.size()) {
+    fail("validation {} + calibration {} exceed the {} training examples", cfg_.validation, cfg_.calibration,
+         full.size());
+  }
+  data::TrainValidation split = data::split_train_validation(full, cfg_.validation, cfg_.seed);
+  validation_ = split.validation;
+  train_ = split.train;
+  calibration_ = data::split_train_validation(train_, cfg_.calibration, cfg_.seed + 1).validation;
+  stage_set_ = data::take(validation_, cfg_.staged.examples);
+  int64_t short_examples = std::max<int64_t>(1, cfg_.short_finetune.steps * cfg_.short_finetune.batch_size);
+  short_set_ = data::take(data::split_train_validation(train_, std::min(short_examples, train_.size() - 1),
+                                                       cfg_.seed + 2).validation,
+                          short_examples);
+
+  teacher_ = std::make_unique<exec::Executor>(info_.graph, cfg_.model);
+  teacher_->run({validation_.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
+  teacher_->run({test_.images.slice(0, 0, 1)});
+}
+
+void Search::build_problem() {
+  // Supported pairs per layer, restricted by the run configuration.
+  std::set<int> wanted_bits;
+  for (const auto& layer : info_.layers) {
+    auto pairs = target::supported_pairs(profile_, layer.op, cfg_.weight_bits, cfg_.activation_bits);
+    if (pairs.empty()) {
+      fail("target {} supports no (weight, activation) bit pair for layer {} ({}) within the requested bit sets",
+           profile_.name, layer.name, layer.op);
+    }
+    LayerChoices choices;
+    choices.layer = layer.name;
+    std::set<int> ws, as;
+    for (auto [wb, ab] : pairs) {
+      Option o;
+      o.precision = {wb, ab};
+      choices.options.push_back(o);
+      ws.insert(wb);
+      as.insert(ab);
+      if (!quant::is_float_bits(wb)) wanted_bits.insert(wb);
+      if (!quant::is_float_bits(ab)) wanted_bits.insert(ab);
+    }
+    weight_sets_.emplace_back(ws.begin(), ws.end());
+    activation_sets_.emplace_back(as.begin(), as.end());
+    problem_.layers.push_back(choices);
+  }
+
+  // Sensitivity (KL of the logits, one tensor quantized at a time), reused on resume.
+  std::string sensitivity_path = dir_ + "/sensitivity.json";
+  std::vector<int> bits(wanted_bits.begin(), wanted_bits.end());
+  bool loaded = false;
+  if (std::filesystem::exists(sensitivity_path)) {
+    try {
+      json j = json::parse(std::ifstream(sensitivity_path));
+      if (j.at("bits").get<std::vector<int>>() == bits) {
+        sensitivity_.fp32_top1 = j.at("fp32_top1");
+        sensitivity_.layers = j.at("layers").get<std::vector<std::string>>();
+        sensitivity_.bits = bits;
+        for (const auto& r : j.at("rows")) {
+          sensitivity_.rows.push_back({r.at("layer"), r.at("tensor"), r.at("bits"), r.at("top1"),
+                                       r.at("accuracy_drop"), r.at("kl")});
+        }
+        loaded = true;
+      }
+    } catch (const std::exception&) {
+      loaded = false;
+    }
+  }
+  if (!loaded) {
+    Progress progress("sensitivity", 0, "measurements", opt_.quiet);
+    int64_t last = 0;
+    sensitivity_ = quant::measure_sensitivity(info_.graph, calibration_, data::take(validation_, cfg_.sensitivity_examples),
+                                              bits, quant::QuantOptions{}, [&](int64_t done, int64_t total) {
+                                                if (last == 0) progress = Progress("sensitivity", total, "measurements", opt_.quiet);
+                                                progress.advance(done - last);
+                                                last = done;
+                                              });
+    progress.finish();
+    json rows = json::array();
+    for (const auto& r : sensitivity_.rows) {
+      rows.push_back({{"layer", r.layer}, {"tensor", r.tensor}, {"bits", r.bits}, {"top1", r.top1},
+                      {"accuracy_drop", r.accuracy_drop}, {"kl", r.kl}});
+    }
+    json j = {{"fp32_top1", sensitivity_.fp32_top1}, {"layers", sensitivity_.layers}, {"bits", bits}, {"rows", rows}};
+    write_file_atomically(sensitivity_path, j.dump(1) + "\n", "sensitivity table");
+  }
+  auto kl = [&](const std::string& layer, const char* tensor, int b) {
+    return quant::is_float_bits(b) ? 0.0 : sensitivity_.at(layer, tensor, b).kl;
+  };
+
+  // Resources: every bounded cost metric; per-layer costs from uniform assignments.
+  for (const auto& c : constraints_) {
+    if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) continue;
+    ResourceSpec r;
+    r.metric = c.metric;
+    r.name = to_string(c.metric);
+    r.unit = c.metric == target::Metric::WeightMemory ? "bits"
+             : c.metric == target::Metric::Latency    ? "ms"
+             : c.metric == target::Metric::Energy     ? "mJ"
+                                                      : "";
+    resources_.push_back(r);
+  }
+  std::map<std::pair<int, int>, target::TargetCosts> by_pair;
+  for (size_t l = 0; l < problem_.layers.size(); ++l) {
+    for (Option& o : problem_.layers[l].options) {
+      auto key = std::make_pair(o.precision.weight_bits, o.precision.activation_bits);
+      if (!by_pair.count(key)) {
+        std::map<std::string, quant::LayerPrecision> uniform;
+        for (const auto& layer : info_.layers) uniform[layer.name] = o.precision;
+        by_pair[key] = target::evaluate(profile_, info_, uniform, granularity_, source_.get());
+      }
+      const target::TargetCosts& costs = by_pair[key];
+      o.sensitivity = kl(info_.layers[l].name, "weight", o.precision.weight_bits) +
+                      kl(info_.layers[l].name, "activation", o.precision.activation_bits);
+      for (const ResourceSpec& r : resources_) o.costs.push_back(metric_layer(costs.layers[l], r.metric));
+    }
+  }
+  for (ResourceSpec& r : resources_) {
+    const target::TargetCosts& any = by_pair.begin()->second;
+    double layer_sum = 0;
+    for (const auto& lc : any.layers) layer_sum += metric_layer(lc, r.metric);
+    r.constant = metric_total(any, r.metric) - layer_sum;
+    double bound = 0;
+    for (const auto& c : constraints_) {
+      if (c.metric == r.metric) bound = *c.bound;
+    }
+    problem_.resources.push_back({r.name, bound - r.constant, r.unit});
+  }
+  validate(problem_);
+  check_reachable(problem_);
+}
+
+void Search::build_steps() {
+  for (size_t l = 0; l < problem_.layers.size(); ++l) {
+    if (weight_sets_[l].size() > 1) steps_.push_back({l, true});
+    if (activation_sets_[l].size() > 1) steps_.push_back({l, false});
+  }
+}
+
+// Features: 0 layer index, 1 Conv, 2 depthwise, 3 input channels, 4 output
+// channels, 5 kernel size, 6 stride, 7 log parameters, 8 log MACs, 9 input
+// feature-map size, 10 weight step, 11 previous action, 12 budget used,
+// 13 budget remaining, 14 layer sensitivity at its lowest bit-width,
+// 15 fraction of steps taken. Each is scaled by its maximum over layers.
+std::vector<double> Search::state(size_t step, const std::vector<int>& wbits, const std::vector<int>& abits,
+                                  double previous_action) const {
+  const size_t l = steps_[step].layer;
+  const auto& desc = info_.descs[l];
+  const auto& layer = info_.layers[l];
+  auto channels = [&](const std::vector<int64_t>& shape) -> double {
+    if (shape.empty()) return 0;
+    return static_cast<double>(layer.op == "Conv" && shape.size() > 1 ? shape[1] : shape.back());
+  };
+  double kernel = desc.weight_shape.size() == 4 ? static_cast<double>(desc.weight_shape[2]) : 1.0;
+  double stride = 1;
+  if (desc.node != nullptr && desc.node->has("strides")) stride = static_cast<double>(desc.node->get_ints("strides")[0]);
+  double fmap = desc.input_shape.size() == 4 ? static_cast<double>(desc.input_shape[2] * desc.input_shape[3]) : 1.0;
+  double max_c = 1, max_k = 1, max_p = 1, max_m = 1, max_f = 1;
+  for (const auto& d : info_.descs) {
+    max_c = std::max({max_c, channels(d.input_shape), channels(d.output_shape)});
+    if (d.weight_shape.size() == 4) max_k = std::max(max_k, static_cast<double>(d.weight_shape[2]));
+    max_p = std::max(max_p, static_cast<double>(d.weights));
+    max_m = std::max(max_m, static_cast<double>(d.macs));
+    if (d.input_shape.size() == 4) max_f = std::max(max_f, static_cast<double>(d.input_shape[2] * d.input_shape[3]));
+  }
+  double used = 0, remaining = 1;
+  if (!problem_.resources.empty() && std::isfinite(problem_.resources[0].budget) && problem_.resources[0].budget > 0) {
+    double total = 0;
+    for (size_t j = 0; j < problem_.layers.size(); ++j) {
+      double best = std::numeric_limits<double>::infinity();
+      for (const Option& o : problem_.layers[j].options) {
+        bool decided_w = wbits[j] > 0, decided_a = abits[j] > 0;
+        if (decided_w && o.precision.weight_bits != wbits[j]) continue;
+        if (decided_a && o.precision.activation_bits != abits[j]) continue;
+        best = std::min(best, o.costs[0]);
+      }
+      if (!std::isfinite(best)) {
+        for (const Option& o : problem_.layers[j].options) best = std::min(best, o.costs[0]);
+      }
+      total += best;
+    }
+    used = std::clamp(total / problem_.resources[0].budget, 0.0, 2.0) / 2.0;
+    remaining = 1.0 - used;
+  }
+  double max_kl = 1e-12, kl = 0;
+  for (size_t j = 0; j < problem_.layers.size(); ++j) {
+    for (const Option& o : problem_.layers[j].options) max_kl = std::max(max_kl, o.sensitivity);
+  }
+  for (const Option& o : problem_.layers[l].options) kl = std::max(kl, o.sensitivity);
+  double lg = [](double v, double m) { return std::log1p(v) / std::log1p(m); }(static_cast<double>(desc.weights), max_p);
+  return {problem_.layers.size() > 1 ? static_cast<double>(l) / static_cast<double>(problem_.layers.size() - 1) : 0.0,
+          layer.op == "Conv" ? 1.0 : 0.0,
+          layer.depthwise ? 1.0 : 0.0,
+          channels(desc.input_shape) / max_c,
+          channels(desc.output_shape) / max_c,
+          kernel / max_k,
+          stride / 2.0,
+          lg,
+          std::log1p(static_cast<double>(desc.macs)) / std::log1p(max_m),
+          fmap / max_f,
+          steps_[step].weight ? 1.0 : 0.0,
+          previous_action,
+          used,
+          remaining,
+          kl / max_kl,
+          static_cast<double>(step) / static_cast<double>(std::max<size_t>(1, steps_.size()))};
+}
+
+Choice Search::to_choice(const std::vector<int>& wbits, const std::vector<int>& abits) const {
+  Choice choice;
+  for (size_t l = 0; l < problem_.layers.size(); ++l) {
+    int best = 0;
+    double best_distance = std::numeric_limits<double>::infinity();
+    const auto& options = problem_.layers[l].options;
+    for (size_t o = 0; o < options.size(); ++o) {
+      // Exact match first; otherwise the nearest pair, preferring lower precision.
+      double dw = options[o].precision.weight_bits - wbits[l], da = options[o].precision.activation_bits - abits[l];
+      double distance = std::abs(dw) + std::abs(da) + (dw > 0 || da > 0 ? 0.5 : 0.0);
+      if (distance < best_distance) {
+        best_distance = distance;
+        best = static_cast<int>(o);
+      }
+    }
+    choice.push_back(best);
+  }
+  return choice;
+}
+
+std::map<std::string, quant::LayerPrecision> Search::precision_of(const Choice& choice) const {
+  std::map<std::string, quant::LayerPrecision> out;
+  for (size_t l = 0; l < choice.size(); ++l) out[problem_.layers[l].layer] = problem_.layers[l].options[choice[l]].precision;
+  return out;
+}
+
+quant::PrecisionConfig Search::config_of(const Choice& choice) const {
+  quant::PrecisionConfig config;
+  config.default_precision = {8, 8};
+  for (size_t l = 0; l < choice.size(); ++l) {
+    const auto& p = problem_.layers[l].options[choice[l]].precision;
+    config.layers.push_back({problem_.layers[l].layer, {p.weight_bits, p.activation_bits}});
+  }
+  return config;
+}
+
+EvaluationRecord Search::evaluate(const Choice& choice, int64_t episode) {
+  std::vector<quant::LayerPrecision> bits;
+  for (size_t l = 0; l < choice.size(); ++l) bits.push_back(problem_.layers[l].options[choice[l]].precision);
+  std::string key = config_key(bits);
+  if (auto found = journal_->find_evaluation(key)) return *found;
+
+  auto start = Clock::now();
+  quant::PrecisionConfig config = config_of(choice);
+  quant::QuantizedModel model(info_.graph, config, cfg_.model);
+  model.calibrate(stats_);
+  eval::EvalOptions quiet;
+  quiet.quiet = true;
+  double cheap = eval::evaluate(model.executor(), stage_set_, quiet).top1;
+  bool promising = !cfg_.staged.enabled || cheap >= best_cheap_ - cfg_.staged.margin;
+  best_cheap_ = std::max(best_cheap_, cheap);
+  bool finetuned = false;
+  double accuracy = cheap;
+  if (promising) {
+    if (cfg_.short_finetune.steps > 0) {
+      train::FinetuneOptions o;
+      o.steps = cfg_.short_finetune.steps;
+      o.batch_size = cfg_.short_finetune.batch_size;
+      o.learning_rate = cfg_.short_finetune.learning_rate;
+      o.distill.temperature = cfg_.short_finetune.temperature;
+      o.distill.alpha = cfg_.short_finetune.alpha;
+      o.seed = cfg_.seed;
+      o.quiet = true;
+      train::finetune(model, *teacher_, short_set_, nullptr, o, cache_.get());
+      ++finetuned_run_;
+    }
+    finetuned = true;
+    accuracy = eval::evaluate(model.executor(), validation_, quiet).top1;
+  }
+  target::TargetCosts costs = target::evaluate(profile_, info_, precision_of(choice), granularity_, source_.get());
+  auto checks = target::check(constraints_, costs, accuracy, fp32_validation_);
+  bool feasible = std::all_of(checks.begin(), checks.end(), [](const auto& r) { return r.holds; });
+
+  EvaluationRecord record;
+  record.episode = episode;
+  record.config_key = key;
+  record.precision = quant::to_yaml(config);
+  record.accuracy = accuracy;
+  record.feasible = feasible;
+  record.seconds = seconds_since(start);
+  record.metrics = {{"cheap_top1", cheap},   {"finetuned", finetuned}, {"validation_top1", accuracy},
+                    {"costs", totals_json(costs)}, {"constraints", constraints_json(checks)}};
+  record.id = journal_->record_evaluation(record);
+  ++evaluations_run_;
+  update_fronts();
+  return record;
+}
+
+double Search::reward_of(const EvaluationRecord& r) const {
+  double reward = cfg_.reward.accuracy * 100.0 * (r.accuracy - fp32_validation_);
+  const json& c = r.metrics.at("costs");
+  auto term = [&](double weight, const char* key, std::optional<double> reference) {
+    if (weight != 0 && c.contains(key) && reference && *reference > 0) reward -= weight * c.at(key).get<double>() / *reference;
+  };
+  term(cfg_.reward.weight_memory, "weight_bits", int8_costs_.bits.weight_memory_bits);
+  term(cfg_.reward.bops, "bops", int8_costs_.bits.bops);
+  term(cfg_.reward.latency, "latency_ms", int8_costs_.latency_ms);
+  term(cfg_.reward.energy, "energy_mj", int8_costs_.energy_mj);
+  return reward;
+}
+
+void Search::update_fronts() {
+  std::vector<EvaluationRecord> all = journal_->evaluations();
+  std::optional<int64_t> best_id;
+  double best_accuracy = -1;
+  std::vector<ParetoPoint> points;
+  std::vector<int64_t> ids;
+  for (const auto& r : all) {
+    if (!r.metrics.value("finetuned", false)) continue;
+    const json& c = r.metrics.at("costs");
+    std::vector<double> costs = {c.at("weight_bits").get<double>(), c.at("bops").get<double>()};
+    if (c.contains("latency_ms")) costs.push_back(c.at("latency_ms"));
+    if (c.contains("energy_mj")) costs.push_back(c.at("energy_mj"));
+    points.push_back({r.accuracy, costs});
+    ids.push_back(r.id);
+    if (r.feasible && r.accuracy > best_accuracy) {
+      best_accuracy = r.accuracy;
+      best_id = r.id;
+    }
+  }
+  std::vector<int64_t> front;
+  json pareto = json::array();
+  for (size_t i : pareto_front(points)) {
+    front.push_back(ids[i]);
+    for (const auto& r : all) {
+      if (r.id == ids[i]) {
+        pareto.push_back({{"id", r.id}, {"validation_top1", r.accuracy}, {"costs", r.metrics.at("costs")},
+                          {"config_key", r.config_key}, {"feasible", r.feasible}});
+      }
+    }
+  }
+  journal_->set_fronts(best_id, front);
+  write_file_atomically(dir_ + "/pareto.json", pareto.dump(2) + "\n", "Pareto front");
+  if (best_id) {
+    for (const auto& r : all) {
+      if (r.id == *best_id) write_file_atomically(dir_ + "/best.yaml", r.precision, "best configuration");
+    }
+  }
+}
+
+void Search::run_episode_ddpg(DdpgAgent& agent, int64_t episode, const Choice* forced) {
+  const size_t layers = problem_.layers.size();
+  std::vector<int> wbits(layers, 0), abits(layers, 0);
+  std::vector<std::vector<double>> states;
+  std::vector<double> actions;
+  double previous = 0;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const Step& step = steps_[s];
+    std::vector<double> st = state(s, wbits, abits, previous);
+    const std::vector<int>& set = step.weight ? weight_sets_[step.layer] : activation_sets_[step.layer];
+    double a;
+    if (forced != nullptr) {
+      const auto& p = problem_.layers[step.layer].options[(*forced)[step.layer]].precision;
+      int bits = step.weight ? p.weight_bits : p.activation_bits;
+      size_t idx = std::find(set.begin(), set.end(), bits) - set.begin();
+      a = (static_cast<double>(idx) + 0.5) / static_cast<double>(set.size());
+    } else {
+      a = agent.select_action(st, episode);
+    }
+    size_t idx = std::min(set.size() - 1, static_cast<size_t>(a * static_cast<double>(set.size())));
+    (step.weight ? wbits : abits)[step.layer] = set[idx];
+    states.push_back(st);
+    actions.push_back(a);
+    previous = a;
+  }
+  for (size_t l = 0; l < layers; ++l) {
+    if (wbits[l] == 0) wbits[l] = weight_sets_[l].back();
+    if (abits[l] == 0) abits[l] = activation_sets_[l].back();
+  }
+  Choice choice = project(problem_, to_choice(wbits, abits));
+  EvaluationRecord record = evaluate(choice, episode);
+  double reward = reward_of(record);
+  // The replay buffer learns from the configuration actually evaluated (after projection).
+  std::vector<int> final_w(layers), final_a(layers);
+  for (size_t l = 0; l < layers; ++l) {
+    final_w[l] = problem_.layers[l].options[choice[l]].precision.weight_bits;
+    final_a[l] = problem_.layers[l].options[choice[l]].precision.activation_bits;
+  }
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const Step& step = steps_[s];
+    const std::vector<int>& set = step.weight ? weight_sets_[step.layer] : activation_sets_[step.layer];
+    int bits = step.weight ? final_w[step.layer] : final_a[step.layer];
+    size_t idx = std::find(set.begin(), set.end(), bits) - set.begin();
+    double a = (static_cast<double>(idx) + 0.5) / static_cast<double>(set.size());
+    Transition t;
+    t.state = states[s];
+    t.action = a;
+    t.done = s + 1 == steps_.size();
+    t.next_state = t.done ? states[s] : states[s + 1];
+    agent.observe(t);
+  }
+  agent.end_episode(reward, episode);
+}
+
+json Search::run() {
+  auto start = Clock::now();
+  if (opt_.resume) {
+    if (!std::filesystem::exists(cfg_.out + "/journal.sqlite")) fail("--resume {}: no journal.sqlite there", cfg_.out);
+    Journal probe = Journal::open(cfg_.out);
+    auto run = probe.run_config();
+    if (!run) fail("--resume {}: the journal holds no run configuration", cfg_.out);
+    std::string out = cfg_.out;
+    cfg_ = from_json(run->config);
+    cfg_.out = out;
+  }
+  prepare();
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec || !std::filesystem::is_directory(dir_)) fail("cannot create output directory {}", dir_);
+  {
+    std::string probe = dir_ + "/.autoprec-write-test";
+    std::ofstream f(probe);
+    if (!f || !(f << "x") || !f.flush()) fail("output directory {} is not writable", dir_);
+    std::filesystem::remove(probe, ec);
+  }
+  spdlog::info("search: agent {}, {} episode(s), seed {}", cfg_.agent, cfg_.episodes, cfg_.seed);
+
+  eval::EvalOptions quiet;
+  quiet.quiet = true;
+  fp32_validation_ = eval::evaluate(*teacher_, validation_, quiet).top1;
+  stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images);
+  build_problem();
+  build_steps();
+  if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.images);
+
+  if (!opt_.resume && std::filesystem::exists(dir_ + "/journal.sqlite")) {
+    fail("{} already holds a search; pass --resume {} to continue it, or choose another output directory", dir_, dir_);
+  }
+  journal_ = std::make_unique<Journal>(Journal::open(dir_));
+  json run_json = to_json(cfg_);
+  run_json.erase("out");
+  journal_->record_run_config(run_json, cfg_.seed);
+  update_fronts();
+
+  int64_t episodes = (cfg_.agent == "ddpg" || cfg_.agent == "random") ? cfg_.episodes : 1;
+  Progress progress("search", episodes, "episodes", opt_.quiet);
+  auto report = [&](int64_t episode) {
+    auto best = journal_->best();
+    auto all = journal_->evaluations();
+    const EvaluationRecord* last = all.empty() ? nullptr : &all.back();
+    std::string status = fmt::format("ep {}", episode + 1);
+    if (last != nullptr) {
+      status += fmt::format(" acc {:.2f}%", 100 * last->accuracy);
+      if (!resources_.empty()) {
+        const json& c = last->metrics.at("costs");
+        double v = resources_[0].metric == target::Metric::WeightMemory ? c.at("weight_bits").get<double>()
+                   : resources_[0].metric == target::Metric::Bops       ? c.at("bops").get<double>()
+                   : resources_[0].metric == target::Metric::Latency    ? c.value("latency_ms", 0.0)
+                                                                        : c.value("energy_mj", 0.0);
+        status += fmt::format(" {} {:.0f}% of budget", resources_[0].name,
+                              100 * v / (problem_.resources[0].budget + resources_[0].constant));
+      }
+    }
+    if (best) status += fmt::format(" best {:.2f}%", 100 * best->accuracy);
+    progress.advance(1, status);
+  };
+
+  if (cfg_.agent == "ddpg") {
+    DdpgOptions d = cfg_.ddpg;
+    d.state_dim = kStateDim;
+    d.seed = cfg_.seed;
+    DdpgAgent agent(d);
+    int64_t first = 0;
+    if (auto checkpoint = journal_->latest_checkpoint()) {
+      agent.load_bytes(checkpoint->data);
+      first = checkpoint->episode + 1;
+      spdlog::info("resuming after episode {}", checkpoint->episode);
+      for (int64_t e = 0; e < first && e < episodes; ++e) progress.advance(1);
+    }
+    Choice warm;
+    if (cfg_.warm_start) warm = solve_ilp(problem_).choice;
+    for (int64_t episode = first; episode < episodes; ++episode) {
+      run_episode_ddpg(agent, episode, cfg_.warm_start && episode == 0 ? &warm : nullptr);
+      journal_->save_checkpoint(episode, agent.save_bytes());
+      report(episode);
+    }
+  } else if (cfg_.agent == "random") {
+    int64_t first = static_cast<int64_t>(journal_->evaluation_count());
+    random_agent_rng_.seed(cfg_.seed);
+    for (int64_t episode = 0; episode < episodes; ++episode) {
+      std::vector<int> wbits, abits;
+      for (size_t l = 0; l < problem_.layers.size(); ++l) {
+        std::uniform_int_distribution<size_t> w(0, weight_sets_[l].size() - 1), a(0, activation_sets_[l].size() - 1);
+        wbits.push_back(weight_sets_[l][w(random_agent_rng_)]);
+        abits.push_back(activation_sets_[l][a(random_agent_rng_)]);
+      }
+      (void)first;
+      evaluate(project(problem_, to_choice(wbits, abits)), episode);
+      report(episode);
+    }
+  } else {
+    Choice choice;
+    if (cfg_.agent == "ilp") {
+      choice = solve_ilp(problem_).choice;
+    } else if (cfg_.agent == "greedy") {
+      choice = greedy_lowering(problem_);
+    } else {  // uniform: the highest uniform weight precision (activations at their highest) that fits
+      Choice highest = highest_choice(problem_);
+      std::set<int> all_w;
+      for (const auto& s : weight_sets_) all_w.insert(s.begin(), s.end());
+      bool found = false;
+      for (auto it = all_w.rbegin(); it != all_w.rend() && !found; ++it) {
+        std::vector<int> wbits, abits;
+        for (size_t l = 0; l < problem_.layers.size(); ++l) {
+          wbits.push_back(*it);
+          abits.push_back(activation_sets_[l].back());
+        }
+        Choice c = to_choice(wbits, abits);
+        if (is_feasible(problem_, c)) {
+          choice = c;
+          found = true;
+        }
+      }
+      if (!found) choice = project(problem_, highest);
+    }
+    evaluate(choice, 0);
+    report(0);
+  }
+  progress.finish();
+  return finish(seconds_since(start));
+}
+
+json Search::finish(double search_seconds) {
+  auto best = journal_->best();
+  std::vector<EvaluationRecord> all = journal_->evaluations();
+  bool feasible = best.has_value();
+  std::string infeasible_reason;
+  if (!best) {
+    // Best effort: the most accurate configuration; say which constraint fails and by how much.
+    for (const auto& r : all) {
+      if (!best || r.accuracy > best->accuracy) best = r;
+    }
+    if (!best) fail("the search evaluated no configuration");
+    for (const auto& c : best->metrics.at("constraints")) {
+      if (!c.at("holds").get<bool>()) infeasible_reason += (infeasible_reason.empty() ? "" : "; ") + c.at("text").get<std::string>();
+    }
+    spdlog::warn("no evaluated configuration meets every constraint: {}", infeasible_reason);
+  }
+  quant::PrecisionConfig config = quant::parse_precision_config(best->precision, "best configuration");
+  quant::QuantizedModel model(info_.graph, config, cfg_.model);
+  model.calibrate(stats_);
+  eval::EvalOptions quiet;
+  quiet.quiet = true;
+  train::FinetuneResult final_result;
+  if (cfg_.final_finetune.epochs > 0) {
+    train::FinetuneOptions o;
+    o.epochs = cfg_.final_finetune.epochs;
+    o.batch_size = cfg_.final_finetune.batch_size;
+    o.learning_rate = cfg_.final_finetune.learning_rate;
+    o.seed = cfg_.seed;
+    o.quiet = opt_.quiet;
+    final_result = train::finetune(model, *teacher_, train_, &validation_, o);
+  }
+  double fp32_test = eval::evaluate(*teacher_, test_, quiet).top1;
+  double final_test = eval::evaluate(model.executor(), test_, quiet).top1;
+  double final_validation = eval::evaluate(model.executor(), validation_, quiet).top1;
+
+  quant::PrecisionConfig calibrated = model.calibrated_config();
+  calibrated.calibration_seed = cfg_.seed;
+  calibrated.calibration_samples = calibration_.size();
+  graph::save_model_proto(graph::to_model_proto(*info_.graph, model.executor().parameters(),
+                                                {{"autoprec.search", cfg_.agent}, {"autoprec.source_model", cfg_.model}}),
+                          dir_ + "/model.onnx");
+  quant::save_precision_config(calibrated, dir_ + "/best.yaml");
+
+  target::TargetCosts costs = target::evaluate(profile_, info_, model.precision(), granularity_, source_.get());
+  auto checks = target::check(constraints_, costs, final_test, fp32_test);
+  json layers = json::array();
+  for (const auto& [name, p] : model.precision()) {
+    layers.push_back({{"layer", name}, {"weight_bits", p.weight_bits}, {"activation_bits", p.activation_bits}});
+  }
+  json result = {{"model", cfg_.model},
+                 {"target", profile_.name},
+                 {"agent", cfg_.agent},
+                 {"seed", cfg_.seed},
+                 {"episodes", cfg_.episodes},
+                 {"fp32", {{"test_top1", fp32_test}, {"validation_top1", fp32_validation_}}},
+                 {"search", {{"best_validation_top1", best->accuracy}, {"best_id", best->id}, {"config_key", best->config_key}}},
+                 {"final",
+                  {{"test_top1", final_test}, {"validation_top1", final_validation},
+                   {"finetune_epochs", cfg_.final_finetune.epochs}, {"costs", totals_json(costs)}, {"layers", layers}}},
+                 {"constraints", constraints_json(checks)},
+                 {"feasible", feasible},
+                 {"search_seconds", search_seconds},
+                 {"evaluations", all.size()},
+                 {"evaluations_this_run", evaluations_run_},
+                 {"short_finetunes_this_run", finetuned_run_},
+                 {"outputs",
+                  {{"best", dir_ + "/best.yaml"}, {"model", dir_ + "/model.onnx"}, {"pareto", dir_ + "/pareto.json"},
+                   {"journal", dir_ + "/journal.sqlite"}}}};
+  if (!feasible) result["infeasible"] = infeasible_reason;
+  write_file_atomically(dir_ + "/result.json", result.dump(2) + "\n", "search result");
+  return result;
+}
+
+}  // namespace
+
+json run_search(RunConfig config, const SearchOptions& options) {
+  Search search(std::move(config), options);
+  return search.run();
+}
+
+}  // namespace autoprec::search

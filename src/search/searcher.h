@@ -1,0 +1,48 @@
+// The precision search: for each episode an agent assigns every quantizable
+// layer a (weight bits, activation bits) pair; the configuration is projected
+// onto the hard constraints, generated, calibrated, scored cheaply, fine-tuned
+// briefly with knowledge distillation when promising, evaluated on a
+// validation split carved from the training data, rewarded and journaled. The
+// best feasible configuration is fine-tuned fully, evaluated on the test split
+// and written out.
+//
+// Output directory (anytime: best.yaml and pareto.json are rewritten after
+// every evaluation, so they are on disk at every moment):
+//   journal.sqlite   run configuration, every evaluation, agent checkpoints
+//   sensitivity.json the per-layer sensitivity table the search used
+//   best.yaml        the best configuration (after the final fine-tune: its
+//                    calibrated form, paired with model.onnx)
+//   pareto.json      validation top-1 against every cost, non-dominated points
+//   model.onnx       the fully fine-tuned model (BatchNorm folded)
+//   result.json      FP32 and final test top-1, costs on the target, constraint
+//                    slack, search time, evaluations
+//
+// Environment: one step per layer for its weight bits, then one for its
+// activation bits (a step is skipped when the target leaves a single
+// choice). States have kStateDim normalised features (searcher.cpp lists
+// them). An action a in [0, 1] picks entry floor(a·n) of the layer's n
+// supported bit-widths, in increasing order.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "search/run_config.h"
+
+namespace autoprec::search {
+
+inline constexpr int kStateDim = 16;
+
+struct SearchOptions {
+  bool resume = false;  // continue the run in config.out (its journal's configuration wins)
+  bool quiet = false;   // no progress line
+};
+
+// Runs (or resumes) a search and returns result.json's content. UserError for
+// bad input, unreachable budgets, an unwritable output directory, or a resume
+// without a journal; all raised before any training.
+nlohmann::json run_search(RunConfig config, const SearchOptions& options);
+
+}  // namespace autoprec::search
