@@ -3,7 +3,8 @@
 // response per stdout line (the protocol is in docs/targets.md). Tensors are
 // exchanged as .npy files. Anything ORT logs goes to stderr, never stdout.
 //
-//   {"cmd":"load","model":PATH,"threads":N}           -> {"ok":true,"inputs":[..],"outputs":[..]}
+//   {"cmd":"load","model":PATH,"threads":N,"optimized_model":PATH?}
+//                                                      -> {"ok":true,"inputs":[..],"outputs":[..]}
 //   {"cmd":"run","inputs":{NAME:SPEC},"outputs_dir":DIR} -> {"ok":true,"outputs":{NAME:FILE},"ms":T}
 //   {"cmd":"time","inputs":{NAME:SPEC},"warmup":W,"repeats":R}
 //                                                      -> {"ok":true,"median_ms":M,"times_ms":[..]}
@@ -158,6 +159,10 @@ async function handle(req) {
       if (!fs.existsSync(req.model)) throw new Error(`model ${req.model} does not exist`);
       const options = { logSeverityLevel: 3, executionMode: 'sequential' };
       const threads = nonNegativeInt(req.threads, 0, 'threads');
+      if (req.optimized_model !== undefined) {
+        if (typeof req.optimized_model !== 'string') throw new Error('"optimized_model" must be a path');
+        options.optimizedModelFilePath = req.optimized_model;  // the graph after ORT's fusions, for inspection
+      }
       if (threads > 0) {
         options.intraOpNumThreads = threads;
         options.interOpNumThreads = 1;
