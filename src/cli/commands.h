@@ -14,5 +14,7 @@ using Runner = std::function<int()>;
 void register_model_commands(CLI::App& app, Runner& runner);
 // quantize, sensitivity.
 void register_quant_commands(CLI::App& app, Runner& runner);
+// targets, cost, profile.
+void register_target_commands(CLI::App& app, Runner& runner);
 
 }  // namespace autoprec::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   autoprec::cli::Runner runner;
   autoprec::cli::register_model_commands(app, runner);
   autoprec::cli::register_quant_commands(app, runner);
+  autoprec::cli::register_target_commands(app, runner);
 
   try {
     app.parse(argc, argv);
