@@ -168,7 +168,7 @@ int run_cost(const CostOptions& o) {
                optional_number(l.latency_ms), optional_number(l.energy_mj), l.allowed ? "" : "  (unsupported: " + l.why_not + ")");
   }
   fmt::print("{:<{}} {:<6} {:>3} {:>3} {:>11} {:>9} {:>11} {:>11}\n", "total", width, "", "", "",
-             human_count(costs.bits.bops), optional_number(costs.latency_ms), optional_number(costs.energy_mj));
+             human_bits(costs.bits.weight_memory_bits), human_count(costs.bits.bops), optional_number(costs.latency_ms), optional_number(costs.energy_mj));
   fmt::print("\nweight memory {} ({:.1f}% of FP32)\n", human_bits(costs.bits.weight_memory_bits),
              100 * costs.bits.weight_memory_bits / costs.bits.fp32_weight_memory_bits);
   for (const auto& r : results) {
