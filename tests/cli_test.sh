@@ -64,7 +64,7 @@ np.save(f"{work}/labels9.npy", np.zeros((9,), np.int64))
 np.save(f"{work}/labels10.npy", np.arange(10, dtype=np.int64) % 10)
 PYEOF
 
-for cmd in "" inspect run eval quantize sensitivity finetune; do
+for cmd in "" inspect run eval quantize sensitivity finetune targets cost profile search; do
   expect_ok "help $cmd" "$BIN" $cmd --help
 done
 expect_ok "version" "$BIN" --version
@@ -146,6 +146,44 @@ expect_error "finetune needs steps or epochs" "exactly one of --steps" -- "$BIN"
 expect_error "finetune unwritable output" "output directory" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 5 --out /proc/autoprec_out
 expect_error "finetune unknown optimizer" "unknown optimizer" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 5 --optimizer adam --out "$WORK/ft_opt"
 [ ! -e "$WORK/ft_opt" ] && ok || bad "finetune with a bad option created its output directory"
+# targets, cost, profile
+expect_ok "targets" "$BIN" targets
+grep -q "bitfusion" "$WORK/out" && ok || bad "targets lists no bitfusion"
+expect_ok "targets json" "$BIN" targets --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); n={t["name"] for t in d["targets"]}; assert {"generic","bitfusion","bismo","cpu-ort"} <= n, n' "$WORK/out" && ok || bad "targets --json"
+expect_ok "cost bitfusion" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target bitfusion
+expect_ok "cost bitfusion json" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target bitfusion --json \
+  --constraint "weight_memory<=0.25*fp32" --constraint "latency<=1*int8" --constraint "bops<=1K"
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; l=d["layers"]
+assert t["weight_bits"] > 0 and t["bops"] > 0 and t["latency_ms"] > 0 and t["energy_mj"] > 0, t
+assert len(l) == 4 and abs(sum(x["latency_ms"] for x in l) - t["latency_ms"]) < 1e-9, l
+c=d["constraints"]; assert [x["holds"] for x in c] == [True, True, False] and c[2]["slack"] < 0, c' "$WORK/out" && ok || bad "cost --json"
+expect_ok "cost generic json" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target generic --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; assert "latency_ms" not in t and "energy_mj" not in t and t["bops"] > 0, t' "$WORK/out" && ok || bad "cost generic has no latency"
+expect_error "cost latency on generic" "no latency model" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target generic --constraint "latency<=1ms"
+expect_error "cost bad constraint unit" "unknown unit 'kg'" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target bismo --constraint "latency<=1kg"
+expect_error "cost unknown target" "built-in targets: bismo, bitfusion, cpu-ort, generic" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target tpu
+printf 'name: mine\ncost_model:\n  type: bitfusion\n  bricks: zero\n' >"$WORK/bad_target.yaml"
+expect_error "cost bad profile" "bad_target.yaml:4: cost_model.bricks must be a positive integer" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target "$WORK/bad_target.yaml"
+expect_ok "profile bismo" "$BIN" profile "$MODEL" --target bismo --out "$WORK/bismo.csv" --weight-bits 2,4,8 --activation-bits 8
+[ "$(wc -l <"$WORK/bismo.csv")" -eq 13 ] && ok || bad "profile bismo table has $(wc -l <"$WORK/bismo.csv") lines, expected 13"
+# The table is a lut profile.
+printf 'name: measured\ncost_model: {type: lut, table: bismo.csv}\n' >"$WORK/lut.yaml"
+expect_ok "cost with a lut profile" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target "$WORK/lut.yaml" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; assert t["latency_ms"] > 0 and t["energy_mj"] > 0, t' "$WORK/out" && ok || bad "lut cost"
+expect_error "lut missing pair" "no entry for layer" -- "$BIN" cost "$MODEL" --precision "$WORK/w3a8.yaml" --target "$WORK/lut.yaml"
+expect_error "profile generic" "no latency or energy model" -- "$BIN" profile "$MODEL" --target generic --out "$WORK/g.csv"
+if [ -d "$SRC/tools/node_modules/onnxruntime-node" ]; then
+  expect_ok "profile cpu-ort" "$BIN" profile "$MODEL" --target cpu-ort --out "$WORK/ort.csv" --weight-bits 8,32 --activation-bits 8,32 --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["rows"] == 16 and d["measured"] > 0, d' "$WORK/out" && ok || bad "profile cpu-ort json"
+  expect_ok "profile cpu-ort resumes" "$BIN" profile "$MODEL" --target cpu-ort --out "$WORK/ort.csv" --weight-bits 4,8 --activation-bits 8 --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["measured"] == 0 and d["from_cache"] == 8, d' "$WORK/out" && ok || bad "profile cpu-ort cache"
+  expect_ok "cost cpu-ort table" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target cpu-ort --table "$WORK/ort.csv" --json
+  printf 'name: broken\ncost_model: {type: command, command: [/bin/sh, -c, "read x; echo not json"]}\n' >"$WORK/broken.yaml"
+  expect_error "profile garbage runner" "printed something other than a JSON response" -- "$BIN" profile "$MODEL" --target "$WORK/broken.yaml" --out "$WORK/b.csv" --json
+else
+  echo "skip: cpu-ort profile (tools/node_modules missing; run scripts/setup)"
+fi
 
 # usage errors come from the parser: non-zero exit, no crash
 "$BIN" eval "$MODEL" >/dev/null 2>&1; code=$?

@@ -14,6 +14,8 @@ using Runner = std::function<int()>;
 void register_model_commands(CLI::App& app, Runner& runner);
 // quantize, sensitivity.
 void register_quant_commands(CLI::App& app, Runner& runner);
+// targets, cost, profile.
+void register_target_commands(CLI::App& app, Runner& runner);
 
 // finetune.
 void register_train_commands(CLI::App& app, Runner& runner);

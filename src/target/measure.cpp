@@ -1,0 +1,349 @@
+#include "target/measure.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <onnx/onnx_pb.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "graph/tensor_proto.h"
+#include "runtime/runner.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace autoprec::target {
+namespace {
+
+namespace fs = std::filesystem;
+using onnx::TensorProto;
+
+std::string dims(const std::vector<int64_t>& v) { return fmt::format("{}", fmt::join(v, "x")); }
+
+std::string attribute_text(const graph::Attribute& a) {
+  switch (a.kind) {
+    case graph::Attribute::Kind::Int: return std::to_string(a.i);
+    case graph::Attribute::Kind::Float: return fmt::format("{}", a.f);
+    case graph::Attribute::Kind::String: return a.s;
+    case graph::Attribute::Kind::Ints: return fmt::format("{}", fmt::join(a.ints, ","));
+    case graph::Attribute::Kind::Floats: return fmt::format("{}", fmt::join(a.floats, ","));
+    default: return "?";
+  }
+}
+
+void copy_attribute(const std::string& name, const graph::Attribute& a, onnx::NodeProto* node) {
+  auto* p = node->add_attribute();
+  p->set_name(name);
+  switch (a.kind) {
+    case graph::Attribute::Kind::Int: p->set_type(onnx::AttributeProto::INT); p->set_i(a.i); break;
+    case graph::Attribute::Kind::Float: p->set_type(onnx::AttributeProto::FLOAT); p->set_f(static_cast<float>(a.f)); break;
+    case graph::Attribute::Kind::String: p->set_type(onnx::AttributeProto::STRING); p->set_s(a.s); break;
+    case graph::Attribute::Kind::Ints:
+      p->set_type(onnx::AttributeProto::INTS);
+      for (auto v : a.ints) p->add_ints(v);
+      break;
+    case graph::Attribute::Kind::Floats:
+      p->set_type(onnx::AttributeProto::FLOATS);
+      for (auto v : a.floats) p->add_floats(static_cast<float>(v));
+      break;
+    default: fail("layer {}: attribute {} cannot be copied into a single-layer model", node->name(), name);
+  }
+}
+
+void add_value(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& shape) {
+  v->set_name(name);
+  auto* t = v->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(TensorProto::FLOAT);
+  for (int64_t d : shape) t->mutable_shape()->add_dim()->set_dim_value(d);
+}
+
+onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
+  auto* n = g->add_node();
+  n->set_op_type(op);
+  n->set_name(op + "_" + std::to_string(g->node_size()));
+  for (auto& s : in) n->add_input(s);
+  for (auto& s : out) n->add_output(s);
+  return n;
+}
+
+void add_init(onnx::GraphProto* g, const std::string& name, const at::Tensor& t) {
+  graph::tensor_to_proto(t, name, g->add_initializer());
+}
+
+// x -> QuantizeLinear(uint8) -> DequantizeLinear, returns the dequantized name.
+std::string qdq(onnx::GraphProto* g, const std::string& x, double scale, int zero_point) {
+  add_init(g, x + "_scale", at::full({}, scale, at::kFloat));
+  add_init(g, x + "_zp", at::full({}, zero_point, at::kByte));
+  add_node(g, "QuantizeLinear", {x, x + "_scale", x + "_zp"}, {x + "_q"});
+  add_node(g, "DequantizeLinear", {x + "_q", x + "_scale", x + "_zp"}, {x + "_dq"});
+  return x + "_dq";
+}
+
+bool quantized(int bits) { return bits <= 8; }
+
+}  // namespace
+
+std::string measurement_key(const Profile& profile, const LayerDesc& layer, int wb, int ab) {
+  std::string attrs;
+  if (layer.node) {
+    for (const auto& [name, a] : layer.node->attributes) attrs += fmt::format("{}={};", name, attribute_text(a));
+  }
+  std::string bits;
+  if (profile.cost_model.type == CostModelType::CpuOrt) {
+    bits = fmt::format("w{}a{}", quantized(wb) ? "i8" : "f32", quantized(ab) ? "u8" : "f32");
+  } else {
+    bits = fmt::format("w{}a{}", wb, ab);
+  }
+  return fmt::format("{}|{}|x={}|w={}|b={}|{}|{}|t{}", profile.name, layer.op, dims(layer.input_shape), dims(layer.weight_shape),
+                     layer.has_bias ? 1 : 0, attrs, bits, profile.cost_model.threads);
+}
+
+std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int wb, int ab) {
+  if (layer.weight_shape.empty() || !layer.node) fail("layer {}: only layers with a weight initializer can be profiled", layer.name);
+  onnx::ModelProto model;
+  model.set_ir_version(7);
+  model.set_producer_name("autoprec profile");
+  auto* opset = model.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(13);
+  onnx::GraphProto* g = model.mutable_graph();
+  g->set_name(layer.name);
+  add_value(g->add_input(), "x", layer.input_shape);
+  add_value(g->add_output(), "y", layer.output_shape);
+
+  const graph::Node& node = *layer.node;
+  at::Tensor w = graph.initializers.at(node.inputs[1]).to(at::kFloat).contiguous();
+  std::string x_name = "x", w_name = "w", b_name;
+  double x_scale = 1.0 / 255;  // inputs are uniform [0, 1)
+  if (quantized(ab)) x_name = qdq(g, "x", x_scale, 0);
+  at::Tensor w_scale;
+  if (quantized(wb)) {
+    int64_t axis = layer.channel_axis;
+    std::vector<int64_t> reduce;
+    for (int64_t d = 0; d < w.dim(); ++d) {
+      if (d != axis) reduce.push_back(d);
+    }
+    w_scale = (reduce.empty() ? w.abs() : w.abs().amax(reduce)) / 127.0;
+    w_scale = at::where(w_scale > 0, w_scale, at::ones_like(w_scale));
+    std::vector<int64_t> view(w.dim(), 1);
+    view[axis] = w.size(axis);
+    at::Tensor wq = at::clamp(at::round(w / w_scale.view(view)), -127, 127).to(at::kChar);
+    add_init(g, "w_q", wq);
+    add_init(g, "w_scale", w_scale);
+    add_init(g, "w_zp", at::zeros({w.size(axis)}, at::kChar));
+    auto* dq = add_node(g, "DequantizeLinear", {"w_q", "w_scale", "w_zp"}, {"w_dq"});
+    auto* a = dq->add_attribute();
+    a->set_name("axis");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(axis);
+    w_name = "w_dq";
+  } else {
+    add_init(g, "w", w);
+  }
+  if (layer.has_bias) {
+    at::Tensor b = graph.initializers.at(node.inputs[2]).to(at::kFloat).contiguous();
+    if (quantized(wb) && quantized(ab) && b.dim() == 1 && b.size(0) == w_scale.numel()) {
+      at::Tensor b_scale = (w_scale * x_scale).to(at::kFloat);
+      add_init(g, "b_q", at::round(b / b_scale).to(at::kInt));
+      add_init(g, "b_scale", b_scale);
+      add_init(g, "b_zp", at::zeros({b.size(0)}, at::kInt));
+      auto* dq = add_node(g, "DequantizeLinear", {"b_q", "b_scale", "b_zp"}, {"b_dq"});
+      auto* a = dq->add_attribute();
+      a->set_name("axis");
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(0);
+      b_name = "b_dq";
+    } else {
+      add_init(g, "b", b);
+      b_name = "b";
+    }
+  }
+  std::vector<std::string> inputs = {x_name, w_name};
+  if (!b_name.empty()) inputs.push_back(b_name);
+  bool out_qdq = quantized(wb) && quantized(ab);
+  auto* n = add_node(g, layer.op, inputs, {out_qdq ? "z" : "y"});
+  n->set_name(layer.name);
+  for (const auto& [name, a] : node.attributes) copy_attribute(name, a, n);
+  if (out_qdq) {
+    std::string z = qdq(g, "z", 0.05, 128);
+    add_node(g, "Identity", {z}, {"y"});
+  }
+  return model.SerializeAsString();
+}
+
+MeasurementCache::MeasurementCache(std::string path) : path_(std::move(path)) {
+  if (path_.empty() || !fs::exists(path_)) return;
+  std::ifstream in(path_);
+  if (!in) fail("cannot read measurement cache {}: {}", path_, std::strerror(errno));
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty() || line == "key,latency_ms") continue;
+    size_t comma = line.rfind(',');
+    char* end = nullptr;
+    double v = comma == std::string::npos ? -1 : std::strtod(line.c_str() + comma + 1, &end);
+    if (comma == std::string::npos || end != line.c_str() + line.size() || !(v >= 0)) {
+      fail("{}:{}: malformed measurement cache line (expected KEY,LATENCY_MS); delete the file to start over", path_, line_no);
+    }
+    values_[line.substr(0, comma)] = v;
+  }
+}
+
+std::optional<double> MeasurementCache::find(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+void MeasurementCache::add(const std::string& key, double latency_ms) {
+  values_[key] = latency_ms;
+  if (path_.empty()) return;
+  bool fresh = !fs::exists(path_);
+  if (fresh && fs::path(path_).has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(fs::path(path_).parent_path(), ec);
+  }
+  std::ofstream out(path_, std::ios::app);
+  if (fresh) out << "key,latency_ms\n";
+  out << key << ',' << fmt::format("{:.6g}", latency_ms) << '\n';
+  out.flush();
+  if (!out) fail("cannot write measurement cache {}", path_);
+}
+
+struct MeasuredSource::Impl {
+  Profile profile;
+  const ModelInfo* model;
+  MeasurementCache cache;
+  std::unique_ptr<runtime::OnnxRunner> runner;
+  std::string model_file;
+};
+
+MeasuredSource::MeasuredSource(const Profile& profile, const ModelInfo& model, const std::string& cache_path)
+    : impl_(std::make_unique<Impl>(Impl{profile, &model, MeasurementCache(cache_path), nullptr, ""})) {
+  if (!profile.measured()) fail("target {} does not measure (cost model {})", profile.name, to_string(profile.cost_model.type));
+}
+
+MeasuredSource::~MeasuredSource() {
+  impl_->runner.reset();
+  if (!impl_->model_file.empty()) std::remove(impl_->model_file.c_str());
+}
+
+LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
+  Impl& m = *impl_;
+  std::string key = measurement_key(m.profile, layer, wb, ab);
+  LayerEstimate e;
+  if (auto hit = m.cache.find(key)) {
+    ++cached_;
+    e.latency_ms = *hit;
+    return e;
+  }
+  const CostModelSpec& spec = m.profile.cost_model;
+  if (!m.runner) {
+    runtime::RunnerOptions options;
+    options.threads = spec.threads;
+    options.timeout_s = spec.timeout_s;
+    if (spec.type == CostModelType::Command) {
+      options.command = spec.command;
+      options.what = fmt::format("runner of target {}", m.profile.name);
+    }
+    m.runner = std::make_unique<runtime::OnnxRunner>(options);
+    char templ[] = "/tmp/autoprec_layer_XXXXXX.onnx";
+    int fd = mkstemps(templ, 5);
+    if (fd < 0) fail("cannot create a temporary model file: {}", std::strerror(errno));
+    ::close(fd);
+    m.model_file = templ;
+  }
+  write_file_atomically(m.model_file, single_layer_model(*m.model->graph, layer, wb, ab), "single-layer model");
+  m.runner->load(m.model_file);
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  at::Tensor x = at::rand(layer.input_shape, gen, at::kFloat);
+  runtime::TimeResult t = m.runner->time({{"x", x}}, spec.warmup, spec.repeats);
+  spdlog::debug("measured {} W{}A{}: {:.4f} ms", layer.name, wb, ab, t.median_ms);
+  m.cache.add(key, t.median_ms);
+  ++measured_;
+  e.latency_ms = t.median_ms;
+  return e;
+}
+
+std::string default_cache_path(const Profile& profile) {
+  std::string dir;
+  if (const char* env = std::getenv("AUTOPREC_CACHE_DIR"); env && *env) {
+    dir = env;
+  } else if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) {
+    dir = std::string(xdg) + "/autoprec";
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    dir = std::string(home) + "/.cache/autoprec";
+  } else {
+    dir = "/tmp/autoprec-cache";
+  }
+  return dir + "/" + profile.name + ".csv";
+}
+
+std::unique_ptr<LayerCostSource> make_source(const Profile& profile, const ModelInfo& model, const std::string& cache_path) {
+  if (profile.measured()) {
+    return std::make_unique<MeasuredSource>(profile, model, cache_path.empty() ? default_cache_path(profile) : cache_path);
+  }
+  return analytic_source(profile, model);
+}
+
+std::vector<std::pair<int, int>> supported_pairs(const Profile& profile, const std::string& op, const std::set<int>& only_w,
+                                                 const std::set<int>& only_a) {
+  const PrecisionSupport& s = profile.support(op);
+  std::vector<std::pair<int, int>> pairs;
+  for (int wb : s.weight_bits) {
+    if (!only_w.empty() && !only_w.count(wb)) continue;
+    for (int ab : s.activation_bits) {
+      if (!only_a.empty() && !only_a.count(ab)) continue;
+      if (!s.mixed && wb != ab) continue;
+      pairs.emplace_back(wb, ab);
+    }
+  }
+  return pairs;
+}
+
+std::vector<TableRow> build_table(const Profile& profile, const ModelInfo& model, LayerCostSource& source,
+                                  const std::set<int>& only_w, const std::set<int>& only_a,
+                                  const std::function<void(size_t, size_t)>& on_row) {
+  size_t total = 0;
+  for (const auto& d : model.descs) total += supported_pairs(profile, d.op, only_w, only_a).size();
+  if (total == 0) fail("target {} supports none of the requested bit-width pairs", profile.name);
+  std::vector<TableRow> rows;
+  for (const auto& d : model.descs) {
+    for (auto [wb, ab] : supported_pairs(profile, d.op, only_w, only_a)) {
+      LayerEstimate e = source.estimate(d, wb, ab);
+      if (!e.latency_ms) fail("target {} gives no latency for layer {}", profile.name, d.name);
+      rows.push_back({d.name, wb, ab, *e.latency_ms, e.energy_mj});
+      if (on_row) on_row(rows.size(), total);
+    }
+  }
+  return rows;
+}
+
+void write_table(const std::string& path, const std::vector<TableRow>& rows) {
+  std::string text = "layer,weight_bits,activation_bits,latency_ms,energy_mj\n";
+  for (const auto& r : rows) {
+    std::string name = r.layer;
+    if (name.find_first_of(",\"") != std::string::npos) {
+      std::string q = "\"";
+      for (char c : name) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+      name = q + "\"";
+    }
+    text += fmt::format("{},{},{},{:.6g},{}\n", name, r.weight_bits, r.activation_bits, r.latency_ms,
+                        r.energy_mj ? fmt::format("{:.6g}", *r.energy_mj) : "");
+  }
+  write_file_atomically(path, text, "cost table");
+}
+
+}  // namespace autoprec::target

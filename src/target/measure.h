@@ -1,0 +1,106 @@
+// Per-layer costs measured on a real runtime (cpu-ort: ONNX Runtime on this
+// machine; command: any runner speaking the protocol of runtime/runner.h),
+// and the per-layer cost table that `autoprec profile` writes.
+//
+// A layer is measured as a single-layer ONNX model built in the form the
+// target runs it. For ONNX Runtime (QDQ, opset 13): when weights are
+// quantized (wb <= 8) they are an int8 initializer with per-output-channel
+// scales (DequantizeLinear, axis = the channel axis) and the bias an int32
+// initializer with scale s_x * s_w; when activations are quantized (ab <= 8)
+// the input passes QuantizeLinear/DequantizeLinear to uint8; when both are,
+// the output passes Q/DQ too, so that ORT fuses the group into its integer
+// kernel (QLinearConv, QGemm, ...). Bit-widths below 8 still use 8-bit
+// containers (ORT has no narrower kernels); 16 and 32 run in float32.
+// Inputs are uniform [0, 1) from a fixed seed; the latency is the median of
+// `repeats` runs after `warmup` runs.
+//
+// Measurements are cached in a CSV (key,latency_ms) keyed by what determines
+// the time: target, operator, input/weight shapes, attributes, containers
+// (cpu-ort) or bits (command), and threads. Each new measurement is appended
+// and flushed at once, so an interrupted profile run resumes from the cache.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "target/cost_model.h"
+
+namespace autoprec::target {
+
+// The cache key of `layer` at these bits on `profile`.
+std::string measurement_key(const Profile& profile, const LayerDesc& layer, int weight_bits, int activation_bits);
+
+// The serialized single-layer ONNX model described above (input "x", output "y").
+std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int weight_bits, int activation_bits);
+
+// CSV cache "key,latency_ms". A missing file is an empty cache; malformed
+// lines are UserErrors naming FILE:LINE.
+class MeasurementCache {
+ public:
+  explicit MeasurementCache(std::string path);  // empty path: in memory only
+  std::optional<double> find(const std::string& key) const;
+  void add(const std::string& key, double latency_ms);  // appends and flushes
+  const std::string& path() const { return path_; }
+  size_t size() const { return values_.size(); }
+
+ private:
+  std::string path_;
+  std::map<std::string, double> values_;
+};
+
+// Measures through a runner (started on first use) with a cache. UserError
+// when `profile` is not cpu-ort or command.
+class MeasuredSource : public LayerCostSource {
+ public:
+  MeasuredSource(const Profile& profile, const ModelInfo& model, const std::string& cache_path);
+  ~MeasuredSource() override;
+  LayerEstimate estimate(const LayerDesc& layer, int weight_bits, int activation_bits) override;
+  int measured() const { return measured_; }  // runner measurements so far
+  int cached() const { return cached_; }      // answers from the cache so far
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int measured_ = 0;
+  int cached_ = 0;
+};
+
+// Where `autoprec cost` keeps measurements for a measured target:
+// $AUTOPREC_CACHE_DIR, else $XDG_CACHE_HOME/autoprec, else ~/.cache/autoprec;
+// file TARGET.csv.
+std::string default_cache_path(const Profile& profile);
+
+// Any profile's per-layer source: analytic_source() or a MeasuredSource
+// with `cache_path` (default_cache_path() when empty).
+std::unique_ptr<LayerCostSource> make_source(const Profile& profile, const ModelInfo& model,
+                                             const std::string& cache_path = "");
+
+// The (weight bits, activation bits) pairs `profile` supports for `op`,
+// restricted to the given sets when they are non-empty.
+std::vector<std::pair<int, int>> supported_pairs(const Profile& profile, const std::string& op,
+                                                 const std::set<int>& only_weight_bits = {},
+                                                 const std::set<int>& only_activation_bits = {});
+
+struct TableRow {
+  std::string layer;
+  int weight_bits = 8;
+  int activation_bits = 8;
+  double latency_ms = 0;
+  std::optional<double> energy_mj;
+};
+
+// The cost table: every layer x supported pair, in model order. `on_row` is
+// called after each row (for progress). UserError for a generic target.
+std::vector<TableRow> build_table(const Profile& profile, const ModelInfo& model, LayerCostSource& source,
+                                  const std::set<int>& only_weight_bits, const std::set<int>& only_activation_bits,
+                                  const std::function<void(size_t done, size_t total)>& on_row = {});
+
+// Writes the rows as a lut CSV (layer,weight_bits,activation_bits,latency_ms,energy_mj), atomically.
+void write_table(const std::string& path, const std::vector<TableRow>& rows);
+
+}  // namespace autoprec::target

@@ -1,0 +1,114 @@
+// Target device profiles: which precisions a device runs, and how a layer's
+// latency and energy are estimated or measured there.
+//
+// A profile is a YAML file:
+//
+//   name: bitfusion
+//   description: "bit-flexible accelerator, 2x2-bit bricks"
+//   precisions:                   # per operator kind: default, Conv, Gemm, MatMul
+//     default:                    # every key optional; op entries inherit from default
+//       weight_bits: [2, 4, 8]    # bit-widths in 2..8, 16 or 32 (16/32: float)
+//       activation_bits: [2, 4, 8]
+//       mixed: true               # weight bits may differ from activation bits
+//       per_channel: true         # per-output-channel weight scales allowed
+//     Gemm: {weight_bits: [8]}
+//   cost_model:
+//     type: bitfusion             # generic | bitfusion | bismo | cpu-ort | lut | command
+//     bricks: 4096                # the parameters of the type (cost_model.h)
+//
+// Validation is strict: unknown keys, wrong types, duplicate keys, empty bit
+// sets, out-of-range bits, missing or non-positive parameters are UserErrors
+// "FILE:LINE: what; what is valid". The built-in profiles live in the
+// targets/ folder of the source tree (or $AUTOPREC_TARGETS_DIR).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace autoprec::target {
+
+// What a device runs for one operator kind.
+struct PrecisionSupport {
+  std::set<int> weight_bits = {2, 3, 4, 5, 6, 7, 8, 16, 32};
+  std::set<int> activation_bits = {2, 3, 4, 5, 6, 7, 8, 16, 32};
+  bool mixed = true;        // false: weight bits must equal activation bits
+  bool per_channel = true;  // false: per-tensor weight scales only
+};
+
+enum class CostModelType { Generic, BitFusion, Bismo, CpuOrt, Lut, Command };
+
+// "generic", "bitfusion", ... and back (nullopt for an unknown name).
+const char* to_string(CostModelType type);
+std::optional<CostModelType> cost_model_type(const std::string& name);
+
+// The cost model and its parameters. Only the fields of `type` are used; the
+// defaults below are what a profile gets when it leaves a parameter out.
+struct CostModelSpec {
+  CostModelType type = CostModelType::Generic;
+
+  // bitfusion and bismo: the memory side of the roofline and its energy.
+  double frequency_mhz = 500;              // clock
+  double bandwidth_bytes_per_cycle = 16;   // off-chip bandwidth
+  int output_bits = 8;                     // bits of each output element written back
+  double energy_onchip_pj_per_byte = 1.0;  // buffer access, per byte moved
+  double energy_offchip_pj_per_byte = 100; // DRAM access, per byte moved
+
+  // bitfusion: 2-bit x 2-bit bricks working in parallel each cycle.
+  double bricks = 4096;
+  double energy_pj_per_brick_op = 0.05;
+
+  // bismo: Dm x Dn dot-product units, each Dk bits wide (binary ops per cycle
+  // = dm * dn * dk).
+  double dm = 8, dn = 8, dk = 256;
+  double energy_pj_per_binary_op = 0.01;
+
+  // cpu-ort and command: how layers are measured.
+  int threads = 1;          // runtime intra-op threads
+  int warmup = 5;           // untimed runs per measurement
+  int repeats = 30;         // timed runs; the median is kept
+  double timeout_s = 120;   // per runner request
+  std::vector<std::string> command;  // command: the runner's argv
+
+  // lut: the table, relative paths resolved against the profile's folder.
+  std::string table;
+};
+
+struct Profile {
+  std::string name;
+  std::string description;
+  PrecisionSupport default_support;                // precisions.default
+  std::map<std::string, PrecisionSupport> per_op;  // precisions.Conv / Gemm / MatMul
+  CostModelSpec cost_model;
+  std::string origin;  // file it came from
+
+  // The support for `op` (its own entry or the default).
+  const PrecisionSupport& support(const std::string& op) const;
+  bool has_latency() const { return cost_model.type != CostModelType::Generic; }
+  bool has_energy() const;  // bitfusion, bismo, lut
+  bool measured() const {   // cpu-ort or command
+    return cost_model.type == CostModelType::CpuOrt || cost_model.type == CostModelType::Command;
+  }
+};
+
+// Parses YAML text; `origin` names it in errors and anchors relative paths.
+Profile parse_profile(const std::string& yaml_text, const std::string& origin);
+Profile load_profile_file(const std::string& path);
+
+// Folder of the built-in profiles: $AUTOPREC_TARGETS_DIR or SOURCE/targets.
+std::string builtin_targets_dir();
+// Built-in profile names (file stems), sorted.
+std::vector<std::string> builtin_target_names();
+// A built-in name ("bitfusion") or a path to a .yaml file. UserError naming
+// the built-in profiles when it is neither.
+Profile load_target(const std::string& name_or_path);
+
+// Whether `profile` runs an `op` layer with these bits and weight
+// granularity. When it does not, `why` (if given) gets the reason, e.g.
+// "bitfusion runs Conv weights at 2, 4, 8 bits, not 3".
+bool allows(const Profile& profile, const std::string& op, int weight_bits, int activation_bits, bool per_channel,
+            std::string* why = nullptr);
+
+}  // namespace autoprec::target

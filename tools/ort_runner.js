@@ -1,0 +1,254 @@
+#!/usr/bin/env node
+// ONNX Runtime runner for autoprec: one JSON request per stdin line, one JSON
+// response per stdout line (the protocol is in docs/targets.md). Tensors are
+// exchanged as .npy files. Anything ORT logs goes to stderr, never stdout.
+//
+//   {"cmd":"load","model":PATH,"threads":N,"optimized_model":PATH?}
+//                                                      -> {"ok":true,"inputs":[..],"outputs":[..]}
+//   {"cmd":"run","inputs":{NAME:SPEC},"outputs_dir":DIR} -> {"ok":true,"outputs":{NAME:FILE},"ms":T}
+//   {"cmd":"time","inputs":{NAME:SPEC},"warmup":W,"repeats":R}
+//                                                      -> {"ok":true,"median_ms":M,"times_ms":[..]}
+//   {"cmd":"quit"}                                     -> {"ok":true}, then exit 0
+//   any failure                                        -> {"ok":false,"error":"one line"}
+// SPEC is {"file":"x.npy"} or {"dtype":"float32","shape":[1,3],"fill":"zeros"|"random","seed":0}.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const readline = require('readline');
+
+let ort;
+try {
+  ort = require(path.join(__dirname, 'node_modules', 'onnxruntime-node'));
+} catch (e) {
+  ort = null;
+}
+
+// numpy descr <-> ORT tensor type and typed array.
+const DTYPES = {
+  '<f4': { type: 'float32', array: Float32Array, size: 4 },
+  '<f8': { type: 'float64', array: Float64Array, size: 8 },
+  '<i8': { type: 'int64', array: BigInt64Array, size: 8 },
+  '<i4': { type: 'int32', array: Int32Array, size: 4 },
+  '<i2': { type: 'int16', array: Int16Array, size: 2 },
+  '|u1': { type: 'uint8', array: Uint8Array, size: 1 },
+  '|i1': { type: 'int8', array: Int8Array, size: 1 },
+  '|b1': { type: 'bool', array: Uint8Array, size: 1 },
+};
+const BY_TYPE = {};
+for (const [descr, d] of Object.entries(DTYPES)) BY_TYPE[d.type] = { descr, ...d };
+
+function readNpy(file) {
+  const buf = fs.readFileSync(file);
+  if (buf.length < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error(`${file} is not a .npy file`);
+  const major = buf[6];
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  const header = buf.toString('latin1', start, start + headerLen);
+  const descr = /'descr':\s*'([^']+)'/.exec(header);
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header);
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header);
+  if (!descr || !fortran || !shape) throw new Error(`${file}: malformed .npy header`);
+  let d = descr[1].replace(/^=/, '<').replace(/^\|([fi][248])$/, '<$1');
+  if (d === '<u1' || d === '<i1' || d === '<b1') d = '|' + d.slice(1);
+  const dt = DTYPES[d];
+  if (!dt) throw new Error(`${file}: unsupported dtype ${descr[1]}`);
+  if (fortran[1] === 'True') throw new Error(`${file}: Fortran order is not supported`);
+  const dims = shape[1].split(',').map((s) => s.trim()).filter((s) => s.length).map(Number);
+  const count = dims.reduce((a, b) => a * b, 1);
+  const offset = start + headerLen;
+  if (buf.length < offset + count * dt.size) throw new Error(`${file} is truncated`);
+  const bytes = buf.subarray(offset, offset + count * dt.size);
+  const copy = new ArrayBuffer(bytes.length);  // aligned for the typed array
+  new Uint8Array(copy).set(bytes);
+  let data = new dt.array(copy);
+  if (dt.type === 'bool') data = Array.from(data, (v) => v !== 0);
+  return new ort.Tensor(dt.type, data, dims);
+}
+
+function writeNpy(file, tensor) {
+  const dt = BY_TYPE[tensor.type];
+  if (!dt) throw new Error(`output of type ${tensor.type} cannot be written as .npy`);
+  const dims = tensor.dims;
+  const shape = dims.length === 1 ? `(${dims[0]},)` : `(${dims.join(', ')})`;
+  let header = `{'descr': '${dt.descr}', 'fortran_order': False, 'shape': ${shape}, }`;
+  const total = 10 + header.length + 1;
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const head = Buffer.alloc(10);
+  head.write('\x93NUMPY', 0, 'latin1');
+  head[6] = 1;
+  head[7] = 0;
+  head.writeUInt16LE(header.length, 8);
+  let body;
+  if (tensor.type === 'bool') body = Buffer.from(Array.from(tensor.data, (v) => (v ? 1 : 0)));
+  else body = Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+  const tmp = file + '.tmp';
+  fs.writeFileSync(tmp, Buffer.concat([head, Buffer.from(header, 'latin1'), body]));
+  fs.renameSync(tmp, file);
+}
+
+// Deterministic uniform [0, 1) numbers (mulberry32).
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function makeTensor(name, spec) {
+  if (spec === null || typeof spec !== 'object') throw new Error(`input ${name}: expected an object`);
+  if (typeof spec.file === 'string') return readNpy(spec.file);
+  const dt = BY_TYPE[spec.dtype || 'float32'];
+  if (!dt) throw new Error(`input ${name}: unsupported dtype ${spec.dtype}`);
+  if (!Array.isArray(spec.shape) || spec.shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new Error(`input ${name}: needs "file" or a "shape" of non-negative integers`);
+  }
+  const count = spec.shape.reduce((a, b) => a * b, 1);
+  const fill = spec.fill || 'zeros';
+  if (fill !== 'zeros' && fill !== 'random') throw new Error(`input ${name}: fill must be zeros or random`);
+  const next = rng(spec.seed || 0);
+  let data;
+  if (dt.type === 'bool') data = Array.from({ length: count }, () => fill === 'random' && next() < 0.5);
+  else if (dt.type === 'int64') data = BigInt64Array.from({ length: count }, () => BigInt(fill === 'random' ? Math.floor(next() * 256) : 0));
+  else if (dt.type.startsWith('float')) data = dt.array.from({ length: count }, () => (fill === 'random' ? next() : 0));
+  else data = dt.array.from({ length: count }, () => (fill === 'random' ? Math.floor(next() * 128) : 0));
+  return new ort.Tensor(dt.type, data, spec.shape);
+}
+
+function feeds(session, inputs) {
+  if (inputs === null || typeof inputs !== 'object') throw new Error('"inputs" must be an object');
+  const out = {};
+  for (const name of session.inputNames) {
+    if (!(name in inputs)) throw new Error(`missing input ${name}`);
+    out[name] = makeTensor(name, inputs[name]);
+  }
+  for (const name of Object.keys(inputs)) {
+    if (!session.inputNames.includes(name)) throw new Error(`the model has no input ${name}`);
+  }
+  return out;
+}
+
+function metadata(list, names) {
+  return names.map((name, i) => {
+    const m = list && list[i];
+    if (!m || !m.isTensor) return { name };
+    return { name, type: m.type, shape: m.shape };
+  });
+}
+
+function safeName(name) {
+  return name.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+function nonNegativeInt(value, fallback, what) {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0) throw new Error(`"${what}" must be a non-negative integer`);
+  return value;
+}
+
+let session = null;
+
+async function handle(req) {
+  switch (req.cmd) {
+    case 'load': {
+      if (typeof req.model !== 'string') throw new Error('"model" must be a path');
+      if (!fs.existsSync(req.model)) throw new Error(`model ${req.model} does not exist`);
+      const options = { logSeverityLevel: 3, executionMode: 'sequential' };
+      const threads = nonNegativeInt(req.threads, 0, 'threads');
+      if (req.optimized_model !== undefined) {
+        if (typeof req.optimized_model !== 'string') throw new Error('"optimized_model" must be a path');
+        options.optimizedModelFilePath = req.optimized_model;  // the graph after ORT's fusions, for inspection
+      }
+      if (threads > 0) {
+        options.intraOpNumThreads = threads;
+        options.interOpNumThreads = 1;
+      }
+      if (session) await session.release();
+      session = null;
+      session = await ort.InferenceSession.create(req.model, options);
+      return {
+        ok: true,
+        inputs: metadata(session.inputMetadata, session.inputNames),
+        outputs: metadata(session.outputMetadata, session.outputNames),
+      };
+    }
+    case 'run': {
+      if (!session) throw new Error('no model loaded (send "load" first)');
+      if (typeof req.outputs_dir !== 'string') throw new Error('"outputs_dir" must be a directory');
+      const f = feeds(session, req.inputs);
+      const t0 = process.hrtime.bigint();
+      const results = await session.run(f);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      fs.mkdirSync(req.outputs_dir, { recursive: true });
+      const outputs = {};
+      for (const name of session.outputNames) {
+        const file = path.join(req.outputs_dir, safeName(name) + '.npy');
+        writeNpy(file, results[name]);
+        outputs[name] = file;
+      }
+      return { ok: true, outputs, ms };
+    }
+    case 'time': {
+      if (!session) throw new Error('no model loaded (send "load" first)');
+      const warmup = nonNegativeInt(req.warmup, 3, 'warmup');
+      const repeats = nonNegativeInt(req.repeats, 10, 'repeats');
+      if (repeats < 1) throw new Error('"repeats" must be at least 1');
+      const f = feeds(session, req.inputs);
+      for (let i = 0; i < warmup; i++) await session.run(f);
+      const times = [];
+      for (let i = 0; i < repeats; i++) {
+        const t0 = process.hrtime.bigint();
+        await session.run(f);
+        times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+      const sorted = [...times].sort((a, b) => a - b);
+      const mid = sorted.length >> 1;
+      const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+      return { ok: true, median_ms: median, times_ms: times };
+    }
+    case 'quit':
+      return { ok: true };
+    default:
+      throw new Error(`unknown cmd ${JSON.stringify(req.cmd)} (load, run, time, quit)`);
+  }
+}
+
+function reply(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function oneLine(e) {
+  return String(e && e.message ? e.message : e).split('\n')[0];
+}
+
+async function main() {
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    let req;
+    try {
+      req = JSON.parse(line);
+    } catch (e) {
+      reply({ ok: false, error: `request is not JSON: ${oneLine(e)}` });
+      continue;
+    }
+    if (!ort) {
+      reply({ ok: false, error: 'onnxruntime-node is not installed in tools/node_modules (run scripts/setup)' });
+      continue;
+    }
+    try {
+      reply(await handle(req));
+    } catch (e) {
+      reply({ ok: false, error: oneLine(e) });
+    }
+    if (req && req.cmd === 'quit') break;
+  }
+  if (session) await session.release();
+  process.exit(0);
+}
+
+main();
