@@ -3,17 +3,20 @@
 // response per stdout line (the protocol is in docs/targets.md). Tensors are
 // exchanged as .npy files. Anything ORT logs goes to stderr, never stdout.
 //
-//   {"cmd":"load","model":PATH,"threads":N,"optimized_model":PATH?}
+//   {"cmd":"load","model":PATH,"threads":N,"optimized_model":PATH?,"profiling":BOOL?}
 //                                                      -> {"ok":true,"inputs":[..],"outputs":[..]}
 //   {"cmd":"run","inputs":{NAME:SPEC},"outputs_dir":DIR} -> {"ok":true,"outputs":{NAME:FILE},"ms":T}
 //   {"cmd":"time","inputs":{NAME:SPEC},"warmup":W,"repeats":R}
 //                                                      -> {"ok":true,"median_ms":M,"times_ms":[..]}
+//        (after a load with "profiling":true, also "kernel_ms": median per run of the summed
+//         operator kernel times from ORT's profiler, "kernel_times_ms" and "ops_ms" per operator)
 //   {"cmd":"quit"}                                     -> {"ok":true}, then exit 0
 //   any failure                                        -> {"ok":false,"error":"one line"}
 // SPEC is {"file":"x.npy"} or {"dtype":"float32","shape":[1,3],"fill":"zeros"|"random","seed":0}.
 'use strict';
 
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const readline = require('readline');
 
@@ -151,6 +154,44 @@ function nonNegativeInt(value, fallback, what) {
 }
 
 let session = null;
+let profilePrefix = null;  // set while the loaded session records an ORT profile
+let loads = 0;
+
+// Per timed run (the last `repeats` model_run events of the profile), the sum
+// of the operator kernel times, and the per-operator median.
+function kernelTimes(prefix, repeats) {
+  const dir = path.dirname(prefix);
+  const base = path.basename(prefix);
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(base) && f.endsWith('.json'));
+  if (!files.length) throw new Error('ORT wrote no profile');
+  const events = JSON.parse(fs.readFileSync(path.join(dir, files[0]), 'utf8'));
+  for (const f of files) fs.rmSync(path.join(dir, f), { force: true });
+  const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts).slice(-repeats);
+  const kernels = events.filter((e) => e.cat === 'Node' && typeof e.name === 'string' && e.name.endsWith('_kernel_time'));
+  const perRun = [];
+  const perOp = {};
+  for (const run of runs) {
+    let total = 0;
+    const ops = {};
+    for (const k of kernels) {
+      if (k.ts < run.ts || k.ts > run.ts + run.dur) continue;
+      total += k.dur / 1000;
+      const op = (k.args && k.args.op_name) || 'unknown';
+      ops[op] = (ops[op] || 0) + k.dur / 1000;
+    }
+    perRun.push(total);
+    for (const [op, ms] of Object.entries(ops)) (perOp[op] = perOp[op] || []).push(ms);
+  }
+  const ops_ms = {};
+  for (const [op, list] of Object.entries(perOp)) ops_ms[op] = median(list);
+  return { kernel_ms: median(perRun), kernel_times_ms: perRun, ops_ms };
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
 
 async function handle(req) {
   switch (req.cmd) {
@@ -162,6 +203,12 @@ async function handle(req) {
       if (req.optimized_model !== undefined) {
         if (typeof req.optimized_model !== 'string') throw new Error('"optimized_model" must be a path');
         options.optimizedModelFilePath = req.optimized_model;  // the graph after ORT's fusions, for inspection
+      }
+      profilePrefix = null;
+      if (req.profiling === true) {
+        profilePrefix = path.join(os.tmpdir(), `autoprec_ort_${process.pid}_${++loads}_`);
+        options.enableProfiling = true;
+        options.profileFilePrefix = profilePrefix;
       }
       if (threads > 0) {
         options.intraOpNumThreads = threads;
@@ -205,10 +252,13 @@ async function handle(req) {
         await session.run(f);
         times.push(Number(process.hrtime.bigint() - t0) / 1e6);
       }
-      const sorted = [...times].sort((a, b) => a - b);
-      const mid = sorted.length >> 1;
-      const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-      return { ok: true, median_ms: median, times_ms: times };
+      const response = { ok: true, median_ms: median(times), times_ms: times };
+      if (profilePrefix) {
+        session.endProfiling();  // a session profiles once; load again to profile again
+        Object.assign(response, kernelTimes(profilePrefix, repeats));
+        profilePrefix = null;
+      }
+      return response;
     }
     case 'quit':
       return { ok: true };

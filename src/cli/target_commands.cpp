@@ -202,15 +202,10 @@ int run_profile(const ProfileOptions& o) {
   std::string cache = o.cache.empty() ? o.out + ".cache.csv" : o.cache;
   auto source = target::make_source(profile, model, profile.measured() ? cache : "");
 
-  Progress progress("profile", 0, "entries", o.json);
-  bool started = false;
-  auto rows = target::build_table(profile, model, *source, only_w, only_a, [&](size_t done, size_t total) {
-    if (!started) {
-      progress = Progress("profile", static_cast<int64_t>(total), "entries", o.json);
-      started = true;
-    }
-    progress.advance(1);
-  });
+  size_t total = 0;
+  for (const auto& d : model.descs) total += target::supported_pairs(profile, d.op, only_w, only_a).size();
+  Progress progress("profile", static_cast<int64_t>(total), "entries", o.json);
+  auto rows = target::build_table(profile, model, *source, only_w, only_a, [&](size_t, size_t) { progress.advance(1); });
   progress.finish();
   target::write_table(o.out, rows);
   auto* measured = dynamic_cast<target::MeasuredSource*>(source.get());

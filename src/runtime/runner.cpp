@@ -320,7 +320,9 @@ std::vector<ValueInfo> value_infos(const json& list) {
 
 void OnnxRunner::load(const std::string& model_path) {
   std::string absolute = std::filesystem::absolute(model_path).string();
-  json r = process_->request({{"cmd", "load"}, {"model", absolute}, {"threads", options_.threads}}, options_.timeout_s);
+  json request = {{"cmd", "load"}, {"model", absolute}, {"threads", options_.threads}};
+  if (options_.profile_kernels) request["profiling"] = true;
+  json r = process_->request(request, options_.timeout_s);
   inputs_ = value_infos(r.value("inputs", json::array()));
   outputs_ = value_infos(r.value("outputs", json::array()));
 }
@@ -367,6 +369,12 @@ TimeResult OnnxRunner::time(const std::map<std::string, at::Tensor>& inputs, int
   if (r.contains("times_ms") && r["times_ms"].is_array()) {
     for (const auto& t : r["times_ms"]) {
       if (t.is_number()) result.times_ms.push_back(t.get<double>());
+    }
+  }
+  if (r.contains("kernel_ms") && r["kernel_ms"].is_number()) result.kernel_median_ms = r["kernel_ms"].get<double>();
+  if (r.contains("ops_ms") && r["ops_ms"].is_object()) {
+    for (const auto& [op, ms] : r["ops_ms"].items()) {
+      if (ms.is_number()) result.op_ms[op] = ms.get<double>();
     }
   }
   if (!(result.median_ms >= 0)) fail("{} reported a negative or invalid latency {}", options_.what, result.median_ms);

@@ -4,12 +4,14 @@
 // A runner is a child process that reads one JSON request per line on stdin
 // and writes one JSON response per line on stdout; tensors travel as .npy
 // files. The requests (full protocol in docs/targets.md):
-//   {"cmd":"load","model":PATH,"threads":N}
+//   {"cmd":"load","model":PATH,"threads":N,"profiling":BOOL}
 //       -> {"ok":true,"inputs":[{"name","type","shape"}],"outputs":[...]}
 //   {"cmd":"run","inputs":{NAME:{"file":X.npy}},"outputs_dir":DIR}
 //       -> {"ok":true,"outputs":{NAME:DIR/NAME.npy},"ms":T}
 //   {"cmd":"time","inputs":{...},"warmup":W,"repeats":R}
 //       -> {"ok":true,"median_ms":M,"times_ms":[...]}
+//          after a load with profiling, also "kernel_ms" (median over runs of the
+//          summed operator kernel times), "kernel_times_ms", "ops_ms" {OP: ms}
 //   {"cmd":"quit"} -> {"ok":true}
 //   failure -> {"ok":false,"error":"one line"}
 // The runner's stderr is captured (logged at debug level); its last line is
@@ -30,6 +32,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,6 +96,9 @@ struct RunnerOptions {
   std::string what = "ONNX Runtime runner";
   int threads = 1;                   // intra-op threads of the runtime; 0 = its default
   double timeout_s = 120;            // per request (load, run, or a whole time request)
+  // Ask the runtime's profiler for operator kernel times (load with
+  // "profiling": true); the first time() after each load() reports them.
+  bool profile_kernels = false;
 };
 
 // Name, element type (ORT spelling: "float32", "int64", ...) and shape (-1 for
@@ -104,8 +110,13 @@ struct ValueInfo {
 };
 
 struct TimeResult {
-  double median_ms = 0;
+  double median_ms = 0;          // wall time of one inference as the runner sees it
   std::vector<double> times_ms;  // one per repeat, in order
+  // With profile_kernels and a runner that reports them: the median over runs
+  // of the summed operator kernel times (no dispatch or copy overhead), and
+  // the median per operator type of the fused graph (e.g. "QLinearConv").
+  std::optional<double> kernel_median_ms;
+  std::map<std::string, double> op_ms;
 };
 
 // A runner with one loaded model. Tensors are CPU tensors of dtype float32,

@@ -105,8 +105,9 @@ std::string measurement_key(const Profile& profile, const LayerDesc& layer, int 
   } else {
     bits = fmt::format("w{}a{}", wb, ab);
   }
-  return fmt::format("{}|{}|x={}|w={}|b={}|{}|{}|t{}", profile.name, layer.op, dims(layer.input_shape), dims(layer.weight_shape),
-                     layer.has_bias ? 1 : 0, attrs, bits, profile.cost_model.threads);
+  return fmt::format("{}|{}|x={}|w={}|b={}|{}|{}|t{}|{}", profile.name, layer.op, dims(layer.input_shape),
+                     dims(layer.weight_shape), layer.has_bias ? 1 : 0, attrs, bits, profile.cost_model.threads,
+                     profile.cost_model.kernel_timing ? "kernels" : "wall");
 }
 
 std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int wb, int ab) {
@@ -240,20 +241,20 @@ MeasuredSource::~MeasuredSource() {
   if (!impl_->model_file.empty()) std::remove(impl_->model_file.c_str());
 }
 
-LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
+double MeasuredSource::time_model(const std::string& key, const std::vector<int64_t>& shape, bool* from_cache,
+                                  const std::function<std::string()>& build) {
   Impl& m = *impl_;
-  std::string key = measurement_key(m.profile, layer, wb, ab);
-  LayerEstimate e;
   if (auto hit = m.cache.find(key)) {
-    ++cached_;
-    e.latency_ms = *hit;
-    return e;
+    *from_cache = true;
+    return *hit;
   }
+  *from_cache = false;
   const CostModelSpec& spec = m.profile.cost_model;
   if (!m.runner) {
     runtime::RunnerOptions options;
     options.threads = spec.threads;
     options.timeout_s = spec.timeout_s;
+    options.profile_kernels = spec.kernel_timing;
     if (spec.type == CostModelType::Command) {
       options.command = spec.command;
       options.what = fmt::format("runner of target {}", m.profile.name);
@@ -265,15 +266,28 @@ LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
     ::close(fd);
     m.model_file = templ;
   }
-  write_file_atomically(m.model_file, single_layer_model(*m.model->graph, layer, wb, ab), "single-layer model");
+  write_file_atomically(m.model_file, build(), "single-layer model");
   m.runner->load(m.model_file);
   at::Generator gen = at::detail::createCPUGenerator(0);
-  at::Tensor x = at::rand(layer.input_shape, gen, at::kFloat);
+  at::Tensor x = at::rand(shape, gen, at::kFloat);
   runtime::TimeResult t = m.runner->time({{"x", x}}, spec.warmup, spec.repeats);
-  spdlog::debug("measured {} W{}A{}: {:.4f} ms", layer.name, wb, ab, t.median_ms);
-  m.cache.add(key, t.median_ms);
-  ++measured_;
-  e.latency_ms = t.median_ms;
+  double ms = spec.kernel_timing && t.kernel_median_ms ? *t.kernel_median_ms : t.median_ms;
+  if (spec.kernel_timing && !t.kernel_median_ms) spdlog::debug("the runner reports no kernel times; using wall time");
+  std::string ops;
+  for (const auto& [op, v] : t.op_ms) ops += fmt::format(" {} {:.4f}", op, v);
+  spdlog::debug("measured {}: {:.4f} ms (wall {:.4f} ms;{})", key, ms, t.median_ms, ops);
+  m.cache.add(key, ms);
+  return ms;
+}
+
+LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
+  Impl& m = *impl_;
+  bool from_cache = false;
+  double raw = time_model(measurement_key(m.profile, layer, wb, ab), layer.input_shape, &from_cache,
+                          [&] { return single_layer_model(*m.model->graph, layer, wb, ab); });
+  ++(from_cache ? cached_ : measured_);
+  LayerEstimate e;
+  e.latency_ms = raw;
   return e;
 }
 

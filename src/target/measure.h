@@ -14,9 +14,16 @@
 // Inputs are uniform [0, 1) from a fixed seed; the latency is the median of
 // `repeats` runs after `warmup` runs.
 //
+// The runner's fixed cost per inference (copying the input in and the output
+// out, session dispatch: ~0.1 ms in onnxruntime-node, as much as a whole
+// small layer) is not the layer's. With `timing: kernels` (the default) the
+// latency is the median over runs of the summed operator kernel times that
+// ORT's profiler reports (the layer with its Q/DQ and layout transposes);
+// `timing: wall` keeps the runner's wall time per inference.
+//
 // Measurements are cached in a CSV (key,latency_ms) keyed by what determines
 // the time: target, operator, input/weight shapes, attributes, containers
-// (cpu-ort) or bits (command), and threads. Each new measurement is appended
+// (cpu-ort) or bits (command), threads and timing. Each new measurement is appended
 // and flushed at once, so an interrupted profile run resumes from the cache.
 #pragma once
 
@@ -37,6 +44,7 @@ std::string measurement_key(const Profile& profile, const LayerDesc& layer, int 
 
 // The serialized single-layer ONNX model described above (input "x", output "y").
 std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int weight_bits, int activation_bits);
+
 
 // CSV cache "key,latency_ms". A missing file is an empty cache; malformed
 // lines are UserErrors naming FILE:LINE.
@@ -64,6 +72,11 @@ class MeasuredSource : public LayerCostSource {
   int cached() const { return cached_; }      // answers from the cache so far
 
  private:
+  // The cached median of `key`, else measures the model `build` returns on a
+  // uniform [0, 1) input of `shape` and caches it.
+  double time_model(const std::string& key, const std::vector<int64_t>& shape, bool* from_cache,
+                    const std::function<std::string()>& build);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int measured_ = 0;

@@ -43,9 +43,9 @@ std::vector<std::string> params_of(CostModelType type) {
       p.insert(p.end(), {"dm", "dn", "dk", "energy_pj_per_binary_op"});
       return p;
     case CostModelType::CpuOrt:
-      return {"threads", "warmup", "repeats", "timeout_s"};
+      return {"threads", "warmup", "repeats", "timeout_s", "timing"};
     case CostModelType::Command:
-      return {"command", "threads", "warmup", "repeats", "timeout_s"};
+      return {"command", "threads", "warmup", "repeats", "timeout_s", "timing"};
     case CostModelType::Lut:
       return {"table"};
   }
@@ -208,6 +208,10 @@ class Parser {
       } else if (e.key == "command") {
         if (!e.value.IsSequence() || e.value.size() == 0) error(e.at, "cost_model.command must be a non-empty list: [program, arg, ...]");
         for (const auto& a : e.value) spec.command.push_back(string(a, a, what));
+      } else if (e.key == "timing") {
+        std::string t = string(e.value, e.at, what);
+        if (t != "kernels" && t != "wall") error(e.at, fmt::format("cost_model.timing must be kernels or wall, got '{}'", t));
+        spec.kernel_timing = t == "kernels";
       } else if (e.key == "threads") {
         if (e.value.IsScalar() && e.value.Scalar() == "0") spec.threads = 0;
         else spec.threads = static_cast<int>(number(e.value, e.at, what, true));

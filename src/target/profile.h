@@ -70,6 +70,7 @@ struct CostModelSpec {
   int warmup = 5;           // untimed runs per measurement
   int repeats = 30;         // timed runs; the median is kept
   double timeout_s = 120;   // per runner request
+  bool kernel_timing = true;  // timing: kernels (profiled operator time) | wall (measure.h)
   std::vector<std::string> command;  // command: the runner's argv
 
   // lut: the table, relative paths resolved against the profile's folder.

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Measured per-layer latency on this CPU (ONNX Runtime, single-layer QDQ
+# models, 1 thread, median of 30 runs after 5) vs what the analytic targets
+# predict (bitfusion, bismo) and the hardware-independent proxy (BOPs).
+# Usage: bench/target_compare.sh [MODEL]   (default models/resnet20_fmnist.onnx)
+# Prints Markdown tables: per layer at W8A8 and FP32, uniform totals per
+# target, and the rank correlation of each proxy with the measured latency.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x build/autoprec ] || bash scripts/build >/dev/null
+MODEL=${1:-models/resnet20_fmnist.onnx}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+B=build/autoprec
+echo "\$ autoprec profile $MODEL --target cpu-ort --out cpu-ort.csv"
+$B profile "$MODEL" --target cpu-ort --out "$TMP/cpu-ort.csv" --cache "$TMP/cache.csv" 2>&1 | tail -2
+for bits in 32 8 4 2; do
+  printf 'default: {weight_bits: %s, activation_bits: %s}\n' "$bits" "$bits" >"$TMP/w$bits.yaml"
+  for t in generic bitfusion bismo; do
+    [ "$t" = bismo ] && [ "$bits" = 32 ] && continue   # bismo profile: 2..8 bits
+    $B cost "$MODEL" --precision "$TMP/w$bits.yaml" --target $t --json >"$TMP/$t-$bits.json"
+  done
+  $B cost "$MODEL" --precision "$TMP/w$bits.yaml" --target cpu-ort --table "$TMP/cpu-ort.csv" --json >"$TMP/cpu-ort-$bits.json"
+done
+# The whole FP32 model in ORT (1 thread, kernels profiled), to check that per-layer times add up.
+SHAPE=$(/usr/bin/python3 -c 'import onnx,sys; m=onnx.load(sys.argv[1]); d=m.graph.input[0].type.tensor_type.shape.dim; print([1]+[x.dim_value for x in d[1:]])' "$MODEL")
+printf '%s\n' "{\"cmd\":\"load\",\"model\":\"$PWD/$MODEL\",\"threads\":1,\"profiling\":true}" \
+  "{\"cmd\":\"time\",\"inputs\":{\"$(/usr/bin/python3 -c 'import onnx,sys; print(onnx.load(sys.argv[1]).graph.input[0].name)' "$MODEL")\":{\"shape\":$SHAPE,\"fill\":\"random\"}},\"warmup\":5,\"repeats\":30}" |
+  node tools/ort_runner.js | tail -1 >"$TMP/whole.json"
+/usr/bin/python3 - "$TMP" <<'PY'
+import json, os, sys
+tmp = sys.argv[1]
+def load(t, b):
+    p = f"{tmp}/{t}-{b}.json"
+    return json.load(open(p)) if os.path.exists(p) else None
+def rank(v):
+    order = sorted(range(len(v)), key=lambda i: v[i]); r = [0.0] * len(v); i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]: j += 1
+        for k in range(i, j + 1): r[order[k]] = (i + j) / 2
+        i = j + 1
+    return r
+def pearson(a, b):
+    n = len(a); ma = sum(a) / n; mb = sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    va = sum((x - ma) ** 2 for x in a) ** 0.5; vb = sum((y - mb) ** 2 for y in b) ** 0.5
+    return cov / (va * vb) if va and vb else float("nan")
+def spearman(a, b): return pearson(rank(a), rank(b))
+
+ort8, ort32 = load("cpu-ort", 8)["layers"], load("cpu-ort", 32)["layers"]
+bf8, bs8, gen8 = load("bitfusion", 8)["layers"], load("bismo", 8)["layers"], load("generic", 8)["layers"]
+print("\nPer layer at W8A8 (latency in microseconds; ORT FP32 for reference)\n")
+print("| layer | MACs | ORT FP32 | ORT W8A8 | ORT FP32/W8A8 | BitFusion | BISMO |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for o8, o32, f, s in zip(ort8, ort32, bf8, bs8):
+    print(f"| {o8['name']} | {o8['macs']} | {1e3*o32['latency_ms']:.1f} | {1e3*o8['latency_ms']:.1f} | "
+          f"{o32['latency_ms']/o8['latency_ms']:.2f} | {1e3*f['latency_ms']:.2f} | {1e3*s['latency_ms']:.2f} |")
+meas = [l["latency_ms"] for l in ort8]
+print("\nHow well each proxy orders the layers by measured ORT W8A8 latency (over", len(meas), "layers)\n")
+print("| proxy | Spearman | Pearson |")
+print("|---|---:|---:|")
+for name, vals in [("MACs / BOPs (generic)", [l["bops"] for l in gen8]),
+                   ("bitfusion latency", [l["latency_ms"] for l in bf8]),
+                   ("bismo latency", [l["latency_ms"] for l in bs8])]:
+    print(f"| {name} | {spearman(meas, vals):.3f} | {pearson(meas, vals):.3f} |")
+print("\nWhole model, uniform precision (sum of layers; ms; BOPs in G)\n")
+print("| precision | ORT (measured) | BitFusion | BISMO | BOPs |")
+print("|---|---:|---:|---:|---:|")
+for b in (32, 8, 4, 2):
+    o, f, s, g = load("cpu-ort", b), load("bitfusion", b), load("bismo", b), load("generic", b)
+    cell = lambda d: f"{d['total']['latency_ms']:.4f}" if d else "n/a"
+    print(f"| W{b}A{b} | {cell(o)} | {cell(f)} | {cell(s)} | {g['total']['bops']/1e9:.3f} |")
+w = json.load(open(f"{tmp}/whole.json"))
+ops = w["ops_ms"]
+conv = ops.get("Conv", 0) + ops.get("FusedConv", 0) + ops.get("Gemm", 0)
+print(f"\nWhole FP32 model in ORT, 1 thread: wall {w['median_ms']:.3f} ms per inference, kernels {w['kernel_ms']:.3f} ms, "
+      f"of which Conv/FusedConv/Gemm {conv:.3f} ms; sum of the per-layer FP32 table {load('cpu-ort', 32)['total']['latency_ms']:.3f} ms")
+print("per operator (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])))
+PY
