@@ -185,6 +185,74 @@ else
   echo "skip: cpu-ort profile (tools/node_modules missing; run scripts/setup)"
 fi
 
+# search: a tiny run per agent on the small model, resume after completion and
+# after kill -9, and errors before any training.
+cat >"$WORK/run.yaml" <<YAML
+model: $MODEL
+data: $FMNIST
+target: bitfusion
+constraints: ["weight_memory<=0.2*fp32"]
+episodes: 3
+validation: 200
+calibration: 64
+sensitivity_examples: 100
+weight_bits: [2, 4, 8]
+activation_bits: [4, 8]
+staged: {examples: 100}
+short_finetune: {steps: 3, batch_size: 32}
+final_finetune: {epochs: 0}
+ddpg: {warmup_episodes: 1, hidden: 16, batch_size: 4}
+YAML
+expect_ok "search ddpg" "$BIN" search --config "$WORK/run.yaml" --out "$WORK/s_ddpg" --json
+$PY - "$WORK/out" <<'PY' && ok || bad "search result.json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["agent"] == "ddpg" and d["feasible"] and d["evaluations"] >= 1, d
+assert all(c["holds"] for c in d["constraints"]), d["constraints"]
+assert d["final"]["costs"]["weight_bits"] <= 0.2 * d["final"]["costs"]["fp32_weight_bits"], d["final"]["costs"]
+assert 0 < d["final"]["test_top1"] <= 1 and 0 < d["fp32"]["test_top1"] <= 1, d
+assert {l["weight_bits"] for l in d["final"]["layers"]} <= {2, 4, 8}, d["final"]["layers"]
+PY
+for f in best.yaml model.onnx result.json pareto.json journal.sqlite sensitivity.json; do
+  [ -s "$WORK/s_ddpg/$f" ] && ok || bad "search output $f missing"
+done
+cp "$WORK/out" "$WORK/s_ddpg_result.json"
+expect_ok "eval the search result" "$BIN" eval "$WORK/s_ddpg/model.onnx" --precision "$WORK/s_ddpg/best.yaml" --data "$FMNIST" --json
+$PY -c 'import json,sys; e=json.load(open(sys.argv[1])); r=json.load(open(sys.argv[2])); assert abs(e["top1"] - r["final"]["test_top1"]) < 1e-9, (e["top1"], r["final"])' "$WORK/out" "$WORK/s_ddpg_result.json" && ok || bad "best.yaml + model.onnx do not reproduce the final accuracy"
+expect_ok "search resume of a finished run" "$BIN" search --resume "$WORK/s_ddpg" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["evaluations_this_run"] == 0, d' "$WORK/out" && ok || bad "resume re-evaluated configurations"
+for agent in ilp greedy uniform random; do
+  expect_ok "search $agent" "$BIN" search --config "$WORK/run.yaml" --agent "$agent" --episodes 2 --out "$WORK/s_$agent" --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["agent"] == sys.argv[2] and d["feasible"], d' "$WORK/out" "$agent" && ok || bad "search $agent result"
+done
+# kill -9 in the middle, then --resume finishes without repeating an evaluation
+"$BIN" search --config "$WORK/run.yaml" --episodes 6 --out "$WORK/s_kill" --json >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  n=$($PY -c 'import os,sqlite3,sys
+try: print(sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True).execute("select count(*) from evaluations").fetchone()[0] if os.path.exists(sys.argv[1]) else 0)
+except Exception: print(0)' "$WORK/s_kill/journal.sqlite" 2>/dev/null)
+  [ "${n:-0}" -ge 2 ] && break
+  sleep 0.2
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+expect_ok "search resume after kill -9" "$BIN" search --resume "$WORK/s_kill" --json
+$PY - "$WORK/out" "$WORK/s_kill/journal.sqlite" <<'PY' && ok || bad "resume after kill"
+import json, sqlite3, sys
+d = json.load(open(sys.argv[1]))
+db = sqlite3.connect(sys.argv[2])
+keys = [r[0] for r in db.execute("select config_key from evaluations")]
+assert len(keys) == len(set(keys)) and d["evaluations"] == len(keys), (d["evaluations"], keys)
+assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+PY
+expect_error "search budget below the smallest configuration" "infeasible: the smallest possible weight_memory" -- "$BIN" search --config "$WORK/run.yaml" --constraint "weight_memory<=1KiB" --out "$WORK/s_tiny" --json
+[ ! -e "$WORK/s_tiny/journal.sqlite" ] && ok || bad "infeasible search started a journal"
+expect_error "search unknown agent" "unknown agent 'ppo'" -- "$BIN" search --config "$WORK/run.yaml" --agent ppo --out "$WORK/s_bad"
+printf 'model: m.onnx\nepisodez: 3\n' >"$WORK/bad_run.yaml"
+expect_error "search unknown key" "bad_run.yaml:2: unknown key 'episodez'" -- "$BIN" search --config "$WORK/bad_run.yaml"
+expect_error "search latency on generic" "latency" -- "$BIN" search --config "$WORK/run.yaml" --target generic --constraint "latency<=1ms" --out "$WORK/s_lat"
+expect_error "search existing run" "already holds a search" -- "$BIN" search --config "$WORK/run.yaml" --out "$WORK/s_ddpg" --json
+
 # usage errors come from the parser: non-zero exit, no crash
 "$BIN" eval "$MODEL" >/dev/null 2>&1; code=$?
 [ "$code" -ne 0 ] && [ "$code" -lt 128 ] && ok || bad "missing --data exit code $code"

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 
@@ -217,6 +218,45 @@ void Search::build_problem() {
     problem_.layers.push_back(choices);
   }
 
+  // Resources: every bounded cost metric; per-layer costs from uniform assignments.
+  for (const auto& c : constraints_) {
+    if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) continue;
+    ResourceSpec r;
+    r.metric = c.metric;
+    r.name = to_string(c.metric);
+    r.unit = c.metric == target::Metric::WeightMemory ? "bits"
+             : c.metric == target::Metric::Latency    ? "ms"
+             : c.metric == target::Metric::Energy     ? "mJ"
+                                                      : "";
+    resources_.push_back(r);
+  }
+  std::map<std::pair<int, int>, target::TargetCosts> by_pair;
+  for (size_t l = 0; l < problem_.layers.size(); ++l) {
+    for (Option& o : problem_.layers[l].options) {
+      auto key = std::make_pair(o.precision.weight_bits, o.precision.activation_bits);
+      if (!by_pair.count(key)) {
+        std::map<std::string, quant::LayerPrecision> uniform;
+        for (const auto& layer : info_.layers) uniform[layer.name] = o.precision;
+        by_pair[key] = target::evaluate(profile_, info_, uniform, granularity_, source_.get());
+      }
+      const target::TargetCosts& costs = by_pair[key];
+      for (const ResourceSpec& r : resources_) o.costs.push_back(metric_layer(costs.layers[l], r.metric));
+    }
+  }
+  for (ResourceSpec& r : resources_) {
+    const target::TargetCosts& any = by_pair.begin()->second;
+    double layer_sum = 0;
+    for (const auto& lc : any.layers) layer_sum += metric_layer(lc, r.metric);
+    r.constant = metric_total(any, r.metric) - layer_sum;
+    double bound = 0;
+    for (const auto& c : constraints_) {
+      if (c.metric == r.metric) bound = *c.bound;
+    }
+    problem_.resources.push_back({r.name, bound - r.constant, r.unit});
+  }
+  validate(problem_);
+  check_reachable(problem_);
+
   // Sensitivity (KL of the logits, one tensor quantized at a time), reused on resume.
   std::string sensitivity_path = dir_ + "/sensitivity.json";
   std::vector<int> bits(wanted_bits.begin(), wanted_bits.end());
@@ -260,46 +300,12 @@ void Search::build_problem() {
     return quant::is_float_bits(b) ? 0.0 : sensitivity_.at(layer, tensor, b).kl;
   };
 
-  // Resources: every bounded cost metric; per-layer costs from uniform assignments.
-  for (const auto& c : constraints_) {
-    if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) continue;
-    ResourceSpec r;
-    r.metric = c.metric;
-    r.name = to_string(c.metric);
-    r.unit = c.metric == target::Metric::WeightMemory ? "bits"
-             : c.metric == target::Metric::Latency    ? "ms"
-             : c.metric == target::Metric::Energy     ? "mJ"
-                                                      : "";
-    resources_.push_back(r);
-  }
-  std::map<std::pair<int, int>, target::TargetCosts> by_pair;
   for (size_t l = 0; l < problem_.layers.size(); ++l) {
     for (Option& o : problem_.layers[l].options) {
-      auto key = std::make_pair(o.precision.weight_bits, o.precision.activation_bits);
-      if (!by_pair.count(key)) {
-        std::map<std::string, quant::LayerPrecision> uniform;
-        for (const auto& layer : info_.layers) uniform[layer.name] = o.precision;
-        by_pair[key] = target::evaluate(profile_, info_, uniform, granularity_, source_.get());
-      }
-      const target::TargetCosts& costs = by_pair[key];
       o.sensitivity = kl(info_.layers[l].name, "weight", o.precision.weight_bits) +
                       kl(info_.layers[l].name, "activation", o.precision.activation_bits);
-      for (const ResourceSpec& r : resources_) o.costs.push_back(metric_layer(costs.layers[l], r.metric));
     }
   }
-  for (ResourceSpec& r : resources_) {
-    const target::TargetCosts& any = by_pair.begin()->second;
-    double layer_sum = 0;
-    for (const auto& lc : any.layers) layer_sum += metric_layer(lc, r.metric);
-    r.constant = metric_total(any, r.metric) - layer_sum;
-    double bound = 0;
-    for (const auto& c : constraints_) {
-      if (c.metric == r.metric) bound = *c.bound;
-    }
-    problem_.resources.push_back({r.name, bound - r.constant, r.unit});
-  }
-  validate(problem_);
-  check_reachable(problem_);
 }
 
 void Search::build_steps() {
