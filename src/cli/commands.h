@@ -18,4 +18,7 @@ void register_quant_commands(CLI::App& app, Runner& runner);
 // finetune.
 void register_train_commands(CLI::App& app, Runner& runner);
 
+// export.
+void register_deploy_commands(CLI::App& app, Runner& runner);
+
 }  // namespace autoprec::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   autoprec::cli::register_model_commands(app, runner);
   autoprec::cli::register_quant_commands(app, runner);
   autoprec::cli::register_train_commands(app, runner);
+  autoprec::cli::register_deploy_commands(app, runner);
 
   try {
     app.parse(argc, argv);
