@@ -119,7 +119,7 @@ TEST(Int4Packing, LowNibbleFirstAndRoundTrips) {
 TEST(QdqContainers, SmallestTypeThatHoldsTheBits) {
   for (int bits = 2; bits <= 8; ++bits) {
     EXPECT_EQ(deploy::weight_container(bits), bits <= 4 ? deploy::kOnnxInt4 : kInt8) << bits;
-    EXPECT_EQ(deploy::activation_container(bits), bits <= 4 ? deploy::kOnnxUint4 : kUint8) << bits;
+    EXPECT_EQ(deploy::activation_container(bits), kUint8) << bits;  // UINT4 breaks ORT 1.30's optimizers
   }
   EXPECT_THROW(deploy::weight_container(16), UserError);
   EXPECT_THROW(deploy::activation_container(1), UserError);
@@ -181,6 +181,30 @@ TEST(QdqExport, WeightsAreTheSimulationsIntegersWithPerChannelScales) {
   EXPECT_EQ(e.quantized_weight_bytes, 36 + 192);
 }
 
+TEST(QdqExport, Uint8WeightsHoldTheSameValuesWithZeroPoint128) {
+  auto model = calibrated(mixed(8, 8, 3, 8));
+  deploy::ExportOptions options;
+  options.uint8_weights = true;
+  deploy::QdqExport e = deploy::export_qdq(*model, options);
+  const auto& q = initializer(e.model, "w1_quantized");
+  EXPECT_EQ(q.data_type(), kUint8);
+  std::vector<int64_t> stored = integers(q);
+  std::vector<int64_t> expected = simulated_weight_integers(*model, "conv", "w1");
+  for (int64_t& v : expected) v += 128;
+  EXPECT_EQ(stored, expected);
+  for (int64_t z : integers(initializer(e.model, "w1_zero_point"))) EXPECT_EQ(z, 128);
+  EXPECT_EQ(initializer(e.model, "w2_quantized").data_type(), deploy::kOnnxInt4);  // 3 bits stay INT4
+  EXPECT_NO_THROW(deploy::validate_qdq(e.model));
+  // The executor agrees: same float weights.
+  auto plain = calibrated(mixed(8, 8, 16, 16));
+  options.uint8_weights = true;
+  testing::TempDir dir;
+  deploy::save_qdq(deploy::export_qdq(*plain, options).model, dir.file("u8.onnx"));
+  exec::Executor runtime(exec::load_model(dir.file("u8.onnx")));
+  at::Tensor x = calibration_images().slice(0, 0, 16);
+  EXPECT_TRUE(at::allclose(runtime.run({x})[0], plain->executor().run({x})[0], 1e-4, 1e-5));
+}
+
 TEST(QdqExport, FourBitAndOddBitsUseInt4AtOpset21) {
   auto model = calibrated(mixed(3, 4, 2, 3));
   deploy::QdqExport e = deploy::export_qdq(*model, {"tiny.onnx"});
@@ -197,17 +221,17 @@ TEST(QdqExport, FourBitAndOddBitsUseInt4AtOpset21) {
   EXPECT_EQ(v2, simulated_weight_integers(*model, "fc", "w2"));
   for (int64_t v : v2) EXPECT_LE(std::abs(v), 1);  // 2 bits: ternary
   EXPECT_EQ(initializer(e.model, "w1_zero_point").data_type(), deploy::kOnnxInt4);
-  // Activations: UINT4; conv's 4-bit input needs no Clip, fc's 3-bit input does.
-  EXPECT_EQ(initializer(e.model, "conv/input_zero_point").data_type(), deploy::kOnnxUint4);
-  EXPECT_EQ(initializer(e.model, "fc/input_zero_point").data_type(), deploy::kOnnxUint4);
-  EXPECT_FALSE(has_initializer(e.model, "conv/input_clip_max"));
+  // Activations: UINT8, with a Clip holding them to their 4- and 3-bit grids.
+  EXPECT_EQ(initializer(e.model, "conv/input_zero_point").data_type(), kUint8);
+  EXPECT_EQ(initializer(e.model, "fc/input_zero_point").data_type(), kUint8);
+  EXPECT_TRUE(has_initializer(e.model, "conv/input_clip_max"));
   ASSERT_TRUE(has_initializer(e.model, "fc/input_clip_max"));
   const quant::TensorQuantizer& aq = model->activation_quantizer("fc");
   float scale = aq.scale.item<float>();
   float max = graph::tensor_from_proto(initializer(e.model, "fc/input_clip_max")).item<float>();
   EXPECT_EQ(std::nearbyint(max / scale) + aq.zero_point.item<int>(), 7);
   ASSERT_EQ(e.layers.size(), 2u);
-  EXPECT_FALSE(e.layers[0].activation_clip);
+  EXPECT_TRUE(e.layers[0].activation_clip);
   EXPECT_TRUE(e.layers[1].activation_clip);
 
   nlohmann::json precision = nlohmann::json::parse(metadata(e.model, "autoprec.precision"));
@@ -216,7 +240,7 @@ TEST(QdqExport, FourBitAndOddBitsUseInt4AtOpset21) {
   EXPECT_EQ(precision["conv"]["weight_type"], "INT4");
   EXPECT_EQ(precision["fc"]["weight_bits"], 2);
   EXPECT_EQ(precision["fc"]["activation_bits"], 3);
-  EXPECT_EQ(precision["fc"]["activation_type"], "UINT4");
+  EXPECT_EQ(precision["fc"]["activation_type"], "UINT8");
   EXPECT_EQ(metadata(e.model, "autoprec.source_model"), "tiny.onnx");
   EXPECT_EQ(metadata(e.model, "autoprec.format"), "qdq-1");
   // The embedded config rebuilds the same simulation.

@@ -5,7 +5,7 @@
 //   node ort_compare.js make-input IDX_DIR COUNT IMAGES.npy LABELS.npy
 //       first COUNT test images as float32 [N,1,H,W] scaled by 1/255, labels int64
 //   node ort_compare.js compare MODEL.onnx IMAGES.npy SIMULATED.npy [LABELS.npy]
-//       [--max-diff T] [--min-agreement A]
+//       [--max-diff T] [--min-agreement A] [--optimization disabled|basic|extended|all]
 //       prints one JSON line {examples, top1_agreement, max_abs_diff,
 //       mean_abs_diff, logit_range, ort_top1, simulated_top1}; exit 1 when
 //       max_abs_diff > T or top1_agreement < A.
@@ -76,11 +76,11 @@ function argmax(data, offset, length) {
   return best;
 }
 
-async function compare(modelPath, imagesPath, simulatedPath, labelsPath, maxDiff, minAgreement) {
+async function compare(modelPath, imagesPath, simulatedPath, labelsPath, maxDiff, minAgreement, optimization) {
   const modules = process.env.AUTOPREC_ORT_NODE_MODULES;
   if (!modules) throw new Error('set AUTOPREC_ORT_NODE_MODULES to the node_modules holding onnxruntime-node');
   const ort = require(path.join(modules, 'onnxruntime-node'));
-  const session = await ort.InferenceSession.create(modelPath);
+  const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: optimization });
   const x = readNpy(imagesPath);
   const sim = readNpy(simulatedPath);
   const labels = labelsPath ? readNpy(labelsPath).data : null;
@@ -113,7 +113,8 @@ async function compare(modelPath, imagesPath, simulatedPath, labelsPath, maxDiff
     }
   }
   const report = {
-    model: modelPath,
+    model: path.basename(modelPath),
+    optimization,
     examples: n,
     top1_agreement: agree / n,
     max_abs_diff: maxAbs,
@@ -129,13 +130,14 @@ async function compare(modelPath, imagesPath, simulatedPath, labelsPath, maxDiff
 }
 
 async function main(argv) {
-  const option = (name, fallback) => {
+  const option = (name, fallback, parse = Number) => {
     const i = argv.indexOf(name);
     if (i < 0) return fallback;
-    const value = Number(argv[i + 1]);
+    const value = parse(argv[i + 1]);
     argv.splice(i, 2);
     return value;
   };
+  const optimization = option('--optimization', 'all', String);
   const maxDiff = option('--max-diff', Infinity);
   const minAgreement = option('--min-agreement', 0);
   const [command, ...rest] = argv;
@@ -144,10 +146,11 @@ async function main(argv) {
     return 0;
   }
   if (command === 'compare' && (rest.length === 3 || rest.length === 4)) {
-    return (await compare(rest[0], rest[1], rest[2], rest[3], maxDiff, minAgreement)) ? 0 : 1;
+    return (await compare(rest[0], rest[1], rest[2], rest[3], maxDiff, minAgreement, optimization)) ? 0 : 1;
   }
   console.error('usage: ort_compare.js make-input IDX_DIR COUNT IMAGES.npy LABELS.npy\n' +
-                '       ort_compare.js compare MODEL.onnx IMAGES.npy SIMULATED.npy [LABELS.npy] [--max-diff T] [--min-agreement A]');
+                '       ort_compare.js compare MODEL.onnx IMAGES.npy SIMULATED.npy [LABELS.npy] [--max-diff T] [--min-agreement A]\n' +
+                '       [--optimization disabled|basic|extended|all]');
   return 2;
 }
 

@@ -21,6 +21,7 @@ struct ExportCliOptions {
   DataOptions data;
   QuantOptionsCli quant;
   std::string out;
+  std::string weight_type = "int8";
   bool json = false;
 };
 
@@ -31,6 +32,9 @@ std::string container_name(int32_t type) {
 }
 
 int run_export(const ExportCliOptions& o) {
+  if (o.weight_type != "int8" && o.weight_type != "uint8") {
+    fail("--weight-type must be int8 or uint8, not '{}'", o.weight_type);
+  }
   std::filesystem::path out(o.out);
   std::filesystem::path parent = out.parent_path().empty() ? std::filesystem::path(".") : out.parent_path();
   if (!std::filesystem::is_directory(parent)) fail("cannot write {}: directory {} does not exist", o.out, parent.string());
@@ -38,7 +42,10 @@ int run_export(const ExportCliOptions& o) {
   auto graph = exec::load_model(o.model);
   deploy::check_exportable(*graph, o.model);
   auto quantized = build_quantized(graph, o.model, o.quant, o.data.spec.empty() ? nullptr : &o.data);
-  deploy::QdqExport e = deploy::export_qdq(*quantized, {o.model});
+  deploy::ExportOptions options;
+  options.source_model = o.model;
+  options.uint8_weights = o.weight_type == "uint8";
+  deploy::QdqExport e = deploy::export_qdq(*quantized, options);
   deploy::save_qdq(e.model, o.out);
 
   auto bytes = static_cast<int64_t>(std::filesystem::file_size(o.out));
@@ -84,6 +91,9 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
   cmd->get_option("--precision")->required();
   cmd->get_option("--data")->description("Dataset calibrating the ranges when the config holds none: idx:DIR or npy:X,Y");
   cmd->add_option("--out", o.out, "Output ONNX file")->required();
+  cmd->add_option("--weight-type", o.weight_type,
+                  "Container of 5-8-bit weights: int8 (default, zero point 0) or uint8 (zero point 128; avoids "
+                  "ONNX Runtime's U8S8 saturation on AVX2 CPUs without VNNI)");
   cmd->add_flag("--json", o.json, "Print what was written as one JSON object");
   cmd->callback([&runner] { runner = [] { return run_export(o); }; });
 }

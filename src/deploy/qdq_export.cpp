@@ -97,7 +97,7 @@ int32_t weight_container(int bits) {
 
 int32_t activation_container(int bits) {
   check_bits(bits);
-  return bits <= 4 ? kOnnxUint4 : TensorProto::UINT8;
+  return TensorProto::UINT8;  // not UINT4: see the header
 }
 
 int container_bits(int32_t onnx_type) {
@@ -228,6 +228,11 @@ QdqExport export_qdq(const quant::QuantizedModel& model, const ExportOptions& op
       at::Tensor q = at::round(simulated / broadcast).clamp_(wq.grid.qmin, wq.grid.qmax).to(at::kChar);
       info.weight_type = weight_container(p.weight_bits);
       at::Tensor zero = at::zeros(scale.sizes(), at::TensorOptions().dtype(at::kChar));
+      if (options.uint8_weights && info.weight_type == TensorProto::INT8) {
+        info.weight_type = TensorProto::UINT8;
+        q = (q.to(at::kShort) + 128).to(at::kByte);
+        zero = at::full(scale.sizes(), 128, at::TensorOptions().dtype(at::kByte));
+      }
       std::string q_name = rw.add_initializer(weight_name + "_quantized", q, info.weight_type);
       std::string s_name = rw.add_initializer(weight_name + "_scale", scale);
       std::string z_name = rw.add_initializer(weight_name + "_zero_point", zero, info.weight_type);
@@ -442,18 +447,24 @@ void check_weight(const onnx::NodeProto& layer, int bits, const ModelIndex& inde
   if (!quantized) invalid("layer '{}' has {}-bit weights but no DequantizeLinear feeds its weight", layer.name(), bits);
   const TensorProto* q = index.initializer(dq->input(0));
   if (!q) invalid("layer '{}': the quantized weight '{}' is not an initializer", layer.name(), dq->input(0));
-  if (container_bits(q->data_type()) < bits) {
+  if ((q->data_type() != TensorProto::UINT8 && q->data_type() != TensorProto::INT8 && q->data_type() != kOnnxInt4) ||
+      container_bits(q->data_type()) < bits) {
     invalid("layer '{}': {} cannot hold {}-bit weights", layer.name(), type_name(q->data_type()), bits);
   }
-  quant::QuantGrid grid = quant::signed_grid(bits);
-  for (double v : values_of(*q)) {
-    if (v < static_cast<double>(grid.qmin) || v > static_cast<double>(grid.qmax)) {
-      invalid("layer '{}': weight value {} is outside the {}-bit grid [{}, {}]", layer.name(), v, bits, grid.qmin, grid.qmax);
-    }
-  }
+  // Symmetric grid: zero point 0 in signed containers, 128 in UINT8.
+  double expected_zero = q->data_type() == TensorProto::UINT8 ? 128 : 0;
   if (dq->input_size() > 2 && !dq->input(2).empty()) {
     for (double z : values_of(*index.initializer(dq->input(2)))) {
-      if (z != 0) invalid("layer '{}': the weight zero point is {}, not 0", layer.name(), z);
+      if (z != expected_zero) invalid("layer '{}': the weight zero point is {}, not {}", layer.name(), z, expected_zero);
+    }
+  } else if (expected_zero != 0) {
+    invalid("layer '{}': UINT8 weights without a zero point", layer.name());
+  }
+  quant::QuantGrid grid = quant::signed_grid(bits);
+  for (double stored : values_of(*q)) {
+    double v = stored - expected_zero;
+    if (v < static_cast<double>(grid.qmin) || v > static_cast<double>(grid.qmax)) {
+      invalid("layer '{}': weight value {} is outside the {}-bit grid [{}, {}]", layer.name(), v, bits, grid.qmin, grid.qmax);
     }
   }
 }
