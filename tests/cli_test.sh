@@ -58,13 +58,18 @@ open(f"{work}/text.onnx", "w").write("not a model\n")
 np.save(f"{work}/good_x.npy", np.zeros((2, 1, 28, 28), np.float32))
 np.save(f"{work}/wrong_shape.npy", np.zeros((2, 3, 28, 28), np.float32))
 np.save(f"{work}/wrong_dtype.npy", np.zeros((2, 1, 28, 28), np.float64))
+w = helper.make_tensor("w", TensorProto.FLOAT, [2, 1, 3, 3], [0.1] * 18)
+cx = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+cy = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2])
+g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g", [cx], [cy], [w])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)]), f"{work}/opset11.onnx")
 np.save(f"{work}/images10.npy", np.zeros((10, 28, 28), np.uint8))
 np.save(f"{work}/images32.npy", np.zeros((10, 32, 32), np.uint8))
 np.save(f"{work}/labels9.npy", np.zeros((9,), np.int64))
 np.save(f"{work}/labels10.npy", np.arange(10, dtype=np.int64) % 10)
 PYEOF
 
-for cmd in "" inspect run eval quantize sensitivity finetune targets cost profile search; do
+for cmd in "" inspect run eval quantize sensitivity finetune targets cost profile search export; do
   expect_ok "help $cmd" "$BIN" $cmd --help
 done
 expect_ok "version" "$BIN" --version
@@ -115,6 +120,15 @@ expect_ok "quantize" "$BIN" quantize "$MODEL" --data "$FMNIST" --precision "$WOR
 # The calibrated config reproduces the same network without data.
 expect_ok "run with calibrated config" "$BIN" run "$MODEL" --input "$WORK/good_x.npy" --output "$WORK/yq.npy" --precision "$WORK/q/precision.yaml"
 expect_error "run needs calibration" "no calibrated ranges" -- "$BIN" run "$MODEL" --input "$WORK/good_x.npy" --output "$WORK/yq2.npy" --precision "$WORK/w4a8.yaml"
+# export: the QDQ file of a calibrated config (4-bit weights: INT4, opset 21)
+expect_ok "export" "$BIN" export "$MODEL" --precision "$WORK/q/precision.yaml" --out "$WORK/q/model.qdq.onnx" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); l=d["layers"]
+assert d["opset"] == 21 and [x["weight_bits"] for x in l] == [4, 4, 4, 8] and [x["weight_type"] for x in l] == ["INT4"] * 3 + ["INT8"], d
+assert 0 < d["bytes"] < d["source_bytes"] / 4, d' "$WORK/out" && ok || bad "export --json"
+expect_error "export needs calibration" "no calibrated ranges" -- "$BIN" export "$MODEL" --precision "$WORK/w4a8.yaml" --out "$WORK/e.onnx"
+expect_error "export into a missing directory" "does not exist" -- "$BIN" export "$MODEL" --precision "$WORK/q/precision.yaml" --out "$WORK/nodir/e.onnx"
+expect_error "export of an old opset" "opset 13 or later" -- "$BIN" export "$WORK/opset11.onnx" --precision "$WORK/w4a8.yaml" --out "$WORK/e.onnx"
+[ ! -e "$WORK/e.onnx" ] && ok || bad "failed export left a file"
 expect_error "malformed yaml" "malformed.yaml:2" -- "$BIN" eval "$MODEL" --data "$FMNIST" --precision "$WORK/malformed.yaml"
 expect_error "bits out of range" "2, 3, 4, 5, 6, 7, 8, 16, 32" -- "$BIN" eval "$MODEL" --data "$FMNIST" --precision "$WORK/bits9.yaml"
 expect_error "wrong type" "must be an integer" -- "$BIN" inspect "$MODEL" --precision "$WORK/wrongtype.yaml"

@@ -113,6 +113,33 @@ TEST(Ops, GemmHonoursTransposesAlphaAndBeta) {
   EXPECT_TRUE(at::allclose(run_single(b, {a}), expected, 1e-5, 1e-6));
 }
 
+TEST(Ops, QuantizeLinearPerAxisRoundsHalfToEvenAndSaturates) {
+  ModelBuilder b;
+  b.input("x", {2, 3}).output("y", {2, 3}, onnx::TensorProto::INT8).output("z", {2, 3});
+  b.initializer("s", at::tensor({1.0f, 0.5f, 2.0f}));
+  b.initializer("zp", at::tensor({0, 1, -2}, at::kChar));
+  auto& q = b.node("QuantizeLinear", {"x", "s", "zp"}, {"y"});
+  ModelBuilder::attr(q, "axis", int64_t{1});
+  auto& dq = b.node("DequantizeLinear", {"y", "s", "zp"}, {"z"});
+  ModelBuilder::attr(dq, "axis", int64_t{1});
+  auto g = std::make_shared<graph::Graph>(graph::import_onnx_bytes(b.bytes(), "qdq.onnx"));
+  at::Tensor x = at::tensor({2.5f, 0.25f, 3.0f, -200.0f, 100.0f, -3.0f}).reshape({2, 3});
+  exec::Tensors out = exec::Executor(g).run({x});
+  // round(2.5) = 2 (even); 0.25/0.5 = 0.5 -> 0, +1; 3/2 = 1.5 -> 2, -2; -3/2 = -1.5 -> -2, -2;
+  // saturation at -128 / 127.
+  EXPECT_TRUE(out[0].equal(at::tensor({2, 1, 0, -128, 127, -4}, at::kChar).reshape({2, 3})));
+  EXPECT_TRUE(at::allclose(out[1], at::tensor({2.0f, 0.0f, 4.0f, -128.0f, 63.0f, -4.0f}).reshape({2, 3})));
+}
+
+TEST(Ops, QuantizeLinearPerTensorDefaultsToUint8) {
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4}, onnx::TensorProto::UINT8);
+  b.initializer("s", at::full({}, 0.1f));
+  b.node("QuantizeLinear", {"x", "s"}, {"y"});
+  at::Tensor got = run_single(b, {at::tensor({-1.0f, 0.04f, 0.06f, 30.0f})});
+  EXPECT_TRUE(got.equal(at::tensor({0, 0, 1, 255}, at::kByte)));
+}
+
 TEST(Ops, PadReflectAndEdge) {
   for (const char* mode : {"reflect", "edge"}) {
     ModelBuilder b;

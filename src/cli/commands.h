@@ -23,4 +23,7 @@ void register_train_commands(CLI::App& app, Runner& runner);
 // search.
 void register_search_commands(CLI::App& app, Runner& runner);
 
+// export.
+void register_deploy_commands(CLI::App& app, Runner& runner);
+
 }  // namespace autoprec::cli

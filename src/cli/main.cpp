@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   autoprec::cli::register_train_commands(app, runner);
   autoprec::cli::register_search_commands(app, runner);
   autoprec::cli::register_target_commands(app, runner);
+  autoprec::cli::register_deploy_commands(app, runner);
 
   try {
     app.parse(argc, argv);

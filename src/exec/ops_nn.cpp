@@ -292,6 +292,60 @@ Kernel dropout(const Node& node, int64_t) {
   };
 }
 
+// QuantizeLinear / DequantizeLinear (opsets 10 and 13): per-tensor when the
+// scale is a scalar, per-axis along `axis` when it is 1-D. 8-bit and int32
+// integers; rounding half to even as the spec says.
+struct AffineParams {
+  at::Tensor scale;       // float32, broadcastable to the data
+  at::Tensor zero_point;  // float32, same
+};
+
+AffineParams affine_params(const Tensors& in, int64_t axis, int64_t rank, const Node& node) {
+  at::Tensor scale = in[1].to(at::kFloat);
+  at::Tensor zero_point = present(in, 2) ? in[2].to(at::kFloat) : at::zeros_like(scale);
+  if (zero_point.numel() != scale.numel()) {
+    fail("node '{}' ({}): the zero point has {} values, the scale {}", node.name, node.op_type, zero_point.numel(),
+         scale.numel());
+  }
+  if (scale.dim() == 0 || (scale.dim() == 1 && scale.numel() == 1 && rank == 0)) {
+    return {scale.reshape({}), zero_point.reshape({})};
+  }
+  if (scale.dim() != 1) fail("node '{}' ({}): the scale must be a scalar or 1-D", node.name, node.op_type);
+  int64_t a = normalize_axis(axis, rank, node);
+  std::vector<int64_t> shape(static_cast<size_t>(rank), 1);
+  shape[static_cast<size_t>(a)] = scale.numel();
+  return {scale.reshape(shape), zero_point.reshape(shape)};
+}
+
+Kernel quantize_linear(const Node& node, int64_t opset) {
+  int64_t axis = node.get_int("axis", 1);
+  return [axis, node](const Tensors& in) {
+    at::ScalarType type = present(in, 2) ? in[2].scalar_type() : at::kByte;
+    if (type != at::kByte && type != at::kChar) {
+      fail("node '{}' (QuantizeLinear): output type {} is not supported (uint8 or int8)", node.name,
+           c10::toString(type));
+    }
+    AffineParams p = affine_params(in, axis, in[0].dim(), node);
+    double lo = type == at::kByte ? 0 : -128;
+    double hi = type == at::kByte ? 255 : 127;
+    at::Tensor q = at::round(in[0].to(at::kFloat) / p.scale).add_(p.zero_point).clamp_(lo, hi);
+    return Tensors{q.to(type)};
+  };
+}
+
+Kernel dequantize_linear(const Node& node, int64_t opset) {
+  int64_t axis = node.get_int("axis", 1);
+  return [axis, node](const Tensors& in) {
+    at::ScalarType type = in[0].scalar_type();
+    if (type != at::kByte && type != at::kChar && type != at::kInt) {
+      fail("node '{}' (DequantizeLinear): input type {} is not supported (uint8, int8 or int32)", node.name,
+           c10::toString(type));
+    }
+    AffineParams p = affine_params(in, axis, in[0].dim(), node);
+    return Tensors{(in[0].to(at::kFloat) - p.zero_point) * p.scale};
+  };
+}
+
 }  // namespace
 
 void register_nn_ops(Registry& r) {
@@ -305,6 +359,8 @@ void register_nn_ops(Registry& r) {
   r.add("LayerNormalization", layer_norm);
   r.add("InstanceNormalization", instance_norm);
   r.add("Dropout", dropout);
+  r.add("QuantizeLinear", quantize_linear);
+  r.add("DequantizeLinear", dequantize_linear);
 }
 
 }  // namespace autoprec::exec
