@@ -69,7 +69,7 @@ np.save(f"{work}/labels9.npy", np.zeros((9,), np.int64))
 np.save(f"{work}/labels10.npy", np.arange(10, dtype=np.int64) % 10)
 PYEOF
 
-for cmd in "" inspect run eval quantize sensitivity finetune targets cost profile search export; do
+for cmd in "" inspect run eval quantize sensitivity finetune targets cost profile search export verify deploy; do
   expect_ok "help $cmd" "$BIN" $cmd --help
 done
 expect_ok "version" "$BIN" --version
@@ -266,6 +266,20 @@ printf 'model: m.onnx\nepisodez: 3\n' >"$WORK/bad_run.yaml"
 expect_error "search unknown key" "bad_run.yaml:2: unknown key 'episodez'" -- "$BIN" search --config "$WORK/bad_run.yaml"
 expect_error "search latency on generic" "latency" -- "$BIN" search --config "$WORK/run.yaml" --target generic --constraint "latency<=1ms" --out "$WORK/s_lat"
 expect_error "search existing run" "already holds a search" -- "$BIN" search --config "$WORK/run.yaml" --out "$WORK/s_ddpg" --json
+
+# verify and deploy run the export in ONNX Runtime
+if [ -d "$SRC/tools/node_modules/onnxruntime-node" ]; then
+  expect_ok "deploy" "$BIN" deploy "$MODEL" --data "$FMNIST" --precision "$WORK/w4a8.yaml" --calib 64 --limit 300 --repeats 5 --out "$WORK/bundle" --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d["verification"]
+assert v["passed"] and v["examples"] == 300 and v["gap_points"] <= 0.1 and v["top1_agreement"] > 0.95, v
+assert d["size"]["onnx_bytes"] < d["size"]["fp32_onnx_bytes"] and d["latency"]["quantized_ms"] > 0 and d["latency"]["fp32_ms"] > 0, d' "$WORK/out" && ok || bad "deploy report"
+  [ -s "$WORK/bundle/model.onnx" ] && [ -s "$WORK/bundle/precision.yaml" ] && [ -s "$WORK/bundle/deploy.json" ] && ok || bad "deploy bundle files"
+  expect_ok "verify" "$BIN" verify "$WORK/bundle/model.onnx" --data "$FMNIST" --limit 200 --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["passed"] and d["examples"] == 200, d' "$WORK/out" && ok || bad "verify report"
+  expect_error "verify exits non-zero beyond the tolerance" "verification failed" -- "$BIN" verify "$WORK/bundle/model.onnx" --data "$FMNIST" --limit 100 --tolerance -1 --json
+else
+  echo "skip: verify and deploy (tools/node_modules missing; run scripts/setup)"
+fi
 
 # usage errors come from the parser: non-zero exit, no crash
 "$BIN" eval "$MODEL" >/dev/null 2>&1; code=$?
