@@ -27,7 +27,7 @@ if [[ $PARTS == *1* ]]; then
   SUBSET_ARGS=()
   [ -n "${SUBSET:-}" ] && SUBSET_ARGS=(--subset "$SUBSET")
   echo "## ${MODEL}: one epoch${SUBSET:+ over the first $SUBSET training images} of fine-tuning (test top-1, %)"
-  echo "| precision | FP32 | PTQ | KD (T=4, alpha=0.9) | cross-entropy only | KD minutes |"
+  echo "| precision | FP32 | PTQ | KD (T=1, alpha=0.9) | cross-entropy only | KD minutes |"
   echo "|---|---|---|---|---|---|"
   for wb in ${PRECISIONS:-4 3 2}; do
     printf 'default: {weight_bits: %s, activation_bits: 8}\n' "$wb" >"$TMP/w${wb}a8.yaml"

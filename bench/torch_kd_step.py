@@ -5,7 +5,7 @@ The student is the zoo model with BatchNorm folded into the convolutions (as
 autoprec trains it), per-channel symmetric weight fake-quant with min/max
 scales recomputed every step, per-tensor activation fake-quant before every
 Conv/Linear with ranges calibrated once on 256 images, KD loss
-(T=4, alpha=0.9), SGD with momentum. Prints one JSON line with training
+(T=1, alpha=0.9), SGD with momentum. Prints one JSON line with training
 images/s with the teacher's logits cached and not cached.
 
 Usage: torch_kd_step.py --model resnet20 --threads T --batch B --steps S --wbits 4 --abits 8
@@ -95,7 +95,7 @@ def wrap(module, wbits, abits, wrappers):
             wrap(child, wbits, abits, wrappers)
 
 
-def kd_loss(student, teacher, labels, t=4.0, alpha=0.9):
+def kd_loss(student, teacher, labels, t=1.0, alpha=0.9):
     log_s = F.log_softmax(student / t, 1)
     log_t = F.log_softmax(teacher / t, 1)
     kl = (log_t.exp() * (log_t - log_s)).sum(1).mean()

@@ -28,6 +28,7 @@ struct FinetuneCliOptions {
   std::string optimizer = "sgd";
   std::string schedule = "cosine";
   std::string activation_ranges = "freeze";
+  std::string weight_scales = "freeze";
   bool lsq = false;
   int64_t validation = 5000;  // examples carved from the training split
   int64_t subset = 0;         // training examples used (0: all, or steps × batch for --steps)
@@ -54,6 +55,10 @@ int run_finetune(FinetuneCliOptions o) {
   t.optimizer = train::parse_optimizer(o.optimizer);
   t.schedule = train::parse_schedule(o.schedule);
   t.activation_ranges = train::parse_activation_ranges(o.activation_ranges);
+  if (o.weight_scales != "freeze" && o.weight_scales != "refresh") {
+    fail("--weight-scales must be freeze or refresh, not '{}'", o.weight_scales);
+  }
+  t.refresh_weight_scales = o.weight_scales == "refresh";
   t.seed = o.quant.seed;
   t.quiet = o.json;
   if ((t.steps > 0) == (t.epochs > 0)) fail("give exactly one of --steps N or --epochs E");
@@ -112,6 +117,7 @@ int run_finetune(FinetuneCliOptions o) {
                    {"weight_decay", t.weight_decay}, {"schedule", o.schedule}, {"temperature", t.distill.temperature},
                    {"alpha", t.distill.alpha}, {"crop_padding", t.crop_padding}, {"horizontal_flip", t.horizontal_flip},
                    {"learnable_scales", t.learnable_scales}, {"activation_ranges", o.activation_ranges},
+                   {"weight_scales", o.weight_scales},
                    {"teacher_cache", t.steps > 0}}},
                  {"examples", {{"train", train_set.size()}, {"validation", split.validation.size()}, {"test", test.size()}}},
                  {"fp32", {{"test_top1", fp32_test.top1}}},
@@ -200,7 +206,7 @@ void register_train_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--schedule", o.schedule, "cosine (default), step or constant");
   cmd->add_option("--step-size", o.train.step_size, "Step schedule: steps between decays (default: a third of the run)");
   cmd->add_option("--gamma", o.train.step_gamma, "Step schedule: decay factor (default 0.1)");
-  cmd->add_option("--temperature", o.train.distill.temperature, "Distillation temperature T (default 4)");
+  cmd->add_option("--temperature", o.train.distill.temperature, "Distillation temperature T (default 1)");
   cmd->add_option("--alpha", o.train.distill.alpha,
                   "Weight of the distillation term; 1: labels unused, 0: cross-entropy only (default 0.9)");
   cmd->add_option("--crop-padding", o.train.crop_padding, "Random-crop augmentation padding in pixels (default 0: off)");
@@ -208,6 +214,8 @@ void register_train_commands(CLI::App& app, Runner& runner) {
   cmd->add_flag("--lsq", o.lsq, "Learn the quantizers' step sizes (LSQ); also on when the config sets lsq: true");
   cmd->add_option("--activation-ranges", o.activation_ranges,
                   "freeze (default) or recalibrate activation ranges after training");
+  cmd->add_option("--weight-scales", o.weight_scales,
+                  "freeze (default: calibrated scales stay fixed) or refresh (min/max after every step)");
   cmd->add_option("--validation", o.validation, "Validation examples carved from the training split (default 5000)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--subset", o.subset, "Train on the first N training examples (default: all; steps × batch with --steps)")

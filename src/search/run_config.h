@@ -15,7 +15,7 @@
 //   calibration: 512                  # calibration examples (from the rest)
 //   sensitivity_examples: 500         # validation examples the sensitivity table uses
 //   staged: {enabled: true, examples: 500, margin: 0.03}
-//   short_finetune: {steps: 50, batch_size: 64, learning_rate: 0.01, temperature: 4, alpha: 0.9}
+//   short_finetune: {steps: 50, batch_size: 64, learning_rate: 0.01, temperature: 1, alpha: 0.9}
 //   final_finetune: {epochs: 1, batch_size: 128, learning_rate: 0.01}
 //   reward: {accuracy: 0.1, latency: 0, energy: 0, weight_memory: 0, bops: 0}
 //   warm_start: true                  # ddpg: the ILP solution is the first episode
@@ -40,7 +40,7 @@ struct ShortFinetuneConfig {
   int64_t steps = 50;  // 0: no fine-tune, candidates are scored after calibration only
   int64_t batch_size = 64;
   double learning_rate = 0.01;
-  double temperature = 4.0;
+  double temperature = 1.0;
   double alpha = 0.9;
 };
 

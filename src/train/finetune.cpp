@@ -196,8 +196,9 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
       not_decayed.push_back(scale);
     }
   }
-  student.refresh_weight_scales();
-  const bool refresh_each_step = student.config().options.weight_clipping == quant::RangeMethod::MinMax;
+  if (options.refresh_weight_scales) student.refresh_weight_scales();
+  const bool refresh_each_step =
+      options.refresh_weight_scales && student.config().options.weight_clipping == quant::RangeMethod::MinMax;
 
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   if (options.optimizer == OptimizerKind::Sgd) {
@@ -260,7 +261,7 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
       if (!std::isfinite(loss_value)) {
         good.restore(live);
         executor.set_training(false);
-        student.refresh_weight_scales();
+        if (options.refresh_weight_scales) student.refresh_weight_scales();
         progress.finish("diverged");
         throw TrainingDiverged(step, loss_value);
       }
@@ -277,7 +278,7 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
                                       100.0 * static_cast<double>(correct) / static_cast<double>(seen)));
     }
     executor.set_training(false);
-    if (!refresh_each_step) student.refresh_weight_scales();
+    if (options.refresh_weight_scales && !refresh_each_step) student.refresh_weight_scales();
     images_seen += seen;
 
     EpochLog log;
@@ -316,7 +317,7 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
     at::NoGradGuard no_grad;
     for (auto& [name, t] : live) t.requires_grad_(false);
   }
-  student.refresh_weight_scales();
+  if (options.refresh_weight_scales) student.refresh_weight_scales();
   if (options.activation_ranges == ActivationRanges::Recalibrate && !options.learnable_scales) {
     const int64_t samples = std::min<int64_t>(512, train.size());
     student.calibrate(train.images.narrow(0, 0, samples));

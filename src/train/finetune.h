@@ -72,6 +72,11 @@ struct FinetuneOptions {
   DistillOptions distill;
   bool learnable_scales = false;  // LSQ: train the quantizers' step sizes
   ActivationRanges activation_ranges = ActivationRanges::Freeze;
+  // Weight scales: false keeps the calibrated scales fixed while the weights
+  // train (weights outside the range get no gradient, as the straight-through
+  // mask says); true recomputes min/max scales after every step, as PyTorch's
+  // QAT observers do. Measured on resnet20_fmnist in docs/finetune.md.
+  bool refresh_weight_scales = false;
   uint64_t seed = 0;
   bool quiet = false;  // no progress line
 };
