@@ -154,7 +154,7 @@ expect_ok "eval the fine-tuned model" "$BIN" eval "$WORK/ft/model.onnx" --precis
 $PY -c 'import json,sys; e=json.load(open(sys.argv[1])); r=json.load(open(sys.argv[2])); assert abs(e["top1"] - r["after"]["test_top1"]) < 1e-9, (e["top1"], r["after"])' "$WORK/out" "$WORK/ft_report.json" && ok || bad "fine-tuned model does not reproduce its accuracy"
 expect_ok "finetune epochs" "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --epochs 2 --subset 256 --batch-size 64 --validation 200 --calib 64 --limit 200 --out "$WORK/ft_epochs" --json
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [e["epoch"] for e in d["epochs"]] == [1, 2] and all(0 < e["validation_top1"] <= 1 for e in d["epochs"]) and d["after"]["best_epoch"] in (1, 2), d' "$WORK/out" && ok || bad "finetune epochs report"
-expect_error "finetune diverges" "diverged at step" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 20 --lr 1e30 --schedule constant --validation 100 --calib 64 --limit 100 --out "$WORK/ft_nan" --json
+expect_error "finetune diverges" "diverged at step" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 20 --lr 1e30 --schedule constant --weight-scales refresh --validation 100 --calib 64 --limit 100 --out "$WORK/ft_nan" --json
 [ -s "$WORK/ft_nan/model.onnx" ] && ok || bad "diverged finetune kept no checkpoint"
 expect_error "finetune needs steps or epochs" "exactly one of --steps" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --out "$WORK/ft_none"
 expect_error "finetune unwritable output" "output directory" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 5 --out /proc/autoprec_out
