@@ -4,7 +4,7 @@
 # candidates and the wall time. Settings come from examples/demo_search.yaml
 # with these overrides (environment):
 #   MODELS="resnet20 mobilenetv2_mini"  BUDGETS="weight_memory<=0.125*fp32 weight_memory<=0.1*fp32 latency<=0.6*int8"
-#   AGENTS="uniform greedy ilp random ddpg"  EPISODES=12  FINAL_EPOCHS=1  TARGET=bitfusion
+#   AGENTS="uniform greedy ilp random ddpg"  EPISODES=12  FINAL_EPOCHS=1  FINAL_EXAMPLES=0 (all)  TARGET=bitfusion
 # Usage: bench/search_table.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ for m in $MODELS; do
   for b in $BUDGETS; do
     for a in $AGENTS; do
       sed -e "s|^model: .*|model: models/${m}_fmnist.onnx|" -e "s|^episodes: .*|episodes: $EPISODES|" \
-          -e "s|^final_finetune: .*|final_finetune: {epochs: $FINAL_EPOCHS, batch_size: 128}|" \
+          -e "s|^final_finetune: .*|final_finetune: {epochs: $FINAL_EPOCHS, batch_size: 128, examples: ${FINAL_EXAMPLES:-0}}|" \
           -e "s|^target: .*|target: ${TARGET:-bitfusion}|" examples/demo_search.yaml >"$TMP/run.yaml"
       start=$(date +%s.%N)
       build/autoprec search --config "$TMP/run.yaml" --constraint "$b" --agent "$a" --out "$TMP/$m-$a-$(echo "$b" | tr -c 'a-z0-9' _)" --json >"$TMP/r.json"

@@ -116,9 +116,10 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
                  else s.alpha = number(x, k, origin);
                });
     } else if (key == "final_finetune") {
-      each_key(v, key, {"epochs", "batch_size", "learning_rate"}, origin, [&](const std::string& k, const YAML::Node& x) {
+      each_key(v, key, {"epochs", "batch_size", "learning_rate", "examples"}, origin, [&](const std::string& k, const YAML::Node& x) {
         auto& f = c.final_finetune;
         if (k == "epochs") f.epochs = count(x, k, origin, 0);
+        else if (k == "examples") f.examples = count(x, k, origin, 0);
         else if (k == "batch_size") f.batch_size = count(x, k, origin, 1);
         else f.learning_rate = number(x, k, origin);
       });
@@ -199,7 +200,7 @@ nlohmann::json to_json(const RunConfig& c) {
             {"alpha", c.short_finetune.alpha}}},
           {"final_finetune",
            {{"epochs", c.final_finetune.epochs}, {"batch_size", c.final_finetune.batch_size},
-            {"learning_rate", c.final_finetune.learning_rate}}},
+            {"learning_rate", c.final_finetune.learning_rate}, {"examples", c.final_finetune.examples}}},
           {"reward",
            {{"accuracy", c.reward.accuracy}, {"weight_memory", c.reward.weight_memory}, {"bops", c.reward.bops},
             {"latency", c.reward.latency}, {"energy", c.reward.energy}}},

@@ -16,7 +16,7 @@
 //   sensitivity_examples: 500         # validation examples the sensitivity table uses
 //   staged: {enabled: true, examples: 500, margin: 0.03}
 //   short_finetune: {steps: 50, batch_size: 64, learning_rate: 0.01, temperature: 1, alpha: 0.9}
-//   final_finetune: {epochs: 1, batch_size: 128, learning_rate: 0.01}
+//   final_finetune: {epochs: 1, batch_size: 128, learning_rate: 0.01, examples: 0}
 //   reward: {accuracy: 0.1, latency: 0, energy: 0, weight_memory: 0, bops: 0}
 //   warm_start: true                  # ddpg: the ILP solution is the first episode
 //   ddpg: {hidden: 300, lr_actor: 0.0001, lr_critic: 0.001, warmup_episodes: 20,
@@ -46,6 +46,7 @@ struct ShortFinetuneConfig {
 
 struct FinalFinetuneConfig {
   int64_t epochs = 1;  // 0: the selected configuration is not fine-tuned again
+  int64_t examples = 0;  // training examples used (0: the whole training set)
   int64_t batch_size = 128;
   double learning_rate = 0.01;
 };

@@ -735,7 +735,8 @@ json Search::finish(double search_seconds) {
     o.learning_rate = cfg_.final_finetune.learning_rate;
     o.seed = cfg_.seed;
     o.quiet = opt_.quiet;
-    final_result = train::finetune(model, *teacher_, train_, &validation_, o);
+    data::Dataset final_train = cfg_.final_finetune.examples > 0 ? data::take(train_, cfg_.final_finetune.examples) : train_;
+    final_result = train::finetune(model, *teacher_, final_train, &validation_, o);
   }
   double fp32_test = eval::evaluate(*teacher_, test_, quiet).top1;
   double final_test = eval::evaluate(model.executor(), test_, quiet).top1;
