@@ -56,8 +56,12 @@ void Progress::draw(bool final, const std::string& status) {
   int percent = total_ > 0 ? static_cast<int>(100 * current_ / total_) : 100;
   std::string line = final ? fmt::format("{}: {} {} in {:.1f}s ({:.0f} {}/s){}{}", label_, current_, unit_, elapsed,
                                          rate, unit_, status.empty() ? "" : "  ", status)
-                           : fmt::format("{}: {:3d}% {}/{} {}  {:.0f} {}/s  ETA {:.0f}s{}{}", label_, percent, current_,
-                                         total_, unit_, rate, unit_, eta, status.empty() ? "" : "  ", status);
+                           : elapsed < 1.0  // too early for a meaningful rate
+                               ? fmt::format("{}: {:3d}% {}/{} {}{}{}", label_, percent, current_, total_, unit_,
+                                             status.empty() ? "" : "  ", status)
+                               : fmt::format("{}: {:3d}% {}/{} {}  {:.0f} {}/s  ETA {:.0f}s{}{}", label_, percent,
+                                             current_, total_, unit_, rate, unit_, eta, status.empty() ? "" : "  ",
+                                             status);
   if (terminal_) {
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");
   } else {
