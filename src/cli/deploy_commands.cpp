@@ -179,8 +179,9 @@ json verify_export(const VerifyCliOptions& o) {
 
 int run_verify(const VerifyCliOptions& o) {
   json r = verify_export(o);
-  if (o.json) print_json(r);
-  else {
+  if (o.json) {
+    if (r["passed"].get<bool>()) print_json(r);  // on failure: the error line only, stdout stays empty
+  } else {
     fmt::print("ONNX Runtime top-1 {:.2f}%, simulation {:.2f}% ({} images): gap {:.2f} points (tolerance {:.2f})\n",
                100 * r["ort_top1"].get<double>(), 100 * r["simulated_top1"].get<double>(), r["examples"].get<int64_t>(),
                r["gap_points"].get<double>(), o.tolerance_points);
