@@ -48,17 +48,10 @@ struct ResourceSpec {
   double constant = 0;  // the part of the total no layer choice changes (e.g. non-quantized parameters)
 };
 
-double metric_total(const target::TargetCosts& c, target::Metric m) {
-  switch (m) {
-    case target::Metric::WeightMemory: return c.bits.weight_memory_bits;
-    case target::Metric::Bops: return c.bits.bops;
-    case target::Metric::Latency: return c.latency_ms.value_or(0);
-    case target::Metric::Energy: return c.energy_mj.value_or(0);
-    default: return 0;
-  }
-}
-
-double metric_layer(const target::TargetLayerCost& c, target::Metric m) {
+// A cost metric of a whole configuration (TargetCosts) or of one layer
+// (TargetLayerCost): both carry the same fields.
+template <typename Costs>
+double metric_value(const Costs& c, target::Metric m) {
   switch (m) {
     case target::Metric::WeightMemory: return c.bits.weight_memory_bits;
     case target::Metric::Bops: return c.bits.bops;
@@ -240,14 +233,14 @@ void Search::build_problem() {
         by_pair[key] = target::evaluate(profile_, info_, uniform, granularity_, source_.get());
       }
       const target::TargetCosts& costs = by_pair[key];
-      for (const ResourceSpec& r : resources_) o.costs.push_back(metric_layer(costs.layers[l], r.metric));
+      for (const ResourceSpec& r : resources_) o.costs.push_back(metric_value(costs.layers[l], r.metric));
     }
   }
   for (ResourceSpec& r : resources_) {
     const target::TargetCosts& any = by_pair.begin()->second;
     double layer_sum = 0;
-    for (const auto& lc : any.layers) layer_sum += metric_layer(lc, r.metric);
-    r.constant = metric_total(any, r.metric) - layer_sum;
+    for (const auto& lc : any.layers) layer_sum += metric_value(lc, r.metric);
+    r.constant = metric_value(any, r.metric) - layer_sum;
     double bound = 0;
     for (const auto& c : constraints_) {
       if (c.metric == r.metric) bound = *c.bound;
