@@ -1,6 +1,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "exec/executor.h"
@@ -58,6 +60,51 @@ TEST(OnnxImport, RejectsNewerOpset) {
   b.node("Relu", {"x"}, {"y"});
   std::string message = error_of([&] { graph::import_onnx_bytes(b.bytes(), "m.onnx"); });
   EXPECT_NE(message.find("opset 18"), std::string::npos) << message;
+}
+
+// libonnx 1.12's Conv shape inference indexes the input's dimensions by the
+// weight's rank without checking them against each other (a fuzzer crash).
+TEST(OnnxImport, RejectsConvWhoseWeightRankDoesNotMatchItsInput) {
+  for (std::vector<int64_t> weight_dims : {std::vector<int64_t>{1, 1, 1, 1, 1, 1}, std::vector<int64_t>{1, 1}}) {
+    ModelBuilder b;
+    b.input("x", {1, 1, 4}).output("y", {1, 1, 4});
+    b.initializer("w", at::ones(weight_dims));
+    b.node("Conv", {"x", "w"}, {"y"}, "conv");
+    std::string message = error_of([&] { graph::import_onnx_bytes(b.bytes(), "m.onnx"); });
+    EXPECT_NE(message.find("conv"), std::string::npos) << message;
+    EXPECT_NE(message.find("rank"), std::string::npos) << message;
+  }
+}
+
+TEST(OnnxImport, RejectsControlFlowBeforeShapeInference) {
+  ModelBuilder b;
+  b.input("cond", {1}, onnx::TensorProto::BOOL).output("y", {1});
+  auto& node = b.node("If", {"cond"}, {"y"}, "branch");
+  for (const char* name : {"then_branch", "else_branch"}) {
+    auto* a = node.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::GRAPH);
+    a->mutable_g()->set_name(name);
+  }
+  std::string message = error_of([&] { graph::import_onnx_bytes(b.bytes(), "m.onnx"); });
+  EXPECT_NE(message.find("control-flow"), std::string::npos) << message;
+}
+
+// Every input that once crashed the fuzzer must now import or be refused.
+TEST(OnnxImport, FuzzerRegressionsImportOrAreRefused) {
+  const char* source_dir = std::getenv("AUTOPREC_SOURCE_DIR");
+  ASSERT_NE(source_dir, nullptr) << "run through ctest, which sets AUTOPREC_SOURCE_DIR";
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(source_dir) / "fuzz/regressions")) {
+    ++files;
+    try {
+      graph::Graph g = graph::import_onnx_file(entry.path().string());
+      graph::fold_batchnorm(g);
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(entry.path().filename().string()), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_GT(files, 0);
 }
 
 TEST(OnnxImport, KeepsNamesAndInfersShapes) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <onnx/checker.h>
@@ -71,11 +72,18 @@ Attribute convert_attribute(const onnx::AttributeProto& proto, const std::string
 }
 
 // libonnx's shape inference divides by strides and similar attributes
-// without checking them; reject non-positive values before it runs.
+// without checking them; reject non-positive values and subgraphs before it
+// runs.
 void check_window_attributes(const onnx::GraphProto& g, const std::string& origin) {
   static const char* positive[] = {"strides", "dilations", "kernel_shape", "blocksize"};
   for (const auto& node : g.node()) {
     for (const auto& attr : node.attribute()) {
+      // Subgraphs (If, Loop, Scan) would go through the same unchecked
+      // inference, and autoprec does not execute control flow.
+      if (attr.type() == onnx::AttributeProto::GRAPH || attr.type() == onnx::AttributeProto::GRAPHS) {
+        fail("{}: node '{}' ({}) has a subgraph; autoprec does not support control-flow operators", origin,
+             node.name(), node.op_type());
+      }
       for (const char* name : positive) {
         if (attr.name() != name) continue;
         bool ok = attr.type() != onnx::AttributeProto::INTS || std::all_of(attr.ints().begin(), attr.ints().end(), [](int64_t v) { return v > 0; });
@@ -84,6 +92,101 @@ void check_window_attributes(const onnx::GraphProto& g, const std::string& origi
       }
     }
   }
+}
+
+// Statically known dimensions of a value before shape inference (-1 where
+// symbolic), from initializers, declared graph inputs and Constant nodes.
+std::map<std::string, std::vector<int64_t>> declared_dims(const onnx::GraphProto& g) {
+  std::map<std::string, std::vector<int64_t>> dims;
+  for (const auto& input : g.input()) {
+    if (!input.type().has_tensor_type() || !input.type().tensor_type().has_shape()) continue;
+    auto& d = dims[input.name()];
+    for (const auto& dim : input.type().tensor_type().shape().dim()) d.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
+  }
+  for (const auto& init : g.initializer()) dims[init.name()].assign(init.dims().begin(), init.dims().end());
+  for (const auto& node : g.node()) {
+    if (node.op_type() != "Constant" || node.output_size() != 1) continue;
+    for (const auto& attr : node.attribute()) {
+      if (attr.name() == "value" && attr.has_t()) dims[node.output(0)].assign(attr.t().dims().begin(), attr.t().dims().end());
+    }
+  }
+  return dims;
+}
+
+// libonnx 1.12 infers a Conv's kernel from its weight's rank and then indexes
+// the input's dimensions with it unchecked, so a weight whose rank does not
+// match the input crashes it. Pin kernel_shape from the weight, which the
+// spec says it equals, so libonnx's own size check applies; refuse when the
+// weight's shape is not known statically.
+void pin_conv_kernel_shapes(onnx::GraphProto* g, const std::string& origin) {
+  const auto dims = declared_dims(*g);
+  for (auto& node : *g->mutable_node()) {
+    const std::string& op = node.op_type();
+    if (!node.domain().empty() && node.domain() != "ai.onnx") continue;
+    if (op != "Conv" && op != "ConvInteger" && op != "QLinearConv") continue;
+    bool has_kernel_shape = std::any_of(node.attribute().begin(), node.attribute().end(),
+                                        [](const onnx::AttributeProto& a) { return a.name() == "kernel_shape"; });
+    if (has_kernel_shape) continue;
+    const int weight_index = op == "QLinearConv" ? 3 : 1;
+    if (node.input_size() <= weight_index) continue;  // the checker reports missing inputs
+    auto weight = dims.find(node.input(weight_index));
+    if (weight == dims.end()) {
+      fail("{}: node '{}' ({}) has no kernel_shape attribute and the shape of its weight '{}' is not declared", origin,
+           node.name(), op, node.input(weight_index));
+    }
+    auto input = dims.find(node.input(0));
+    if (input != dims.end() && input->second.size() != weight->second.size()) {
+      fail("{}: node '{}' ({}) has a weight '{}' of rank {} for an input '{}' of rank {}", origin, node.name(), op,
+           weight->first, weight->second.size(), input->first, input->second.size());
+    }
+    if (weight->second.size() < 3) {
+      fail("{}: node '{}' ({}) has a weight '{}' of rank {}; a convolution weight has rank 3 or more", origin,
+           node.name(), op, weight->first, weight->second.size());
+    }
+    if (std::any_of(weight->second.begin() + 2, weight->second.end(), [](int64_t d) { return d < 1; })) continue;
+    auto* attr = node.add_attribute();
+    attr->set_name("kernel_shape");
+    attr->set_type(onnx::AttributeProto::INTS);
+    for (auto it = weight->second.begin() + 2; it != weight->second.end(); ++it) attr->add_ints(*it);
+  }
+}
+
+// Errors here name no file; the caller prefixes the origin.
+Graph convert_graph(const onnx::ModelProto& model, int64_t opset, const std::string& base_dir) {
+  const onnx::GraphProto& g = model.graph();
+  Graph graph;
+  graph.name = g.name();
+  graph.opset = opset;
+  for (const auto& prop : model.metadata_props()) graph.metadata[prop.key()] = prop.value();
+
+  for (const auto& init : g.initializer()) {
+    graph.initializers[init.name()] = tensor_from_proto(init, base_dir);
+  }
+  for (const auto& input : g.input()) {
+    if (graph.initializers.count(input.name())) continue;
+    graph.inputs.push_back(convert_value_info(input));
+  }
+  for (const auto& output : g.output()) graph.outputs.push_back(convert_value_info(output));
+  for (const auto& info : g.value_info()) graph.value_info[info.name()] = convert_value_info(info);
+
+  std::map<std::string, int> name_counts;
+  for (int i = 0; i < g.node_size(); ++i) {
+    const onnx::NodeProto& proto = g.node(i);
+    Node node;
+    node.op_type = proto.op_type();
+    node.domain = proto.domain() == "ai.onnx" ? "" : proto.domain();
+    node.name = proto.name().empty() ? fmt::format("{}_{}", proto.op_type(), i) : proto.name();
+    if (name_counts[node.name]++ > 0) node.name = fmt::format("{}_{}", node.name, i);
+    node.inputs.assign(proto.input().begin(), proto.input().end());
+    node.outputs.assign(proto.output().begin(), proto.output().end());
+    for (const auto& attr : proto.attribute()) {
+      node.attributes[attr.name()] = convert_attribute(attr, base_dir);
+    }
+    graph.nodes.push_back(std::move(node));
+  }
+  if (graph.outputs.empty()) fail("the model has no graph outputs");
+  graph.sort_topologically();
+  return graph;
 }
 
 }  // namespace
@@ -119,6 +222,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
   }
 
   check_window_attributes(model.graph(), origin);
+  pin_conv_kernel_shapes(model.mutable_graph(), origin);
   try {
     onnx::ShapeInferenceOptions options{false, 0, false};
     onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
@@ -129,41 +233,13 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
     fail("{}: ONNX shape inference failed: {}", origin, message);
   }
 
-  const onnx::GraphProto& g = model.graph();
-  Graph graph;
-  graph.name = g.name();
-  graph.opset = opset;
-  for (const auto& prop : model.metadata_props()) graph.metadata[prop.key()] = prop.value();
-
-  for (const auto& init : g.initializer()) {
-    graph.initializers[init.name()] = tensor_from_proto(init, base_dir);
+  try {
+    return convert_graph(model, opset, base_dir);
+  } catch (const UserError& e) {
+    fail("{}: {}", origin, e.what());
   }
-  for (const auto& input : g.input()) {
-    if (graph.initializers.count(input.name())) continue;
-    graph.inputs.push_back(convert_value_info(input));
-  }
-  for (const auto& output : g.output()) graph.outputs.push_back(convert_value_info(output));
-  for (const auto& info : g.value_info()) graph.value_info[info.name()] = convert_value_info(info);
-
-  std::map<std::string, int> name_counts;
-  for (int i = 0; i < g.node_size(); ++i) {
-    const onnx::NodeProto& proto = g.node(i);
-    Node node;
-    node.op_type = proto.op_type();
-    node.domain = proto.domain() == "ai.onnx" ? "" : proto.domain();
-    node.name = proto.name().empty() ? fmt::format("{}_{}", proto.op_type(), i) : proto.name();
-    if (name_counts[node.name]++ > 0) node.name = fmt::format("{}_{}", node.name, i);
-    node.inputs.assign(proto.input().begin(), proto.input().end());
-    node.outputs.assign(proto.output().begin(), proto.output().end());
-    for (const auto& attr : proto.attribute()) {
-      node.attributes[attr.name()] = convert_attribute(attr, base_dir);
-    }
-    graph.nodes.push_back(std::move(node));
-  }
-  if (graph.outputs.empty()) fail("{} has no graph outputs", origin);
-  graph.sort_topologically();
-  return graph;
 }
+
 
 Graph import_onnx_file(const std::string& path) {
   std::error_code ec;

@@ -93,9 +93,16 @@ at::Tensor from_field(const Field& field, at::ScalarType field_type, at::ScalarT
 at::Tensor tensor_from_proto(const TensorProto& proto, const std::string& base_dir) {
   at::ScalarType type = scalar_type_from_onnx(proto.data_type());
   std::vector<int64_t> dims(proto.dims().begin(), proto.dims().end());
+  // libtorch checks shape products for overflow by throwing, including the
+  // non-zero dimensions of an empty tensor, so bound those first.
+  constexpr int64_t kMaxElements = int64_t{1} << 40;
   int64_t numel = 1;
+  int64_t nonzero_product = 1;
   for (int64_t d : dims) {
     if (d < 0) fail("tensor '{}' has a negative dimension", proto.name());
+    if (d > 0 && (__builtin_mul_overflow(nonzero_product, d, &nonzero_product) || nonzero_product > kMaxElements)) {
+      fail("tensor '{}' has an implausible shape (more than 2^40 elements)", proto.name());
+    }
     numel *= d;
   }
   const size_t element_size = c10::elementSize(type);
