@@ -14,15 +14,19 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
 
 #include "search/config_key.h"
 #include "search/ddpg.h"
+#include "search/environment.h"
 #include "search/greedy.h"
 #include "search/ilp.h"
 #include "search/journal.h"
 #include "search/pareto.h"
+#include "onnx_builder.h"
+#include "target/cost_model.h"
 #include "temp_dir.h"
 #include "util/error.h"
 
@@ -32,6 +36,7 @@ namespace autoprec::search {
 namespace {
 
 using quant::LayerPrecision;
+using testing::ModelBuilder;
 using testing::TempDir;
 
 // ---------------------------------------------------------------- tables
@@ -240,6 +245,158 @@ TEST(SearchProjection, ActivationStepsDoNotHideWeightSavings) {
   p.resources = {{"weight_memory", 500, "bits"}};
   p.layers = {{"a", {{{8, 8}, 0, {800}}, {{8, 4}, 0.01, {800}}, {{4, 4}, 0.2, {400}}}}};
   EXPECT_EQ(project(p, {0}), Choice{2});
+}
+
+// ---------------------------------------------------------------- environment
+
+std::vector<LayerFeatures> random_features(std::mt19937_64& rng, size_t layers) {
+  std::vector<LayerFeatures> out;
+  for (size_t l = 0; l < layers; ++l) {
+    LayerFeatures f;
+    f.conv = rng() % 2 == 0;
+    f.depthwise = f.conv && rng() % 3 == 0;
+    f.input_channels = 1 + static_cast<double>(rng() % 256);
+    f.output_channels = 1 + static_cast<double>(rng() % 256);
+    f.kernel = f.conv ? 1 + 2 * static_cast<double>(rng() % 3) : 1;
+    f.stride = 1 + static_cast<double>(rng() % 2);
+    f.parameters = static_cast<double>(rng() % 100000);
+    f.macs = static_cast<double>(rng() % 10000000);
+    f.feature_map = f.conv ? static_cast<double>(1 + rng() % 1024) : 1;
+    out.push_back(f);
+  }
+  return out;
+}
+
+// Property test over random problems, budgets and policies (including actions
+// outside [0, 1]): every episode ends feasible, never above the policy's
+// precision, unchanged when the policy already fits; every state has
+// kStateDim values in [0, 1], and the budget used never decreases as bits are
+// decided.
+TEST(SearchEnvironment, RandomPoliciesEndFeasibleWithStatesInRange) {
+  std::mt19937_64 rng(2024);
+  std::uniform_real_distribution<double> action(-0.2, 1.2);
+  for (int trial = 0; trial < 300; ++trial) {
+    ChoiceProblem p = grid_problem(rng, 1 + static_cast<int>(rng() % 10));
+    std::vector<double> lo = min_totals(p), hi = max_totals(p);
+    for (size_t k = 0; k < lo.size(); ++k) {
+      double u = static_cast<double>(rng() % 1001) / 1000.0;
+      p.resources[k].budget = trial % 10 == 0 ? lo[k] : lo[k] + u * (1.1 * hi[k] - lo[k]);
+    }
+    Environment env(p, random_features(rng, p.layers.size()));
+    ASSERT_EQ(env.steps().size(), 2 * p.layers.size());  // grid problems offer 4 weight and 2 activation widths
+    Environment::Episode e = env.play([&](size_t, const std::vector<double>&) { return action(rng); });
+    ASSERT_EQ(e.states.size(), env.steps().size());
+    ASSERT_TRUE(is_feasible(p, e.choice)) << "trial " << trial;
+    for (size_t l = 0; l < e.choice.size(); ++l) {
+      EXPECT_TRUE(precision_le(p.layers[l].options[e.choice[l]].precision,
+                               p.layers[l].options[e.policy_choice[l]].precision));
+    }
+    if (is_feasible(p, e.policy_choice)) EXPECT_EQ(e.choice, e.policy_choice);
+    double used_before = 0;
+    for (size_t s = 0; s < e.states.size(); ++s) {
+      const auto& st = e.states[s];
+      ASSERT_EQ(st.size(), static_cast<size_t>(kStateDim));
+      for (size_t i = 0; i < st.size(); ++i) {
+        EXPECT_TRUE(st[i] >= 0.0 && st[i] <= 1.0) << "trial " << trial << " step " << s << " feature " << i << " = " << st[i];
+      }
+      EXPECT_NEAR(st[12] + st[13], 1.0, 1e-12);
+      EXPECT_GE(st[12], used_before - 1e-12) << "trial " << trial << " step " << s;
+      used_before = st[12];
+    }
+  }
+}
+
+TEST(SearchEnvironment, ActionsMapToBitsAndReplayAChoice) {
+  std::mt19937_64 rng(5);
+  ChoiceProblem p = grid_problem(rng, 4);
+  p.resources[0].budget = p.resources[1].budget = std::numeric_limits<double>::infinity();
+  Environment env(p, random_features(rng, 4));
+  for (size_t s = 0; s < env.steps().size(); ++s) {
+    const auto& set = env.bit_set(s);
+    for (int b : set) EXPECT_EQ(env.bits_of_action(s, env.action_of_bits(s, b)), b);
+    EXPECT_EQ(env.bits_of_action(s, 0.0), set.front());
+    EXPECT_EQ(env.bits_of_action(s, 1.0), set.back());
+    EXPECT_EQ(env.bits_of_action(s, 7.0), set.back());
+    EXPECT_THROW(env.action_of_bits(s, 5), std::invalid_argument);
+  }
+  for (int trial = 0; trial < 20; ++trial) {
+    Choice c(p.layers.size());
+    for (size_t l = 0; l < c.size(); ++l) c[l] = static_cast<int>(rng() % p.layers[l].options.size());
+    std::vector<double> actions = env.actions_of(c);
+    Environment::Episode e = env.play([&](size_t s, const std::vector<double>&) { return actions[s]; });
+    EXPECT_EQ(e.policy_choice, c);
+    EXPECT_EQ(e.choice, c);  // unconstrained: projection keeps it
+  }
+}
+
+TEST(SearchEnvironment, StateOfAHandBuiltProblem) {
+  // Two layers, weight bits {4, 8} at activation 8; weight memory 400/800
+  // bits per layer, budget 1200 bits.
+  ChoiceProblem p;
+  p.resources = {{"weight_memory", 1200, "bits"}};
+  auto layer = [](const char* name, double s4) {
+    return LayerChoices{name, {{{8, 8}, 0.0, {800}}, {{4, 8}, s4, {400}}}};
+  };
+  p.layers = {layer("a", 0.2), layer("b", 0.1)};
+  LayerFeatures conv{true, false, 1, 4, 3, 2, 36, 576, 64};
+  LayerFeatures fc{false, false, 64, 3, 1, 1, 192, 192, 1};
+  Environment env(p, {conv, fc});
+  ASSERT_EQ(env.steps().size(), 2u);  // one activation width: weight steps only
+  Decisions none{{0, 0}, {0, 0}};
+  std::vector<double> s0 = env.state(0, none, 0.0);
+  EXPECT_DOUBLE_EQ(s0[0], 0.0);
+  EXPECT_DOUBLE_EQ(s0[1], 1.0);
+  EXPECT_DOUBLE_EQ(s0[3], 1.0 / 64);
+  EXPECT_DOUBLE_EQ(s0[4], 4.0 / 64);
+  EXPECT_DOUBLE_EQ(s0[5], 1.0);
+  EXPECT_DOUBLE_EQ(s0[6], 1.0);
+  EXPECT_DOUBLE_EQ(s0[10], 1.0);
+  EXPECT_DOUBLE_EQ(s0[12], 800.0 / 1200 / 2);  // cheapest reachable: 400 + 400, halved
+  EXPECT_DOUBLE_EQ(s0[14], 1.0);  // the most sensitive layer
+  Decisions a_at_8{{8, 0}, {0, 0}};
+  std::vector<double> s1 = env.state(1, a_at_8, 0.9);
+  EXPECT_DOUBLE_EQ(s1[0], 1.0);
+  EXPECT_DOUBLE_EQ(s1[1], 0.0);
+  EXPECT_DOUBLE_EQ(s1[9], 1.0 / 64);
+  EXPECT_DOUBLE_EQ(s1[11], 0.9);
+  EXPECT_DOUBLE_EQ(s1[12], 0.5);  // 800 + 400: exactly the budget
+  EXPECT_DOUBLE_EQ(s1[14], 0.5);
+  EXPECT_DOUBLE_EQ(s1[15], 0.5);
+  // Both at 8 bits exceed the budget: the projection lowers "b", the less sensitive.
+  Environment::Episode e = env.play([](size_t, const std::vector<double>&) { return 1.0; });
+  EXPECT_EQ(e.policy_choice, (Choice{0, 0}));
+  EXPECT_EQ(e.choice, (Choice{0, 1}));
+  EXPECT_THROW(Environment(p, {conv}), UserError);
+}
+
+TEST(SearchEnvironment, FeaturesOfAModelFile) {
+  TempDir dir;
+  ModelBuilder b;
+  b.input("x", {-1, 1, 8, 8}).output("y", {-1, 3});
+  b.initializer("w1", at::randn({4, 1, 3, 3})).initializer("w2", at::randn({3, 64}));
+  auto& conv = b.node("Conv", {"x", "w1"}, {"c"}, "conv");
+  ModelBuilder::attr(conv, "strides", std::vector<int64_t>{2, 2});
+  ModelBuilder::attr(conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  b.node("Flatten", {"c"}, {"f"}, "flatten");
+  auto& gemm = b.node("Gemm", {"f", "w2"}, {"y"}, "fc");
+  ModelBuilder::attr(gemm, "transB", int64_t{1});
+  std::string path = dir.file("m.onnx");
+  std::ofstream(path, std::ios::binary) << b.bytes();
+  std::vector<LayerFeatures> f = layer_features(target::load_model_info(path));
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_TRUE(f[0].conv);
+  EXPECT_EQ(f[0].input_channels, 1);
+  EXPECT_EQ(f[0].output_channels, 4);
+  EXPECT_EQ(f[0].kernel, 3);
+  EXPECT_EQ(f[0].stride, 2);
+  EXPECT_EQ(f[0].parameters, 36);
+  EXPECT_EQ(f[0].macs, 4 * 4 * 4 * 9);
+  EXPECT_EQ(f[0].feature_map, 64);
+  EXPECT_FALSE(f[1].conv);
+  EXPECT_EQ(f[1].input_channels, 64);
+  EXPECT_EQ(f[1].output_channels, 3);
+  EXPECT_EQ(f[1].parameters, 192);
+  EXPECT_EQ(f[1].feature_map, 1);
 }
 
 // ---------------------------------------------------------------- Pareto

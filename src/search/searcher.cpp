@@ -18,6 +18,7 @@
 #include "quant/sensitivity.h"
 #include "search/config_key.h"
 #include "search/ddpg.h"
+#include "search/environment.h"
 #include "search/greedy.h"
 #include "search/ilp.h"
 #include "search/journal.h"
@@ -82,11 +83,6 @@ json constraints_json(const std::vector<target::ConstraintResult>& results) {
   return out;
 }
 
-struct Step {
-  size_t layer;
-  bool weight;  // false: activation
-};
-
 class Search {
  public:
   Search(RunConfig config, const SearchOptions& options) : cfg_(std::move(config)), opt_(options) {}
@@ -95,10 +91,6 @@ class Search {
  private:
   void prepare();
   void build_problem();
-  void build_steps();
-  std::vector<double> state(size_t step, const std::vector<int>& wbits, const std::vector<int>& abits,
-                            double previous_action) const;
-  Choice to_choice(const std::vector<int>& wbits, const std::vector<int>& abits) const;
   quant::PrecisionConfig config_of(const Choice& choice) const;
   std::map<std::string, quant::LayerPrecision> precision_of(const Choice& choice) const;
   // Evaluates (or looks up) a configuration; returns its record.
@@ -128,8 +120,7 @@ class Search {
   double fp32_stage_ = 0;
 
   ChoiceProblem problem_;
-  std::vector<std::vector<int>> weight_sets_, activation_sets_;  // per layer, increasing
-  std::vector<Step> steps_;
+  std::unique_ptr<Environment> env_;  // built from problem_ once its sensitivities are known
   std::unique_ptr<Journal> journal_;
   double best_cheap_ = -1;
   int64_t evaluations_run_ = 0;
@@ -206,8 +197,6 @@ void Search::build_problem() {
       if (!quant::is_float_bits(wb)) wanted_bits.insert(wb);
       if (!quant::is_float_bits(ab)) wanted_bits.insert(ab);
     }
-    weight_sets_.emplace_back(ws.begin(), ws.end());
-    activation_sets_.emplace_back(as.begin(), as.end());
     problem_.layers.push_back(choices);
   }
 
@@ -299,102 +288,6 @@ void Search::build_problem() {
                       kl(info_.layers[l].name, "activation", o.precision.activation_bits);
     }
   }
-}
-
-void Search::build_steps() {
-  for (size_t l = 0; l < problem_.layers.size(); ++l) {
-    if (weight_sets_[l].size() > 1) steps_.push_back({l, true});
-    if (activation_sets_[l].size() > 1) steps_.push_back({l, false});
-  }
-}
-
-// Features: 0 layer index, 1 Conv, 2 depthwise, 3 input channels, 4 output
-// channels, 5 kernel size, 6 stride, 7 log parameters, 8 log MACs, 9 input
-// feature-map size, 10 weight step, 11 previous action, 12 budget used,
-// 13 budget remaining, 14 layer sensitivity at its lowest bit-width,
-// 15 fraction of steps taken. Each is scaled by its maximum over layers.
-std::vector<double> Search::state(size_t step, const std::vector<int>& wbits, const std::vector<int>& abits,
-                                  double previous_action) const {
-  const size_t l = steps_[step].layer;
-  const auto& desc = info_.descs[l];
-  const auto& layer = info_.layers[l];
-  auto channels = [&](const std::vector<int64_t>& shape) -> double {
-    if (shape.empty()) return 0;
-    return static_cast<double>(layer.op == "Conv" && shape.size() > 1 ? shape[1] : shape.back());
-  };
-  double kernel = desc.weight_shape.size() == 4 ? static_cast<double>(desc.weight_shape[2]) : 1.0;
-  double stride = 1;
-  if (desc.node != nullptr && desc.node->has("strides")) stride = static_cast<double>(desc.node->get_ints("strides")[0]);
-  double fmap = desc.input_shape.size() == 4 ? static_cast<double>(desc.input_shape[2] * desc.input_shape[3]) : 1.0;
-  double max_c = 1, max_k = 1, max_p = 1, max_m = 1, max_f = 1;
-  for (const auto& d : info_.descs) {
-    max_c = std::max({max_c, channels(d.input_shape), channels(d.output_shape)});
-    if (d.weight_shape.size() == 4) max_k = std::max(max_k, static_cast<double>(d.weight_shape[2]));
-    max_p = std::max(max_p, static_cast<double>(d.weights));
-    max_m = std::max(max_m, static_cast<double>(d.macs));
-    if (d.input_shape.size() == 4) max_f = std::max(max_f, static_cast<double>(d.input_shape[2] * d.input_shape[3]));
-  }
-  double used = 0, remaining = 1;
-  if (!problem_.resources.empty() && std::isfinite(problem_.resources[0].budget) && problem_.resources[0].budget > 0) {
-    double total = 0;
-    for (size_t j = 0; j < problem_.layers.size(); ++j) {
-      double best = std::numeric_limits<double>::infinity();
-      for (const Option& o : problem_.layers[j].options) {
-        bool decided_w = wbits[j] > 0, decided_a = abits[j] > 0;
-        if (decided_w && o.precision.weight_bits != wbits[j]) continue;
-        if (decided_a && o.precision.activation_bits != abits[j]) continue;
-        best = std::min(best, o.costs[0]);
-      }
-      if (!std::isfinite(best)) {
-        for (const Option& o : problem_.layers[j].options) best = std::min(best, o.costs[0]);
-      }
-      total += best;
-    }
-    used = std::clamp(total / problem_.resources[0].budget, 0.0, 2.0) / 2.0;
-    remaining = 1.0 - used;
-  }
-  double max_kl = 1e-12, kl = 0;
-  for (size_t j = 0; j < problem_.layers.size(); ++j) {
-    for (const Option& o : problem_.layers[j].options) max_kl = std::max(max_kl, o.sensitivity);
-  }
-  for (const Option& o : problem_.layers[l].options) kl = std::max(kl, o.sensitivity);
-  double lg = [](double v, double m) { return std::log1p(v) / std::log1p(m); }(static_cast<double>(desc.weights), max_p);
-  return {problem_.layers.size() > 1 ? static_cast<double>(l) / static_cast<double>(problem_.layers.size() - 1) : 0.0,
-          layer.op == "Conv" ? 1.0 : 0.0,
-          layer.depthwise ? 1.0 : 0.0,
-          channels(desc.input_shape) / max_c,
-          channels(desc.output_shape) / max_c,
-          kernel / max_k,
-          stride / 2.0,
-          lg,
-          std::log1p(static_cast<double>(desc.macs)) / std::log1p(max_m),
-          fmap / max_f,
-          steps_[step].weight ? 1.0 : 0.0,
-          previous_action,
-          used,
-          remaining,
-          kl / max_kl,
-          static_cast<double>(step) / static_cast<double>(std::max<size_t>(1, steps_.size()))};
-}
-
-Choice Search::to_choice(const std::vector<int>& wbits, const std::vector<int>& abits) const {
-  Choice choice;
-  for (size_t l = 0; l < problem_.layers.size(); ++l) {
-    int best = 0;
-    double best_distance = std::numeric_limits<double>::infinity();
-    const auto& options = problem_.layers[l].options;
-    for (size_t o = 0; o < options.size(); ++o) {
-      // Exact match first; otherwise the nearest pair, preferring lower precision.
-      double dw = options[o].precision.weight_bits - wbits[l], da = options[o].precision.activation_bits - abits[l];
-      double distance = std::abs(dw) + std::abs(da) + (dw > 0 || da > 0 ? 0.5 : 0.0);
-      if (distance < best_distance) {
-        best_distance = distance;
-        best = static_cast<int>(o);
-      }
-    }
-    choice.push_back(best);
-  }
-  return choice;
 }
 
 std::map<std::string, quant::LayerPrecision> Search::precision_of(const Choice& choice) const {
@@ -518,54 +411,22 @@ void Search::update_fronts() {
 }
 
 void Search::run_episode_ddpg(DdpgAgent& agent, int64_t episode, const Choice* forced) {
-  const size_t layers = problem_.layers.size();
-  std::vector<int> wbits(layers, 0), abits(layers, 0);
-  std::vector<std::vector<double>> states;
-  std::vector<double> actions;
-  double previous = 0;
-  for (size_t s = 0; s < steps_.size(); ++s) {
-    const Step& step = steps_[s];
-    std::vector<double> st = state(s, wbits, abits, previous);
-    const std::vector<int>& set = step.weight ? weight_sets_[step.layer] : activation_sets_[step.layer];
-    double a;
-    if (forced != nullptr) {
-      const auto& p = problem_.layers[step.layer].options[(*forced)[step.layer]].precision;
-      int bits = step.weight ? p.weight_bits : p.activation_bits;
-      size_t idx = std::find(set.begin(), set.end(), bits) - set.begin();
-      a = (static_cast<double>(idx) + 0.5) / static_cast<double>(set.size());
-    } else {
-      a = agent.select_action(st, episode);
-    }
-    size_t idx = std::min(set.size() - 1, static_cast<size_t>(a * static_cast<double>(set.size())));
-    (step.weight ? wbits : abits)[step.layer] = set[idx];
-    states.push_back(st);
-    actions.push_back(a);
-    previous = a;
-  }
-  for (size_t l = 0; l < layers; ++l) {
-    if (wbits[l] == 0) wbits[l] = weight_sets_[l].back();
-    if (abits[l] == 0) abits[l] = activation_sets_[l].back();
-  }
-  Choice choice = project(problem_, to_choice(wbits, abits));
-  EvaluationRecord record = evaluate(choice, episode);
+  std::vector<double> forced_actions;
+  if (forced != nullptr) forced_actions = env_->actions_of(*forced);
+  Environment::Episode played = env_->play([&](size_t step, const std::vector<double>& state) {
+    return forced != nullptr ? forced_actions[step] : agent.select_action(state, episode);
+  });
+  EvaluationRecord record = evaluate(played.choice, episode);
   double reward = reward_of(record);
   // The replay buffer learns from the configuration actually evaluated (after projection).
-  std::vector<int> final_w(layers), final_a(layers);
-  for (size_t l = 0; l < layers; ++l) {
-    final_w[l] = problem_.layers[l].options[choice[l]].precision.weight_bits;
-    final_a[l] = problem_.layers[l].options[choice[l]].precision.activation_bits;
-  }
-  for (size_t s = 0; s < steps_.size(); ++s) {
-    const Step& step = steps_[s];
-    const std::vector<int>& set = step.weight ? weight_sets_[step.layer] : activation_sets_[step.layer];
-    int bits = step.weight ? final_w[step.layer] : final_a[step.layer];
-    size_t idx = std::find(set.begin(), set.end(), bits) - set.begin();
-    double a = (static_cast<double>(idx) + 0.5) / static_cast<double>(set.size());
+  std::vector<double> evaluated = env_->actions_of(played.choice);
+  const size_t steps = env_->steps().size();
+  for (size_t s = 0; s < steps; ++s) {
     Transition t;
-    t.state = states[s];
-    t.action = a;
-    t.done = s + 1 == steps_.size();
-    t.next_state = t.done ? states[s] : states[s + 1];
+    t.state = played.states[s];
+    t.action = evaluated[s];
+    t.done = s + 1 == steps;
+    t.next_state = t.done ? played.states[s] : played.states[s + 1];
     agent.observe(t);
   }
   agent.end_episode(reward, episode);
@@ -599,7 +460,7 @@ json Search::run() {
   fp32_validation_ = eval::evaluate(*teacher_, validation_, quiet).top1;
   stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images);
   build_problem();
-  build_steps();
+  env_ = std::make_unique<Environment>(problem_, layer_features(info_));
   if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.images);
 
   if (!opt_.resume && std::filesystem::exists(dir_ + "/journal.sqlite")) {
@@ -654,17 +515,16 @@ json Search::run() {
       report(episode);
     }
   } else if (cfg_.agent == "random") {
-    int64_t first = static_cast<int64_t>(journal_->evaluation_count());
     random_agent_rng_.seed(cfg_.seed);
     for (int64_t episode = 0; episode < episodes; ++episode) {
-      std::vector<int> wbits, abits;
+      Decisions d;
       for (size_t l = 0; l < problem_.layers.size(); ++l) {
-        std::uniform_int_distribution<size_t> w(0, weight_sets_[l].size() - 1), a(0, activation_sets_[l].size() - 1);
-        wbits.push_back(weight_sets_[l][w(random_agent_rng_)]);
-        abits.push_back(activation_sets_[l][a(random_agent_rng_)]);
+        const auto &ws = env_->weight_set(l), &as = env_->activation_set(l);
+        std::uniform_int_distribution<size_t> w(0, ws.size() - 1), a(0, as.size() - 1);
+        d.weight_bits.push_back(ws[w(random_agent_rng_)]);
+        d.activation_bits.push_back(as[a(random_agent_rng_)]);
       }
-      (void)first;
-      evaluate(project(problem_, to_choice(wbits, abits)), episode);
+      evaluate(project(problem_, env_->nearest_choice(d)), episode);
       report(episode);
     }
   } else {
@@ -676,15 +536,13 @@ json Search::run() {
     } else {  // uniform: the highest uniform weight precision (activations at their highest) that fits
       Choice highest = highest_choice(problem_);
       std::set<int> all_w;
-      for (const auto& s : weight_sets_) all_w.insert(s.begin(), s.end());
+      for (size_t l = 0; l < problem_.layers.size(); ++l) {
+        all_w.insert(env_->weight_set(l).begin(), env_->weight_set(l).end());
+      }
       bool found = false;
       for (auto it = all_w.rbegin(); it != all_w.rend() && !found; ++it) {
-        std::vector<int> wbits, abits;
-        for (size_t l = 0; l < problem_.layers.size(); ++l) {
-          wbits.push_back(*it);
-          abits.push_back(activation_sets_[l].back());
-        }
-        Choice c = to_choice(wbits, abits);
+        Decisions d{std::vector<int>(problem_.layers.size(), *it), std::vector<int>(problem_.layers.size(), 0)};
+        Choice c = env_->nearest_choice(d);
         if (is_feasible(problem_, c)) {
           choice = c;
           found = true;

@@ -17,11 +17,7 @@
 //   result.json      FP32 and final test top-1, costs on the target, constraint
 //                    slack, search time, evaluations
 //
-// Environment: one step per layer for its weight bits, then one for its
-// activation bits (a step is skipped when the target leaves a single
-// choice). States have kStateDim normalised features (searcher.cpp lists
-// them). An action a in [0, 1] picks entry floor(a·n) of the layer's n
-// supported bit-widths, in increasing order.
+// Environment, state and actions: search/environment.h.
 #pragma once
 
 #include <functional>
@@ -32,8 +28,6 @@
 #include "search/run_config.h"
 
 namespace autoprec::search {
-
-inline constexpr int kStateDim = 16;
 
 struct SearchOptions {
   bool resume = false;  // continue the run in config.out (its journal's configuration wins)
