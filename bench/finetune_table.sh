@@ -9,7 +9,7 @@
 # Environment: PRECISIONS (weight bits of part 1, default "4 3 2"), SUBSET
 # (train part 1 on the first N training images instead of a whole epoch),
 # TEMPERATURES and ALPHAS (part 3, default "1 4 8" and "0.5 0.9 1.0"), LSQ=0
-# skips the LSQ row.
+# skips the LSQ row, CLIPPING=mse starts part 1 from MSE-clipped weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-resnet20}
@@ -30,7 +30,7 @@ if [[ $PARTS == *1* ]]; then
   echo "| precision | FP32 | PTQ | KD (T=1, alpha=0.9) | cross-entropy only | KD minutes |"
   echo "|---|---|---|---|---|---|"
   for wb in ${PRECISIONS:-4 3 2}; do
-    printf 'default: {weight_bits: %s, activation_bits: 8}\n' "$wb" >"$TMP/w${wb}a8.yaml"
+    printf 'default: {weight_bits: %s, activation_bits: 8}\noptions: {weight_clipping: %s}\n' "$wb" "${CLIPPING:-minmax}" >"$TMP/w${wb}a8.yaml"
     kd=$(ft kd$wb --precision "$TMP/w${wb}a8.yaml" --epochs 1 "${SUBSET_ARGS[@]}")
     ce=$(ft ce$wb --precision "$TMP/w${wb}a8.yaml" --epochs 1 --alpha 0 "${SUBSET_ARGS[@]}")
     echo "| W${wb}A8 | $(echo "$kd" | field '100*d["fp32"]["test_top1"]') | $(echo "$kd" | field '100*d["before"]["test_top1"]') |" \
@@ -38,7 +38,7 @@ if [[ $PARTS == *1* ]]; then
       "$(echo "$kd" | field 'round(d["training"]["seconds"]/60, 1)') |"
   done
   if [ "${LSQ:-1}" = 1 ]; then
-  printf 'default: {weight_bits: 2, activation_bits: 8}\n' >"$TMP/w2a8.yaml"
+  printf 'default: {weight_bits: 2, activation_bits: 8}\noptions: {weight_clipping: %s}\n' "${CLIPPING:-minmax}" >"$TMP/w2a8.yaml"
   kd=$(ft lsq2 --precision "$TMP/w2a8.yaml" --epochs 1 --lsq "${SUBSET_ARGS[@]}")
   echo "| W2A8, LSQ step sizes | | $(echo "$kd" | field '100*d["before"]["test_top1"]') | $(echo "$kd" | field '100*d["after"]["test_top1"]') | | $(echo "$kd" | field 'round(d["training"]["seconds"]/60, 1)') |"
   fi

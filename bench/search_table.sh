@@ -4,7 +4,9 @@
 # candidates and the wall time. Settings come from examples/demo_search.yaml
 # with these overrides (environment):
 #   MODELS="resnet20 mobilenetv2_mini"  BUDGETS="weight_memory<=0.125*fp32 weight_memory<=0.1*fp32 latency<=0.6*int8"
-#   AGENTS="uniform greedy ilp random ddpg"  EPISODES=12  FINAL_EPOCHS=1  FINAL_EXAMPLES=0 (all)  TARGET=bitfusion
+#   AGENTS="uniform greedy ilp random ddpg-plain ddpg"  EPISODES=12  FINAL_EPOCHS=1  FINAL_EXAMPLES=0 (all)  TARGET=bitfusion
+# "ddpg-plain" is the ddpg agent as in HAQ: no ILP warm start, no staged
+# evaluation (every candidate fine-tuned).
 # Usage: bench/search_table.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,20 +15,25 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 MODELS=${MODELS:-resnet20 mobilenetv2_mini}
 BUDGETS=${BUDGETS:-weight_memory<=0.125*fp32 weight_memory<=0.1*fp32 latency<=0.6*int8}
-AGENTS=${AGENTS:-uniform greedy ilp random ddpg}
+AGENTS=${AGENTS:-uniform greedy ilp random ddpg-plain ddpg}
 EPISODES=${EPISODES:-12}
 FINAL_EPOCHS=${FINAL_EPOCHS:-1}
 echo "settings: examples/demo_search.yaml, episodes $EPISODES, final fine-tune $FINAL_EPOCHS epoch(s), target ${TARGET:-bitfusion}"
-echo "| model | budget | agent | FP32 test % | final test % | best validation % (search) | evaluations | wall s | weight memory % of FP32 | bitfusion latency ms |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| model | budget | agent | FP32 test % | final test % | best validation % (search) | evaluations (fine-tuned) | search s | wall s | weight memory % of FP32 | bitfusion latency ms |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for m in $MODELS; do
   for b in $BUDGETS; do
     for a in $AGENTS; do
       sed -e "s|^model: .*|model: models/${m}_fmnist.onnx|" -e "s|^episodes: .*|episodes: $EPISODES|" \
           -e "s|^final_finetune: .*|final_finetune: {epochs: $FINAL_EPOCHS, batch_size: 128, examples: ${FINAL_EXAMPLES:-0}}|" \
           -e "s|^target: .*|target: ${TARGET:-bitfusion}|" examples/demo_search.yaml >"$TMP/run.yaml"
+      agent=$a
+      if [ "$a" = ddpg-plain ]; then
+        agent=ddpg
+        sed -i -e "s|^warm_start: .*|warm_start: false|" -e "s|^staged: .*|staged: {enabled: false}|" "$TMP/run.yaml"
+      fi
       start=$(date +%s.%N)
-      build/autoprec search --config "$TMP/run.yaml" --constraint "$b" --agent "$a" --out "$TMP/$m-$a-$(echo "$b" | tr -c 'a-z0-9' _)" --json >"$TMP/r.json"
+      build/autoprec search --config "$TMP/run.yaml" --constraint "$b" --agent "$agent" --out "$TMP/$m-$a-$(echo "$b" | tr -c 'a-z0-9' _)" --json >"$TMP/r.json"
       end=$(date +%s.%N)
       /usr/bin/python3 - "$TMP/r.json" "$m" "$b" "$a" "$start" "$end" <<'PY'
 import json, sys
@@ -34,7 +41,8 @@ d = json.load(open(sys.argv[1])); c = d["final"]["costs"]
 wall = float(sys.argv[6]) - float(sys.argv[5])
 lat = f"{c['latency_ms']:.4f}" if "latency_ms" in c else "-"
 print(f"| {sys.argv[2]} | `{sys.argv[3]}` | {sys.argv[4]} | {100*d['fp32']['test_top1']:.2f} | {100*d['final']['test_top1']:.2f} | "
-      f"{100*d['search']['best_validation_top1']:.2f} | {d['evaluations']} | {wall:.0f} | {100*c['weight_bits']/c['fp32_weight_bits']:.1f} | {lat} |")
+      f"{100*d['search']['best_validation_top1']:.2f} | {d['evaluations']} ({d['short_finetunes_this_run']}) | {d['search_seconds']:.0f} | {wall:.0f} | "
+      f"{100*c['weight_bits']/c['fp32_weight_bits']:.1f} | {lat} |")
 PY
     done
   done

@@ -265,6 +265,16 @@ expect_error "search unknown agent" "unknown agent 'ppo'" -- "$BIN" search --con
 printf 'model: m.onnx\nepisodez: 3\n' >"$WORK/bad_run.yaml"
 expect_error "search unknown key" "bad_run.yaml:2: unknown key 'episodez'" -- "$BIN" search --config "$WORK/bad_run.yaml"
 expect_error "search latency on generic" "latency" -- "$BIN" search --config "$WORK/run.yaml" --target generic --constraint "latency<=1ms" --out "$WORK/s_lat"
+expect_error "search bounded twice" "weight_memory is bounded twice" -- "$BIN" search --config "$WORK/run.yaml" --constraint "weight_memory<=0.3*fp32" --constraint "weight_memory<=0.2*fp32" --out "$WORK/s_twice"
+cat >"$WORK/conv_only.yaml" <<YAML
+name: conv-only
+precisions:
+  default: {weight_bits: [4, 8], activation_bits: [8]}
+  Gemm: {weight_bits: [16], activation_bits: [16]}
+cost_model: {type: generic}
+YAML
+expect_error "search target without the model's Gemm" "supports no (weight, activation) bit pair for layer" -- "$BIN" search --config "$WORK/run.yaml" --target "$WORK/conv_only.yaml" --out "$WORK/s_conv_only"
+[ ! -e "$WORK/s_twice" ] && [ ! -e "$WORK/s_conv_only" ] && ok || bad "a refused search left an output directory"
 expect_error "search existing run" "already holds a search" -- "$BIN" search --config "$WORK/run.yaml" --out "$WORK/s_ddpg" --json
 
 # verify and deploy run the export in ONNX Runtime

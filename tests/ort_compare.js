@@ -16,34 +16,7 @@ const fs = require('fs');
 const path = require('path');
 const zlib = require('zlib');
 
-function readNpy(file) {
-  const buf = fs.readFileSync(file);
-  if (buf.toString('latin1', 1, 6) !== 'NUMPY') throw new Error(`${file} is not a .npy file`);
-  const major = buf[6];
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + headerLen);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
-  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${file}: Fortran order is not supported`);
-  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').filter((s) => s.trim()).map(Number);
-  const body = buf.subarray(start + headerLen);
-  const copy = (Type) => new Type(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
-  const types = { '<f4': Float32Array, '|u1': Uint8Array, '<i8': BigInt64Array, '<i4': Int32Array };
-  if (!types[descr]) throw new Error(`${file}: dtype ${descr} is not supported`);
-  return { data: copy(types[descr]), shape };
-}
-
-function writeNpy(file, typed, descr, shape) {
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  const total = 10 + header.length + 1;
-  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
-  const prefix = Buffer.alloc(10);
-  prefix.write('\x93NUMPY', 0, 'latin1');
-  prefix[6] = 1;
-  prefix[7] = 0;
-  prefix.writeUInt16LE(header.length, 8);
-  fs.writeFileSync(file, Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(typed.buffer)]));
-}
+const { readNpy, writeNpy } = require('../tools/npy.js');
 
 function readIdx(dir, name) {
   for (const candidate of [name, name + '.gz']) {
@@ -66,8 +39,8 @@ function makeInput(dir, count, imagesOut, labelsOut) {
   for (let i = 0; i < x.length; ++i) x[i] = images[16 + i] / 255;
   const y = new BigInt64Array(n);
   for (let i = 0; i < n; ++i) y[i] = BigInt(labels[8 + i]);
-  writeNpy(imagesOut, x, '<f4', [n, 1, rows, cols]);
-  writeNpy(labelsOut, y, '<i8', [n]);
+  writeNpy(imagesOut, { type: 'float32', data: x, dims: [n, 1, rows, cols] });
+  writeNpy(labelsOut, { type: 'int64', data: y, dims: [n] });
 }
 
 function argmax(data, offset, length) {
@@ -84,14 +57,14 @@ async function compare(modelPath, imagesPath, simulatedPath, labelsPath, maxDiff
   const x = readNpy(imagesPath);
   const sim = readNpy(simulatedPath);
   const labels = labelsPath ? readNpy(labelsPath).data : null;
-  const n = x.shape[0];
+  const n = x.dims[0];
   const per = x.data.length / n;
   const classes = sim.data.length / n;
   const batch = 100;
   let agree = 0, ortCorrect = 0, simCorrect = 0, maxAbs = 0, sumAbs = 0, range = 0;
   for (let start = 0; start < n; start += batch) {
     const b = Math.min(batch, n - start);
-    const input = new ort.Tensor('float32', x.data.slice(start * per, (start + b) * per), [b, ...x.shape.slice(1)]);
+    const input = new ort.Tensor('float32', x.data.slice(start * per, (start + b) * per), [b, ...x.dims.slice(1)]);
     const result = await session.run({ [session.inputNames[0]]: input });
     const y = result[session.outputNames[0]].data;
     if (y.length !== b * classes) throw new Error(`ORT returned ${y.length} values for ${b} examples of ${classes}`);

@@ -135,6 +135,12 @@ void Search::prepare() {
   info_ = target::load_model_info(cfg_.model);
   source_ = target::make_source(profile_, info_, "");
 
+  for (const auto& layer : info_.layers) {
+    if (target::supported_pairs(profile_, layer.op, cfg_.weight_bits, cfg_.activation_bits).empty()) {
+      fail("target {} supports no (weight, activation) bit pair for layer {} ({}) within the requested bit sets",
+           profile_.name, layer.name, layer.op);
+    }
+  }
   std::vector<target::Constraint> parsed;
   for (const std::string& text : cfg_.constraints) parsed.push_back(target::parse_constraint(text));
   std::map<std::string, quant::LayerPrecision> all8, all32;
@@ -180,11 +186,7 @@ void Search::build_problem() {
   // Supported pairs per layer, restricted by the run configuration.
   std::set<int> wanted_bits;
   for (const auto& layer : info_.layers) {
-    auto pairs = target::supported_pairs(profile_, layer.op, cfg_.weight_bits, cfg_.activation_bits);
-    if (pairs.empty()) {
-      fail("target {} supports no (weight, activation) bit pair for layer {} ({}) within the requested bit sets",
-           profile_.name, layer.name, layer.op);
-    }
+    auto pairs = target::supported_pairs(profile_, layer.op, cfg_.weight_bits, cfg_.activation_bits);  // non-empty: prepare()
     LayerChoices choices;
     choices.layer = layer.name;
     std::set<int> ws, as;
