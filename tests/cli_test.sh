@@ -239,6 +239,14 @@ for agent in ilp greedy uniform random; do
   expect_ok "search $agent" "$BIN" search --config "$WORK/run.yaml" --agent "$agent" --episodes 2 --out "$WORK/s_$agent" --json
   $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["agent"] == sys.argv[2] and d["feasible"], d' "$WORK/out" "$agent" && ok || bad "search $agent result"
 done
+# ddpg's warm start: its first evaluations are the ILP and greedy solutions
+$PY - "$WORK/s_ddpg/journal.sqlite" "$WORK/s_ilp/journal.sqlite" "$WORK/s_greedy/journal.sqlite" <<'PY' && ok || bad "ddpg warm start"
+import sqlite3, sys
+first = lambda path, n: [r[0] for r in sqlite3.connect(path).execute("select config_key from evaluations order by id limit ?", (n,))]
+ddpg, ilp, greedy = first(sys.argv[1], 2), first(sys.argv[2], 1)[0], first(sys.argv[3], 1)[0]
+assert ddpg[0] == ilp, (ddpg, ilp)
+assert greedy == ilp or ddpg[1] == greedy, (ddpg, greedy)
+PY
 # kill -9 in the middle, then --resume finishes without repeating an evaluation
 "$BIN" search --config "$WORK/run.yaml" --episodes 6 --out "$WORK/s_kill" --json >/dev/null 2>&1 &
 pid=$!

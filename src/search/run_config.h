@@ -18,7 +18,7 @@
 //   short_finetune: {steps: 50, batch_size: 64, learning_rate: 0.01, temperature: 1, alpha: 0.9}
 //   final_finetune: {epochs: 1, batch_size: 128, learning_rate: 0.01, examples: 0}
 //   reward: {accuracy: 0.1, latency: 0, energy: 0, weight_memory: 0, bops: 0}
-//   warm_start: true                  # ddpg: the ILP solution is the first episode
+//   warm_start: true                  # ddpg: the ILP and greedy solutions are the first episodes
 //   ddpg: {hidden: 300, lr_actor: 0.0001, lr_critic: 0.001, warmup_episodes: 20,
 //          noise_sigma: 0.5, noise_decay: 0.99, replay: 2000, batch_size: 64, tau: 0.01}
 //

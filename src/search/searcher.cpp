@@ -509,10 +509,17 @@ json Search::run() {
       spdlog::info("resuming after episode {}", checkpoint->episode);
       for (int64_t e = 0; e < first && e < episodes; ++e) progress.advance(1);
     }
-    Choice warm;
-    if (cfg_.warm_start) warm = solve_ilp(problem_).choice;
+    // Warm start: the ILP optimum and the greedy (AIMET-like) lowering are
+    // the first episodes, so the agent starts from the best known heuristics
+    // and its replay buffer holds them first.
+    std::vector<Choice> warm;
+    if (cfg_.warm_start) {
+      warm.push_back(solve_ilp(problem_).choice);
+      Choice greedy = greedy_lowering(problem_);
+      if (greedy != warm.front()) warm.push_back(greedy);
+    }
     for (int64_t episode = first; episode < episodes; ++episode) {
-      run_episode_ddpg(agent, episode, cfg_.warm_start && episode == 0 ? &warm : nullptr);
+      run_episode_ddpg(agent, episode, episode < static_cast<int64_t>(warm.size()) ? &warm[episode] : nullptr);
       journal_->save_checkpoint(episode, agent.save_bytes());
       report(episode);
     }
