@@ -6,7 +6,8 @@
 #   MODELS="resnet20 mobilenetv2_mini"  BUDGETS="weight_memory<=0.125*fp32 weight_memory<=0.1*fp32 latency<=0.6*int8"
 #   AGENTS="uniform greedy ilp random ddpg-plain ddpg"  EPISODES=12  FINAL_EPOCHS=1  FINAL_EXAMPLES=0 (all)  TARGET=bitfusion
 # "ddpg-plain" is the ddpg agent as in HAQ: no ILP warm start, no staged
-# evaluation (every candidate fine-tuned).
+# evaluation (every candidate fine-tuned); "ddpg-no-warm-start" and
+# "ddpg-no-staged" leave out one of the two.
 # Usage: bench/search_table.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,12 +29,18 @@ for m in $MODELS; do
           -e "s|^final_finetune: .*|final_finetune: {epochs: $FINAL_EPOCHS, batch_size: 128, examples: ${FINAL_EXAMPLES:-0}}|" \
           -e "s|^target: .*|target: ${TARGET:-bitfusion}|" examples/demo_search.yaml >"$TMP/run.yaml"
       agent=$a
-      if [ "$a" = ddpg-plain ]; then
-        agent=ddpg
-        sed -i -e "s|^warm_start: .*|warm_start: false|" -e "s|^staged: .*|staged: {enabled: false}|" "$TMP/run.yaml"
-      fi
+      case $a in
+        ddpg-plain | ddpg-no-warm-start) sed -i -e "s|^warm_start: .*|warm_start: false|" "$TMP/run.yaml" ;;&
+        ddpg-plain | ddpg-no-staged) sed -i -e "s|^staged: .*|staged: {enabled: false}|" "$TMP/run.yaml" ;;&
+        ddpg-*) agent=ddpg ;;
+      esac
+      echo "deploy: false" >>"$TMP/run.yaml"
       start=$(date +%s.%N)
-      build/autoprec search --config "$TMP/run.yaml" --constraint "$b" --agent "$agent" --out "$TMP/$m-$a-$(echo "$b" | tr -c 'a-z0-9' _)" --json >"$TMP/r.json"
+      if ! build/autoprec search --config "$TMP/run.yaml" --constraint "$b" --agent "$agent" \
+          --out "$TMP/$m-$a-$(echo "$b" | tr -c 'a-z0-9' _)" --json >"$TMP/r.json" 2>"$TMP/err"; then
+        echo "| $m | \`$b\` | $a | $(tail -n 1 "$TMP/err" | sed 's/^autoprec: error: //') |||||||"
+        continue
+      fi
       end=$(date +%s.%N)
       /usr/bin/python3 - "$TMP/r.json" "$m" "$b" "$a" "$start" "$end" <<'PY'
 import json, sys

@@ -216,8 +216,13 @@ staged: {examples: 100}
 short_finetune: {steps: 3, batch_size: 32}
 final_finetune: {epochs: 0}
 ddpg: {warmup_episodes: 1, hidden: 16, batch_size: 4}
+deploy: false
 YAML
-expect_ok "search ddpg" "$BIN" search --config "$WORK/run.yaml" --out "$WORK/s_ddpg" --json
+# The ddpg search ends with its deployment (the default) when ONNX Runtime is installed.
+HAVE_ORT=0
+[ -d "$SRC/tools/node_modules/onnxruntime-node" ] && HAVE_ORT=1
+if [ $HAVE_ORT = 1 ]; then sed '/^deploy:/d' "$WORK/run.yaml" >"$WORK/run_deploy.yaml"; else cp "$WORK/run.yaml" "$WORK/run_deploy.yaml"; fi
+expect_ok "search ddpg" "$BIN" search --config "$WORK/run_deploy.yaml" --out "$WORK/s_ddpg" --json
 $PY - "$WORK/out" <<'PY' && ok || bad "search result.json"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -231,6 +236,21 @@ for f in best.yaml model.onnx result.json pareto.json journal.sqlite sensitivity
   [ -s "$WORK/s_ddpg/$f" ] && ok || bad "search output $f missing"
 done
 cp "$WORK/out" "$WORK/s_ddpg_result.json"
+if [ $HAVE_ORT = 1 ]; then
+  $PY - "$WORK/out" "$WORK/s_ddpg" <<'PY' && ok || bad "search deployment"
+import json, os, sys
+d, out = json.load(open(sys.argv[1])), sys.argv[2]
+assert d["deploy"]["verified"] and d["deploy"]["bundle"] == out + "/bundle", d.get("deploy")
+assert json.load(open(out + "/result.json"))["deploy"] == d["deploy"]
+b = json.load(open(out + "/bundle/deploy.json"))
+assert b["verification"]["passed"] and b["verification"]["examples"] == 10000, b["verification"]
+assert abs(b["verification"]["simulated_top1"] - d["final"]["test_top1"]) < 1e-9, (b["verification"], d["final"])
+for f in ("model.onnx", "precision.yaml"):
+    assert os.path.getsize(out + "/bundle/" + f) > 0
+PY
+else
+  echo "skip: search deployment (tools/node_modules missing; run scripts/setup)"
+fi
 expect_ok "eval the search result" "$BIN" eval "$WORK/s_ddpg/model.onnx" --precision "$WORK/s_ddpg/best.yaml" --data "$FMNIST" --json
 $PY -c 'import json,sys; e=json.load(open(sys.argv[1])); r=json.load(open(sys.argv[2])); assert abs(e["top1"] - r["final"]["test_top1"]) < 1e-9, (e["top1"], r["final"])' "$WORK/out" "$WORK/s_ddpg_result.json" && ok || bad "best.yaml + model.onnx do not reproduce the final accuracy"
 expect_ok "search resume of a finished run" "$BIN" search --resume "$WORK/s_ddpg" --json

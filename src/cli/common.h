@@ -60,4 +60,24 @@ data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed)
 std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,
                                                        const QuantOptionsCli& options, const DataOptions* data);
 
+// `autoprec deploy` (also run at the end of `autoprec search`).
+struct DeployCliOptions {
+  std::string model;  // float model (FP32 or fine-tuned)
+  DataOptions data;
+  QuantOptionsCli quant;
+  std::string out;  // bundle directory
+  int64_t limit = 0;
+  int runtime_threads = 1;
+  int repeats = 50;
+  bool json = false;  // also: no progress output
+};
+// Exports the configuration to OUT/model.onnx (+ OUT/precision.yaml), verifies
+// it in ONNX Runtime against the simulation on the test split, times both it
+// and the FP32 model at batch 1, and writes OUT/deploy.json, which it returns.
+// UserError when ONNX Runtime is unavailable; a failed verification is
+// reported in the JSON ("verification.passed"), not thrown.
+nlohmann::json deploy_bundle(const DeployCliOptions& options);
+// The human-readable lines of a deploy.json.
+void print_deploy_summary(const nlohmann::json& bundle);
+
 }  // namespace autoprec::cli

@@ -197,18 +197,9 @@ int run_verify(const VerifyCliOptions& o) {
 }
 
 // ---- deploy ----------------------------------------------------------------
-struct DeployCliOptions {
-  std::string model;
-  DataOptions data;
-  QuantOptionsCli quant;
-  std::string out;  // bundle directory
-  int64_t limit = 0;
-  int runtime_threads = 1;
-  int repeats = 50;
-  bool json = false;
-};
+}  // namespace
 
-int run_deploy(const DeployCliOptions& o) {
+json deploy_bundle(const DeployCliOptions& o) {
   auto graph = exec::load_model(o.model);
   deploy::check_exportable(*graph, o.model);
   std::string why;
@@ -259,16 +250,29 @@ int run_deploy(const DeployCliOptions& o) {
                               {"repeats", o.repeats}, {"quantized_ms", quantized_ms}, {"fp32_ms", fp32_ms},
                               {"speedup", fp32_ms / quantized_ms}}}};
   write_file_atomically(o.out + "/deploy.json", bundle.dump(2) + "\n", "deployment report");
+  return bundle;
+}
+
+void print_deploy_summary(const json& bundle) {
+  const json& verification = bundle["verification"];
+  const auto bytes = bundle["size"]["onnx_bytes"].get<double>(), fp32_bytes = bundle["size"]["fp32_onnx_bytes"].get<double>();
+  const std::string out = std::filesystem::path(bundle["onnx"].get<std::string>()).parent_path().string();
+  fmt::print("ONNX Runtime top-1 {:.2f}% vs simulation {:.2f}% ({})\n", 100 * verification["ort_top1"].get<double>(),
+             100 * verification["simulated_top1"].get<double>(), verification["passed"].get<bool>() ? "verified" : "MISMATCH");
+  fmt::print("file {} vs FP32 {} (theoretical weight memory {})\n", human_bits(8.0 * bytes), human_bits(8.0 * fp32_bytes),
+             human_bits(8.0 * bundle["size"]["theoretical_weight_bytes"].get<double>()));
+  fmt::print("latency (batch 1, {} thread(s)): {:.3f} ms vs FP32 {:.3f} ms\n", bundle["latency"]["threads"].get<int>(),
+             bundle["latency"]["quantized_ms"].get<double>(), bundle["latency"]["fp32_ms"].get<double>());
+  fmt::print("bundle in {}: model.onnx, precision.yaml, deploy.json\n", out);
+}
+
+namespace {
+
+int run_deploy(const DeployCliOptions& o) {
+  json bundle = deploy_bundle(o);
   if (o.json) print_json(bundle);
-  else {
-    fmt::print("ONNX Runtime top-1 {:.2f}% vs simulation {:.2f}% ({})\n", 100 * verification["ort_top1"].get<double>(),
-               100 * verification["simulated_top1"].get<double>(), verification["passed"].get<bool>() ? "verified" : "MISMATCH");
-    fmt::print("file {} vs FP32 {} (theoretical weight memory {})\n", human_bits(8.0 * bytes), human_bits(8.0 * fp32_bytes),
-               human_bits(costs.weight_memory_bits));
-    fmt::print("latency (batch 1, {} thread(s)): {:.3f} ms vs FP32 {:.3f} ms\n", o.runtime_threads, quantized_ms, fp32_ms);
-    fmt::print("bundle in {}: model.onnx, precision.yaml, deploy.json\n", o.out);
-  }
-  if (!verification["passed"].get<bool>()) fail("verification failed; see {}/deploy.json", o.out);
+  else print_deploy_summary(bundle);
+  if (!bundle["verification"]["passed"].get<bool>()) fail("verification failed; see {}/deploy.json", o.out);
   return 0;
 }
 

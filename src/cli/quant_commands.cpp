@@ -116,13 +116,8 @@ int run_sensitivity(const SensitivityOptions& o) {
   if (!o.out.empty()) prepare_output_dir(std::filesystem::path(o.out).parent_path().string().empty() ? "." : std::filesystem::path(o.out).parent_path().string());
 
   Progress progress("sensitivity", 0, "measurements", o.json);
-  int64_t last = 0;
   quant::SensitivityTable table = quant::measure_sensitivity(
-      graph, calib, split.validation, o.bits, options, [&](int64_t done, int64_t total) {
-        if (last == 0) progress = Progress("sensitivity", total, "measurements", o.json);
-        progress.advance(done - last);
-        last = done;
-      });
+      graph, calib, split.validation, o.bits, options, [&](int64_t done, int64_t total) { progress.update(done, total); });
   progress.finish();
   json j = sensitivity_json(table, o);
   if (!o.out.empty()) write_file_atomically(o.out, j.dump(2) + "\n");

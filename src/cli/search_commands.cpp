@@ -1,10 +1,15 @@
 // search: the reinforcement-learning precision search and its baselines.
+#include <filesystem>
+
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "search/run_config.h"
+#include "runtime/runner.h"
 #include "search/searcher.h"
+#include "util/file.h"
 #include "util/error.h"
 
 namespace autoprec::cli {
@@ -18,6 +23,39 @@ struct SearchCliOptions {
   int64_t seed = -1;
   bool json = false;
 };
+
+void print_search_summary(const nlohmann::json& result);
+
+// The end of a search: `autoprec deploy` of its result into OUT/bundle unless
+// the run configuration says `deploy: false`. Records what happened in
+// result["deploy"] and result.json; returns deploy.json (null when skipped).
+nlohmann::json deploy_result(nlohmann::json& result, bool quiet) {
+  if (!result.value("deploy_requested", true)) return nullptr;
+  const std::filesystem::path dir = std::filesystem::path(result["outputs"]["best"].get<std::string>()).parent_path();
+  nlohmann::json bundle;
+  std::string why;
+  if (!runtime::ort_available(&why)) {
+    spdlog::warn("not deploying the result: ONNX Runtime is not available ({}); scripts/setup installs it", why);
+    result["deploy"] = {{"skipped", "ONNX Runtime is not available: " + why}};
+  } else {
+    DeployCliOptions d;
+    d.model = result["outputs"]["model"].get<std::string>();
+    d.data.spec = result["data"].get<std::string>();
+    d.quant.precision = result["outputs"]["best"].get<std::string>();
+    d.out = (dir / "bundle").string();
+    d.json = quiet;
+    bundle = deploy_bundle(d);
+    result["deploy"] = {{"bundle", d.out},
+                        {"report", d.out + "/deploy.json"},
+                        {"verified", bundle["verification"]["passed"]},
+                        {"ort_top1", bundle["verification"]["ort_top1"]},
+                        {"onnx_bytes", bundle["size"]["onnx_bytes"]},
+                        {"quantized_ms", bundle["latency"]["quantized_ms"]},
+                        {"fp32_ms", bundle["latency"]["fp32_ms"]}};
+  }
+  write_file_atomically((dir / "result.json").string(), result.dump(2) + "\n", "search result");
+  return bundle;
+}
 
 int run_search_command(const SearchCliOptions& o) {
   search::RunConfig config;
@@ -37,10 +75,23 @@ int run_search_command(const SearchCliOptions& o) {
     config.out = o.resume;
   }
   nlohmann::json result = search::run_search(config, options);
+  nlohmann::json bundle = deploy_result(result, o.json);
   if (o.json) {
     print_json(result);
-    return 0;
+  } else {
+    print_search_summary(result);
+    if (!bundle.is_null()) {
+      fmt::print("\n");
+      print_deploy_summary(bundle);
+    }
   }
+  if (!bundle.is_null() && !bundle["verification"]["passed"].get<bool>()) {
+    fail("the search result does not verify in ONNX Runtime; see {}", result["deploy"]["report"].get<std::string>());
+  }
+  return 0;
+}
+
+void print_search_summary(const nlohmann::json& result) {
   const auto& costs = result["final"]["costs"];
   fmt::print("test top-1: FP32 {:.2f}%, searched configuration {:.2f}% ({} agent, {} evaluations, {:.0f} s)\n",
              100 * result["fp32"]["test_top1"].get<double>(), 100 * result["final"]["test_top1"].get<double>(),
@@ -56,9 +107,9 @@ int run_search_command(const SearchCliOptions& o) {
                c["text"].get<std::string>());
   }
   if (result.contains("infeasible")) fmt::print("no configuration met every constraint: {}\n", result["infeasible"].get<std::string>());
-  fmt::print("results in {}: best.yaml, model.onnx, result.json, pareto.json, journal.sqlite\n",
-             result["outputs"]["best"].get<std::string>().substr(0, result["outputs"]["best"].get<std::string>().size() - 10));
-  return 0;
+  fmt::print("results in {}: best.yaml, model.onnx, result.json, pareto.json, journal.sqlite{}\n",
+             result["outputs"]["best"].get<std::string>().substr(0, result["outputs"]["best"].get<std::string>().size() - 10),
+             result.contains("deploy") && result["deploy"].contains("bundle") ? ", bundle/" : "");
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
   const std::vector<std::string> keys = {"model", "data", "target", "constraints", "agent", "episodes", "seed", "out",
                                          "weight_bits", "activation_bits", "validation", "calibration",
                                          "sensitivity_examples", "staged", "short_finetune", "final_finetune",
-                                         "reward", "warm_start", "ddpg"};
+                                         "reward", "warm_start", "deploy", "ddpg"};
   each_key(root, "", keys, origin, [&](const std::string& key, const YAML::Node& v) {
     if (key == "model") c.model = scalar<std::string>(v, key, origin, "a path");
     else if (key == "data") c.data = scalar<std::string>(v, key, origin, "a dataset spec");
@@ -93,6 +93,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
     else if (key == "calibration") c.calibration = count(v, key, origin, 1);
     else if (key == "sensitivity_examples") c.sensitivity_examples = count(v, key, origin, 1);
     else if (key == "warm_start") c.warm_start = scalar<bool>(v, key, origin, "true or false");
+    else if (key == "deploy") c.deploy = scalar<bool>(v, key, origin, "true or false");
     else if (key == "weight_bits") c.weight_bits = bit_set(v, key, origin);
     else if (key == "activation_bits") c.activation_bits = bit_set(v, key, origin);
     else if (key == "constraints") {
@@ -205,6 +206,7 @@ nlohmann::json to_json(const RunConfig& c) {
            {{"accuracy", c.reward.accuracy}, {"weight_memory", c.reward.weight_memory}, {"bops", c.reward.bops},
             {"latency", c.reward.latency}, {"energy", c.reward.energy}}},
           {"warm_start", c.warm_start},
+          {"deploy", c.deploy},
           {"ddpg",
            {{"hidden", d.hidden1}, {"lr_actor", d.lr_actor}, {"lr_critic", d.lr_critic},
             {"warmup_episodes", d.warmup_episodes}, {"noise_sigma", d.noise_sigma}, {"noise_decay", d.noise_decay},

@@ -19,6 +19,7 @@
 //   final_finetune: {epochs: 1, batch_size: 128, learning_rate: 0.01, examples: 0}
 //   reward: {accuracy: 0.1, latency: 0, energy: 0, weight_memory: 0, bops: 0}
 //   warm_start: true                  # ddpg: the ILP and greedy solutions are the first episodes
+//   deploy: true                      # `autoprec search` ends with `autoprec deploy` into OUT/bundle
 //   ddpg: {hidden: 300, lr_actor: 0.0001, lr_critic: 0.001, warmup_episodes: 20,
 //          noise_sigma: 0.5, noise_decay: 0.99, replay: 2000, batch_size: 64, tau: 0.01}
 //
@@ -86,6 +87,7 @@ struct RunConfig {
   FinalFinetuneConfig final_finetune;
   RewardConfig reward;
   bool warm_start = true;
+  bool deploy = true;  // read by the CLI: export + verify in ONNX Runtime + latency after the search
   DdpgOptions ddpg;  // state_dim and seed are set by the search
   std::string origin = "run configuration";
 };

@@ -264,13 +264,9 @@ void Search::build_problem() {
   }
   if (!loaded) {
     Progress progress("sensitivity", 0, "measurements", opt_.quiet);
-    int64_t last = 0;
     sensitivity_ = quant::measure_sensitivity(info_.graph, calibration_, data::take(validation_, cfg_.sensitivity_examples),
-                                              bits, quant::QuantOptions{}, [&](int64_t done, int64_t total) {
-                                                if (last == 0) progress = Progress("sensitivity", total, "measurements", opt_.quiet);
-                                                progress.advance(done - last);
-                                                last = done;
-                                              });
+                                              bits, quant::QuantOptions{},
+                                              [&](int64_t done, int64_t total) { progress.update(done, total); });
     progress.finish();
     json rows = json::array();
     for (const auto& r : sensitivity_.rows) {
@@ -617,6 +613,8 @@ json Search::finish(double search_seconds) {
     layers.push_back({{"layer", name}, {"weight_bits", p.weight_bits}, {"activation_bits", p.activation_bits}});
   }
   json result = {{"model", cfg_.model},
+                 {"data", cfg_.data},
+                 {"deploy_requested", cfg_.deploy},
                  {"target", profile_.name},
                  {"agent", cfg_.agent},
                  {"seed", cfg_.seed},

@@ -27,6 +27,14 @@ Progress::Progress(std::string label, int64_t total, std::string unit, bool quie
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
+void Progress::update(int64_t done, int64_t total) {
+  if (total_ <= 0) {
+    total_ = total;
+    start_ = last_draw_ = std::chrono::steady_clock::now();  // the rate counts from the first report
+  }
+  advance(done - current_);
+}
+
 void Progress::advance(int64_t done, const std::string& status) {
   current_ += done;
   if (quiet_) return;

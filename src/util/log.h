@@ -20,6 +20,9 @@ class Progress {
   Progress(std::string label, int64_t total, std::string unit, bool quiet = false);
   // Advances by `done` units; `status` is appended (e.g. "loss 0.31").
   void advance(int64_t done, const std::string& status = "");
+  // Moves to `done` of `total` units: for callbacks that report absolute
+  // progress and learn the total only once work starts (total fixed then).
+  void update(int64_t done, int64_t total);
   void finish(const std::string& status = "");
 
  private:
