@@ -21,7 +21,7 @@ trap 'rm -rf "$TMP"' EXIT
 ft() {  # ft NAME ARGS... -> prints the JSON report
   build/autoprec finetune "models/${MODEL}_fmnist.onnx" --data "$DATA" --out "$TMP/$1" --json "${@:2}"
 }
-field() { /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+field() { /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); v=eval(sys.argv[1]); print(f"{v:.2f}" if isinstance(v, float) else v)' "$1"; }
 
 if [[ $PARTS == *1* ]]; then
   SUBSET_ARGS=()

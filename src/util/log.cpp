@@ -57,18 +57,30 @@ void Progress::finish(const std::string& status) {
   if (!quiet_) draw(true, status);
 }
 
+namespace {
+
+// "120 images/s", "2.5 steps/s", or "30.0 s each" below one unit per second.
+std::string rate_text(double rate, const std::string& unit) {
+  if (rate >= 10) return fmt::format("{:.0f} {}/s", rate, unit);
+  if (rate >= 1) return fmt::format("{:.1f} {}/s", rate, unit);
+  if (rate > 0) return fmt::format("{:.1f} s each", 1.0 / rate);
+  return fmt::format("0 {}/s", unit);
+}
+
+}  // namespace
+
 void Progress::draw(bool final, const std::string& status) {
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double rate = elapsed > 0 ? static_cast<double>(current_) / elapsed : 0;
   double eta = rate > 0 ? static_cast<double>(total_ - current_) / rate : 0;
   int percent = total_ > 0 ? static_cast<int>(100 * current_ / total_) : 100;
-  std::string line = final ? fmt::format("{}: {} {} in {:.1f}s ({:.0f} {}/s){}{}", label_, current_, unit_, elapsed,
-                                         rate, unit_, status.empty() ? "" : "  ", status)
+  std::string line = final ? fmt::format("{}: {} {} in {:.1f}s ({}){}{}", label_, current_, unit_, elapsed,
+                                         rate_text(rate, unit_), status.empty() ? "" : "  ", status)
                            : elapsed < 1.0  // too early for a meaningful rate
                                ? fmt::format("{}: {:3d}% {}/{} {}{}{}", label_, percent, current_, total_, unit_,
                                              status.empty() ? "" : "  ", status)
-                               : fmt::format("{}: {:3d}% {}/{} {}  {:.0f} {}/s  ETA {:.0f}s{}{}", label_, percent,
-                                             current_, total_, unit_, rate, unit_, eta, status.empty() ? "" : "  ",
+                               : fmt::format("{}: {:3d}% {}/{} {}  {}  ETA {:.0f}s{}{}", label_, percent, current_,
+                                             total_, unit_, rate_text(rate, unit_), eta, status.empty() ? "" : "  ",
                                              status);
   if (terminal_) {
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");
