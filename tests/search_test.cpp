@@ -192,16 +192,22 @@ TEST(SearchIlp, UnboundedResourceAndBadTables) {
 
 // ---------------------------------------------------------------- greedy / projection
 
+// Random budgets: exactly the all-lowest cost when `tight`, otherwise
+// anywhere from it to 10% above the all-highest.
+void draw_budgets(ChoiceProblem& p, std::mt19937_64& rng, bool tight) {
+  std::vector<double> lo = min_totals(p), hi = max_totals(p);
+  for (size_t k = 0; k < lo.size(); ++k) {
+    double u = static_cast<double>(rng() % 1001) / 1000.0;
+    p.resources[k].budget = tight ? lo[k] : lo[k] + u * (1.1 * hi[k] - lo[k]);
+  }
+}
+
+
 TEST(SearchProjection, AlwaysFeasibleAndNeverRaisesAboveThePolicy) {
   std::mt19937_64 rng(777);
   for (int trial = 0; trial < 300; ++trial) {
     ChoiceProblem p = grid_problem(rng, 1 + static_cast<int>(rng() % 12));
-    std::vector<double> lo = min_totals(p), hi = max_totals(p);
-    for (size_t k = 0; k < lo.size(); ++k) {
-      // From exactly the all-lowest cost to 10% above the all-highest.
-      double u = static_cast<double>(rng() % 1001) / 1000.0;
-      p.resources[k].budget = trial % 10 == 0 ? lo[k] : lo[k] + u * (1.1 * hi[k] - lo[k]);
-    }
+    draw_budgets(p, rng, trial % 10 == 0);
     Choice policy(p.layers.size());
     for (size_t l = 0; l < policy.size(); ++l) policy[l] = static_cast<int>(rng() % p.layers[l].options.size());
     Choice out = project(p, policy);
@@ -277,11 +283,7 @@ TEST(SearchEnvironment, RandomPoliciesEndFeasibleWithStatesInRange) {
   std::uniform_real_distribution<double> action(-0.2, 1.2);
   for (int trial = 0; trial < 300; ++trial) {
     ChoiceProblem p = grid_problem(rng, 1 + static_cast<int>(rng() % 10));
-    std::vector<double> lo = min_totals(p), hi = max_totals(p);
-    for (size_t k = 0; k < lo.size(); ++k) {
-      double u = static_cast<double>(rng() % 1001) / 1000.0;
-      p.resources[k].budget = trial % 10 == 0 ? lo[k] : lo[k] + u * (1.1 * hi[k] - lo[k]);
-    }
+    draw_budgets(p, rng, trial % 10 == 0);
     Environment env(p, random_features(rng, p.layers.size()));
     ASSERT_EQ(env.steps().size(), 2 * p.layers.size());  // grid problems offer 4 weight and 2 activation widths
     Environment::Episode e = env.play([&](size_t, const std::vector<double>&) { return action(rng); });
