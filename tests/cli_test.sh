@@ -190,9 +190,24 @@ expect_error "profile generic" "no latency or energy model" -- "$BIN" profile "$
 if [ -d "$SRC/tools/node_modules/onnxruntime-node" ]; then
   expect_ok "profile cpu-ort" "$BIN" profile "$MODEL" --target cpu-ort --out "$WORK/ort.csv" --weight-bits 8,32 --activation-bits 8,32 --json
   $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["rows"] == 16 and d["measured"] > 0, d' "$WORK/out" && ok || bad "profile cpu-ort json"
-  expect_ok "profile cpu-ort resumes" "$BIN" profile "$MODEL" --target cpu-ort --out "$WORK/ort.csv" --weight-bits 4,8 --activation-bits 8 --json
-  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["measured"] == 0 and d["from_cache"] == 8, d' "$WORK/out" && ok || bad "profile cpu-ort cache"
+  # W8A8 comes from the cache; W3 and W4 share the INT4 form, measured once per layer.
+  expect_ok "profile cpu-ort resumes" "$BIN" profile "$MODEL" --target cpu-ort --out "$WORK/ort.csv" --weight-bits 3,4,8 --activation-bits 8 --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["rows"] == 12 and d["measured"] == 4 and d["from_cache"] == 8, d' "$WORK/out" && ok || bad "profile cpu-ort cache"
+  expect_ok "profile cpu-ort all cached" "$BIN" profile "$MODEL" --target cpu-ort --out "$WORK/ort.csv" --weight-bits 3,4,8 --activation-bits 8 --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["measured"] == 0 and d["from_cache"] == 12, d' "$WORK/out" && ok || bad "profile cpu-ort rerun measures nothing"
   expect_ok "cost cpu-ort table" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target cpu-ort --table "$WORK/ort.csv" --json
+  # Without a table: per-layer medians from the cache, and the whole QDQ export timed in ORT.
+  expect_ok "cost cpu-ort whole model" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target cpu-ort --cache "$WORK/ort.csv.cache.csv" --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; w=d["whole_model"]
+assert t["latency_ms"] > 0 and t["model_latency_ms"] == w["quantized"]["latency_ms"] > 0, d
+assert w["fp32"]["latency_ms"] > 0 and w["quantized"]["wall_ms"] > 0 and w["opset"] == 21 and w["timing"] == "kernels", w
+assert w["activation_ranges"] == "synthetic input", w' "$WORK/out" && ok || bad "cost cpu-ort whole model json"
+  expect_ok "cost cpu-ort whole model calibrated" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target cpu-ort --cache "$WORK/ort.csv.cache.csv" --data "$FMNIST" --calib 32 --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["whole_model"]["activation_ranges"] == "calibrated on --data", d["whole_model"]' "$WORK/out" && ok || bad "cost cpu-ort calibrated export"
+  expect_ok "cost cpu-ort layers only" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target cpu-ort --cache "$WORK/ort.csv.cache.csv" --layers-only --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "whole_model" not in d and "model_latency_ms" not in d["total"], d' "$WORK/out" && ok || bad "cost --layers-only"
+  expect_ok "cost cpu-ort text" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target cpu-ort --cache "$WORK/ort.csv.cache.csv"
+  grep -q "whole model measured on cpu-ort" "$WORK/out" && ok || bad "cost text names the whole-model latency"
   printf 'name: broken\ncost_model: {type: command, command: [/bin/sh, -c, "read x; echo not json"]}\n' >"$WORK/broken.yaml"
   expect_error "profile garbage runner" "printed something other than a JSON response" -- "$BIN" profile "$MODEL" --target "$WORK/broken.yaml" --out "$WORK/b.csv" --json
 else

@@ -293,7 +293,9 @@ TEST(SearchEnvironment, RandomPoliciesEndFeasibleWithStatesInRange) {
       EXPECT_TRUE(precision_le(p.layers[l].options[e.choice[l]].precision,
                                p.layers[l].options[e.policy_choice[l]].precision));
     }
-    if (is_feasible(p, e.policy_choice)) EXPECT_EQ(e.choice, e.policy_choice);
+    if (is_feasible(p, e.policy_choice)) {
+      EXPECT_EQ(e.choice, e.policy_choice);
+    }
     double used_before = 0;
     for (size_t s = 0; s < e.states.size(); ++s) {
       const auto& st = e.states[s];

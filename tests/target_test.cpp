@@ -3,9 +3,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
+#include "graph/qdq_format.h"
 #include "graph/tensor_proto.h"
 #include "onnx_builder.h"
 #include "runtime/runner.h"
@@ -189,6 +191,10 @@ TEST(TargetProfile, StrictValidationWithLines) {
   expect_profile_error("name: d\ncost_model:\n  type: bitfusion\n  dk: 3\n", "unknown key 'dk' in cost_model (bitfusion)");
   expect_profile_error("name: d\ncost_model: {type: lut}\n", "needs `table");
   expect_profile_error("name: d\ncost_model: {type: command}\n", "needs `command");
+  EXPECT_TRUE(target::parse_profile("name: d\ncost_model: {type: cpu-ort}\n", "dev.yaml").cost_model.export_form);
+  EXPECT_FALSE(target::parse_profile("name: d\ncost_model: {type: cpu-ort, form: kernel}\n", "dev.yaml").cost_model.export_form);
+  expect_profile_error("name: d\ncost_model:\n  type: cpu-ort\n  form: fast\n", "dev.yaml:4: cost_model.form must be export or kernel");
+  expect_profile_error("name: d\ncost_model: {type: bismo, form: kernel}\n", "unknown key 'form' in cost_model (bismo)");
   expect_profile_error("description: x\n", "needs a `name`");
   expect_profile_error("name: [d\n", "malformed YAML");
 }
@@ -399,6 +405,58 @@ TEST(Runner, MeasuredProfileResumesFromItsCache) {
 
 const char* kConformance = "/usr/share/libonnx-testdata/data/node/test_conv_with_strides_padding";
 
+// The op types of a serialized model, in order.
+std::vector<std::string> op_types(const onnx::ModelProto& model) {
+  std::vector<std::string> ops;
+  for (const auto& n : model.graph().node()) ops.push_back(n.op_type());
+  return ops;
+}
+
+int32_t initializer_type(const onnx::ModelProto& model, const std::string& name) {
+  for (const auto& t : model.graph().initializer()) {
+    if (t.name() == name) return t.data_type();
+  }
+  return -1;
+}
+
+TEST(TargetMeasure, ExportFormIsTheLayerAsExported) {
+  TempDir dir;
+  target::ModelInfo m = target::load_model_info(two_layer_model(dir));
+  const target::LayerDesc& conv = m.descs.at(0);
+  auto parse = [&](int wb, int ab, bool export_form) {
+    onnx::ModelProto model;
+    EXPECT_TRUE(model.ParseFromString(target::single_layer_model(*m.graph, conv, wb, ab, export_form)));
+    return model;
+  };
+  onnx::ModelProto w4a6 = parse(4, 6, true);
+  EXPECT_EQ(w4a6.opset_import(0).version(), graph::kOpset4Bit);
+  EXPECT_EQ(w4a6.ir_version(), graph::kIrVersion4Bit);
+  EXPECT_EQ(op_types(w4a6), (std::vector<std::string>{"Clip", "QuantizeLinear", "DequantizeLinear", "DequantizeLinear", "Conv"}));
+  EXPECT_EQ(initializer_type(w4a6, "w_q"), graph::kOnnxInt4);
+  EXPECT_EQ(initializer_type(w4a6, "b"), onnx::TensorProto::FLOAT);  // bias stays float, as exported
+
+  onnx::ModelProto w6a8 = parse(6, 8, true);
+  EXPECT_EQ(w6a8.opset_import(0).version(), graph::kOpset8Bit);
+  EXPECT_EQ(op_types(w6a8), (std::vector<std::string>{"QuantizeLinear", "DequantizeLinear", "DequantizeLinear", "Conv"}));
+  EXPECT_EQ(initializer_type(w6a8, "w_q"), onnx::TensorProto::INT8);
+
+  EXPECT_EQ(op_types(parse(32, 32, true)), std::vector<std::string>{"Conv"});
+  // The kernel form adds Q/DQ on the output so ORT fuses an integer kernel.
+  std::vector<std::string> kernel = op_types(parse(4, 6, false));
+  EXPECT_EQ(std::count(kernel.begin(), kernel.end(), "QuantizeLinear"), 2);
+  EXPECT_EQ(std::count(kernel.begin(), kernel.end(), "Clip"), 0);
+
+  target::Profile p = target::load_target("cpu-ort");
+  EXPECT_NE(target::measurement_key(p, conv, 4, 8), target::measurement_key(p, conv, 8, 8));
+  EXPECT_EQ(target::measurement_key(p, conv, 3, 8), target::measurement_key(p, conv, 4, 8));
+  EXPECT_NE(target::measurement_key(p, conv, 8, 6), target::measurement_key(p, conv, 8, 8));
+  EXPECT_EQ(target::measurement_key(p, conv, 8, 6), target::measurement_key(p, conv, 8, 2));
+  target::Profile kernel_profile = p;
+  kernel_profile.cost_model.export_form = false;
+  EXPECT_EQ(target::measurement_key(kernel_profile, conv, 4, 8), target::measurement_key(kernel_profile, conv, 8, 8));
+  EXPECT_NE(target::measurement_key(kernel_profile, conv, 8, 8), target::measurement_key(p, conv, 8, 8));
+}
+
 TEST(OrtRunner, RunsAConformanceModel) {
   SKIP_WITHOUT_ORT();
   if (!std::filesystem::exists(kConformance)) GTEST_SKIP() << kConformance << " missing (libonnx-testdata)";
@@ -470,7 +528,17 @@ TEST(OrtRunner, MeasuresSingleLayerQdqModelsOnceAndCaches) {
         EXPECT_FALSE(e.energy_mj);
       }
     }
-    EXPECT_EQ(source.measured(), 8);  // W4A8 runs in the W8A8 containers
+    EXPECT_EQ(source.measured(), 10);  // export form: W4A8 has INT4 weights, a form of its own
+    EXPECT_EQ(source.cached(), 0);
+  }
+  {
+    target::Profile kernel = p;
+    kernel.cost_model.export_form = false;
+    target::MeasuredSource source(kernel, m, dir.file("kernel_cache.csv"));
+    for (const auto& d : m.descs) {
+      for (auto [wb, ab] : std::vector<std::pair<int, int>>{{8, 8}, {4, 8}}) ASSERT_TRUE(source.estimate(d, wb, ab).latency_ms);
+    }
+    EXPECT_EQ(source.measured(), 2);  // kernel form: W4A8 runs in the W8A8 containers
     EXPECT_EQ(source.cached(), 2);
   }
   target::MeasuredSource again(p, m, cache);

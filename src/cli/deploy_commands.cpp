@@ -32,11 +32,7 @@ struct ExportCliOptions {
   bool json = false;
 };
 
-std::string container_name(int32_t type) {
-  if (type == deploy::kOnnxInt4) return "INT4";
-  if (type == deploy::kOnnxUint4) return "UINT4";
-  return graph::onnx_type_name(type);
-}
+std::string container_name(int32_t type) { return graph::container_type_name(type); }
 
 int run_export(const ExportCliOptions& o) {
   if (o.weight_type != "int8" && o.weight_type != "uint8") {

@@ -1,10 +1,17 @@
 // targets, cost and profile.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "deploy/model_latency.h"
+#include "deploy/qdq_export.h"
+#include "exec/summary.h"
 #include "target/constraints.h"
 #include "target/cost_model.h"
 #include "target/measure.h"
@@ -58,11 +65,13 @@ int run_targets(const TargetsOptions& o) {
 // ---- cost ----------------------------------------------------------------
 struct CostOptions {
   std::string model;
-  std::string precision;
+  QuantOptionsCli quant;
+  DataOptions data;  // optional: calibrates the whole-model export of a measured target
   std::string target;
   std::string table;
   std::string cache;
   std::vector<std::string> constraints;
+  bool layers_only = false;
   bool json = false;
 };
 
@@ -103,11 +112,82 @@ target::Profile with_table(target::Profile p, const std::string& table) {
   return p;
 }
 
+// A temporary file name that is removed when this goes out of scope.
+class TemporaryFile {
+ public:
+  explicit TemporaryFile(const std::string& suffix) {
+    std::string templ = (fs::temp_directory_path() / ("autoprec_XXXXXX" + suffix)).string();
+    int fd = mkstemps(templ.data(), static_cast<int>(suffix.size()));
+    if (fd < 0) fail("cannot create a temporary file in {}", fs::temp_directory_path().string());
+    ::close(fd);
+    path_ = templ;
+  }
+  ~TemporaryFile() { std::remove(path_.c_str()); }
+  TemporaryFile(const TemporaryFile&) = delete;
+  TemporaryFile& operator=(const TemporaryFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// On a measured target: the configuration exported as QDQ and timed whole
+// through the target's runner, and the FP32 model the same way. Activation
+// ranges come from the config, else from --data, else from a synthetic
+// uniform [0, 1) batch: latency does not depend on the range values.
+json measure_whole_model(const CostOptions& o, const target::Profile& profile, const target::ModelInfo& model,
+                         const quant::PrecisionConfig& config) {
+  deploy::check_exportable(*model.graph, o.model);
+  quant::QuantizedModel quantized(model.graph, config, o.model);
+  std::string ranges = "precision config";
+  std::vector<int64_t> input_shape = model.summary.input_shape;  // batch 1
+  at::Generator gen = at::detail::createCPUGenerator(o.quant.seed);
+  if (!quantized.calibrated()) {
+    if (!o.data.spec.empty()) {
+      data::Dataset calib = calibration_set(o.data, o.quant.calib, o.quant.seed);
+      spdlog::info("calibrating the export on {} training examples (seed {})", calib.size(), o.quant.seed);
+      quantized.calibrate(calib.images);
+      ranges = "calibrated on --data";
+    } else {
+      std::vector<int64_t> batch_shape = input_shape;
+      batch_shape[0] = 32;
+      spdlog::info("activation ranges from 32 synthetic uniform [0, 1) inputs (seed {}): latency does not depend on them",
+                   o.quant.seed);
+      quantized.calibrate(at::rand(batch_shape, gen, at::kFloat));
+      ranges = "synthetic input";
+    }
+  }
+  deploy::ExportOptions options;
+  options.source_model = o.model;
+  deploy::QdqExport exported = deploy::export_qdq(quantized, options);
+  TemporaryFile file(".onnx");
+  deploy::save_qdq(exported.model, file.path());
+
+  at::Tensor input = at::rand(input_shape, gen, at::kFloat);
+  spdlog::info("timing the whole model on {} ({} warm-up, median of {})", profile.name, profile.cost_model.warmup,
+               profile.cost_model.repeats);
+  deploy::ModelLatency q = deploy::measure_model_latency(profile, file.path(), input);
+  deploy::ModelLatency fp32 = deploy::measure_model_latency(profile, o.model, input);
+  auto latency_json = [](const deploy::ModelLatency& l) {
+    json j = {{"latency_ms", l.ms}, {"wall_ms", l.wall_ms}};
+    if (l.kernel_ms) j["kernel_ms"] = *l.kernel_ms;
+    return j;
+  };
+  return {{"export", "qdq"},
+          {"opset", exported.opset},
+          {"activation_ranges", ranges},
+          {"timing", profile.cost_model.kernel_timing ? "kernels" : "wall"},
+          {"threads", profile.cost_model.threads},
+          {"repeats", profile.cost_model.repeats},
+          {"quantized", latency_json(q)},
+          {"fp32", latency_json(fp32)}};
+}
+
 int run_cost(const CostOptions& o) {
   target::Profile profile = with_table(target::load_target(o.target), o.table);
   std::vector<target::Constraint> constraints;
   for (const auto& text : o.constraints) constraints.push_back(target::parse_constraint(text));
-  quant::PrecisionConfig config = quant::load_precision_config(o.precision);
+  quant::PrecisionConfig config = quant::load_precision_config(o.quant.precision);
   target::ModelInfo model = target::load_model_info(o.model, config.options.quantize_activation_matmul);
   std::vector<std::string> names = quant::layer_names(model.layers);
   auto precision = quant::resolve(config, names);
@@ -134,16 +214,22 @@ int run_cost(const CostOptions& o) {
     }
     results = target::check(target::resolve(constraints, profile, fp32, int8), costs, std::nullopt, std::nullopt);
   }
+  json whole_model;
+  if (profile.measured() && !o.layers_only) whole_model = measure_whole_model(o, profile, model, config);
 
   if (o.json) {
     json layers = json::array();
     for (const auto& l : costs.layers) layers.push_back(layer_json(l));
     json j = {{"model", o.model},
-              {"precision", o.precision},
+              {"precision", o.quant.precision},
               {"target", profile.name},
               {"cost_model", target::to_string(profile.cost_model.type)},
               {"total", total_json(costs)},
               {"layers", layers}};
+    if (!whole_model.is_null()) {
+      j["total"]["model_latency_ms"] = whole_model["quantized"]["latency_ms"];
+      j["whole_model"] = whole_model;
+    }
     if (!results.empty()) {
       json cs = json::array();
       for (const auto& r : results) {
@@ -171,6 +257,11 @@ int run_cost(const CostOptions& o) {
              human_bits(costs.bits.weight_memory_bits), human_count(costs.bits.bops), optional_number(costs.latency_ms), optional_number(costs.energy_mj));
   fmt::print("\nweight memory {} ({:.1f}% of FP32)\n", human_bits(costs.bits.weight_memory_bits),
              100 * costs.bits.weight_memory_bits / costs.bits.fp32_weight_memory_bits);
+  if (!whole_model.is_null()) {
+    fmt::print("whole model measured on {} (QDQ export, {} timing): {:.4f} ms vs FP32 {:.4f} ms; sum of the layers {} ms\n",
+               profile.name, whole_model["timing"].get<std::string>(), whole_model["quantized"]["latency_ms"].get<double>(),
+               whole_model["fp32"]["latency_ms"].get<double>(), optional_number(costs.latency_ms));
+  }
   for (const auto& r : results) {
     fmt::print("constraint {:<28} {}  value {}  bound {}  slack {}\n", r.constraint.text, r.holds ? "holds " : "FAILS ",
                target::format_metric(r.constraint.metric, r.value), target::format_metric(r.constraint.metric, r.bound),
@@ -238,11 +329,18 @@ void register_target_commands(CLI::App& app, Runner& runner) {
   static CostOptions cost;
   cmd = app.add_subcommand("cost", "Per-layer and total costs of a precision configuration on a target");
   cmd->add_option("model", cost.model, "ONNX model")->required();
-  cmd->add_option("--precision", cost.precision, "Precision configuration (YAML)")->required();
+  add_quant_options(cmd, cost.quant);
+  cmd->get_option("--precision")->required();
+  add_data_options(cmd, cost.data, false);
+  cmd->get_option("--data")->description(
+      "Dataset calibrating the whole-model export on a measured target when the config holds no ranges "
+      "(default: synthetic input; latency does not depend on the ranges)");
   cmd->add_option("--target", cost.target, "Built-in target name or profile .yaml")->required();
   cmd->add_option("--table", cost.table, "Use this per-layer cost table (from `profile`) for latency and energy");
   cmd->add_option("--cache", cost.cache, "Measurement cache for measured targets (default ~/.cache/autoprec/TARGET.csv)");
   cmd->add_option("--constraint", cost.constraints, "Check a constraint, e.g. \"weight_memory<=0.125*fp32\" (repeatable)");
+  cmd->add_flag("--layers-only", cost.layers_only,
+                "On a measured target, skip timing the whole exported model (per-layer costs only)");
   cmd->add_flag("--json", cost.json, "Print one JSON object");
   cmd->callback([&runner] { runner = [] { return run_cost(cost); }; });
 

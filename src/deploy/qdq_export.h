@@ -58,32 +58,21 @@
 #include <onnx/onnx_pb.h>
 
 #include "graph/ir.h"
+#include "graph/qdq_format.h"
 #include "quant/quantized_model.h"
 
 namespace autoprec::deploy {
 
-// ONNX 1.16 data types libonnx 1.12 does not name.
-constexpr int32_t kOnnxUint4 = 21;
-constexpr int32_t kOnnxInt4 = 22;
-
-// Opset of files with 8-bit containers only, and of files with 4-bit ones.
-constexpr int64_t kOpset8Bit = 13;
-constexpr int64_t kOpset4Bit = 21;
-
-// Container of a b-bit tensor (b in 2..8): INT4/INT8 for weights (signed),
-// UINT8 for activations (unsigned). UserError for other bit-widths.
-int32_t weight_container(int bits);
-int32_t activation_container(int bits);
-// 4 or 8 for the types above.
-int container_bits(int32_t onnx_type);
-
-// Packs values in [-8, 7] (is_signed) or [0, 15] two per byte, low nibble
-// first; an odd count leaves the last high nibble 0. UserError for a value
-// out of range.
-std::string pack_4bit(const std::vector<int64_t>& values, bool is_signed);
-// The inverse: `count` values from `bytes` (UserError when the byte count is
-// not (count+1)/2).
-std::vector<int64_t> unpack_4bit(const std::string& bytes, int64_t count, bool is_signed);
+// The containers and 4-bit packing of the format (graph/qdq_format.h).
+using graph::activation_container;
+using graph::container_bits;
+using graph::kOnnxInt4;
+using graph::kOnnxUint4;
+using graph::kOpset4Bit;
+using graph::kOpset8Bit;
+using graph::pack_4bit;
+using graph::unpack_4bit;
+using graph::weight_container;
 
 struct ExportOptions {
   std::string source_model;  // recorded in autoprec.source_model

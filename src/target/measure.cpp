@@ -18,6 +18,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "graph/qdq_format.h"
 #include "graph/tensor_proto.h"
 #include "runtime/runner.h"
 #include "util/error.h"
@@ -100,28 +101,126 @@ std::string measurement_key(const Profile& profile, const LayerDesc& layer, int 
     for (const auto& [name, a] : layer.node->attributes) attrs += fmt::format("{}={};", name, attribute_text(a));
   }
   std::string bits;
-  if (profile.cost_model.type == CostModelType::CpuOrt) {
-    bits = fmt::format("w{}a{}", quantized(wb) ? "i8" : "f32", quantized(ab) ? "u8" : "f32");
+  if (profile.cost_model.type != CostModelType::CpuOrt) {
+    bits = fmt::format("w{}a{}|{}", wb, ab, profile.cost_model.export_form ? "export" : "kernel");
+  } else if (profile.cost_model.export_form) {
+    // What changes the exported layer: the weight container, and whether a
+    // Clip holds the activation to fewer bits than its container.
+    std::string w = quantized(wb) ? graph::container_type_name(graph::weight_container(wb)) : "f32";
+    std::string a = quantized(ab) ? (ab < 8 ? "u8clip" : "u8") : "f32";
+    bits = fmt::format("export|w{}a{}", w, a);
   } else {
-    bits = fmt::format("w{}a{}", wb, ab);
+    bits = fmt::format("w{}a{}", quantized(wb) ? "i8" : "f32", quantized(ab) ? "u8" : "f32");
   }
   return fmt::format("{}|{}|x={}|w={}|b={}|{}|{}|t{}|{}", profile.name, layer.op, dims(layer.input_shape),
                      dims(layer.weight_shape), layer.has_bias ? 1 : 0, attrs, bits, profile.cost_model.threads,
                      profile.cost_model.kernel_timing ? "kernels" : "wall");
 }
 
-std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int wb, int ab) {
-  if (layer.weight_shape.empty() || !layer.node) fail("layer {}: only layers with a weight initializer can be profiled", layer.name);
+namespace {
+
+void set_int_attribute(onnx::NodeProto* node, const std::string& name, int64_t value) {
+  auto* a = node->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(value);
+}
+
+// An empty single-layer model: float input "x" and output "y" of the layer's shapes.
+onnx::ModelProto layer_model_shell(const LayerDesc& layer, int64_t ir_version, int64_t opset_version) {
   onnx::ModelProto model;
-  model.set_ir_version(7);
+  model.set_ir_version(ir_version);
   model.set_producer_name("autoprec profile");
   auto* opset = model.add_opset_import();
   opset->set_domain("");
-  opset->set_version(13);
+  opset->set_version(opset_version);
   onnx::GraphProto* g = model.mutable_graph();
   g->set_name(layer.name);
   add_value(g->add_input(), "x", layer.input_shape);
   add_value(g->add_output(), "y", layer.output_shape);
+  return model;
+}
+
+// A b-bit integer initializer in `container` (INT4 packed, INT8 or UINT8).
+void add_integer_init(onnx::GraphProto* g, const std::string& name, const at::Tensor& values, int32_t container) {
+  if (container != graph::kOnnxInt4) {
+    add_init(g, name, values.to(container == TensorProto::UINT8 ? at::kByte : at::kChar));
+    return;
+  }
+  auto* t = g->add_initializer();
+  t->set_name(name);
+  t->set_data_type(container);
+  for (int64_t d : values.sizes()) t->add_dims(d);
+  at::Tensor flat = values.to(at::kLong).contiguous().view(-1);
+  std::vector<int64_t> v(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+  t->set_raw_data(graph::pack_4bit(v, true));
+}
+
+// The layer as `autoprec export` writes it (deploy/qdq_export.h): weights in
+// their container with per-channel scales and DequantizeLinear; the input
+// through [Clip] -> QuantizeLinear -> DequantizeLinear (uint8, a Clip when
+// the activation has fewer than 8 bits); bias and output float.
+std::string export_form_model(const graph::Graph& graph, const LayerDesc& layer, int wb, int ab) {
+  const bool four_bit = quantized(wb) && graph::container_bits(graph::weight_container(wb)) == 4;
+  onnx::ModelProto model = layer_model_shell(layer, four_bit ? graph::kIrVersion4Bit : 7,
+                                              four_bit ? graph::kOpset4Bit : graph::kOpset8Bit);
+  onnx::GraphProto* g = model.mutable_graph();
+
+  const graph::Node& node = *layer.node;
+  at::Tensor w = graph.initializers.at(node.inputs[1]).to(at::kFloat).contiguous();
+  std::string x_name = "x", w_name = "w";
+  if (quantized(ab)) {
+    const double levels = std::pow(2.0, ab) - 1;  // inputs are uniform [0, 1): scale 1/levels, zero point 0
+    if (ab < 8) {
+      add_init(g, "x_clip_max", at::full({}, 1.0, at::kFloat));
+      add_node(g, "Clip", {"x", "", "x_clip_max"}, {"x_clipped"});
+      x_name = "x_clipped";
+    }
+    add_init(g, "x_scale", at::full({}, 1.0 / levels, at::kFloat));
+    add_init(g, "x_zp", at::zeros({}, at::kByte));
+    add_node(g, "QuantizeLinear", {x_name, "x_scale", "x_zp"}, {"x_q"});
+    add_node(g, "DequantizeLinear", {"x_q", "x_scale", "x_zp"}, {"x_dq"});
+    x_name = "x_dq";
+  }
+  if (quantized(wb)) {
+    const int64_t axis = layer.channel_axis;
+    const double qmax = std::pow(2.0, wb - 1) - 1;
+    std::vector<int64_t> reduce;
+    for (int64_t d = 0; d < w.dim(); ++d) {
+      if (d != axis) reduce.push_back(d);
+    }
+    at::Tensor scale = (reduce.empty() ? w.abs() : w.abs().amax(reduce)) / qmax;
+    scale = at::where(scale > 0, scale, at::ones_like(scale));
+    std::vector<int64_t> view(w.dim(), 1);
+    view[axis] = w.size(axis);
+    const int32_t container = graph::weight_container(wb);
+    add_integer_init(g, "w_q", at::clamp(at::round(w / scale.view(view)), -qmax, qmax), container);
+    add_init(g, "w_scale", scale);
+    add_integer_init(g, "w_zp", at::zeros({w.size(axis)}, at::kLong), container);
+    auto* dq = add_node(g, "DequantizeLinear", {"w_q", "w_scale", "w_zp"}, {"w_dq"});
+    set_int_attribute(dq, "axis", axis);
+    w_name = "w_dq";
+  } else {
+    add_init(g, "w", w);
+  }
+  std::vector<std::string> inputs = {x_name, w_name};
+  if (layer.has_bias) {
+    add_init(g, "b", graph.initializers.at(node.inputs[2]).to(at::kFloat).contiguous());
+    inputs.push_back("b");
+  }
+  auto* n = add_node(g, layer.op, inputs, {"y"});
+  n->set_name(layer.name);
+  for (const auto& [name, a] : node.attributes) copy_attribute(name, a, n);
+  return model.SerializeAsString();
+}
+
+}  // namespace
+
+std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int wb, int ab, bool export_form) {
+  if (layer.weight_shape.empty() || !layer.node) fail("layer {}: only layers with a weight initializer can be profiled", layer.name);
+  if (export_form) return export_form_model(graph, layer, wb, ab);
+  onnx::ModelProto model = layer_model_shell(layer, 7, graph::kOpset8Bit);
+  onnx::GraphProto* g = model.mutable_graph();
 
   const graph::Node& node = *layer.node;
   at::Tensor w = graph.initializers.at(node.inputs[1]).to(at::kFloat).contiguous();
@@ -143,11 +242,7 @@ std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer
     add_init(g, "w_q", wq);
     add_init(g, "w_scale", w_scale);
     add_init(g, "w_zp", at::zeros({w.size(axis)}, at::kChar));
-    auto* dq = add_node(g, "DequantizeLinear", {"w_q", "w_scale", "w_zp"}, {"w_dq"});
-    auto* a = dq->add_attribute();
-    a->set_name("axis");
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(axis);
+    set_int_attribute(add_node(g, "DequantizeLinear", {"w_q", "w_scale", "w_zp"}, {"w_dq"}), "axis", axis);
     w_name = "w_dq";
   } else {
     add_init(g, "w", w);
@@ -159,11 +254,7 @@ std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer
       add_init(g, "b_q", at::round(b / b_scale).to(at::kInt));
       add_init(g, "b_scale", b_scale);
       add_init(g, "b_zp", at::zeros({b.size(0)}, at::kInt));
-      auto* dq = add_node(g, "DequantizeLinear", {"b_q", "b_scale", "b_zp"}, {"b_dq"});
-      auto* a = dq->add_attribute();
-      a->set_name("axis");
-      a->set_type(onnx::AttributeProto::INT);
-      a->set_i(0);
+      set_int_attribute(add_node(g, "DequantizeLinear", {"b_q", "b_scale", "b_zp"}, {"b_dq"}), "axis", 0);
       b_name = "b_dq";
     } else {
       add_init(g, "b", b);
@@ -284,7 +375,7 @@ LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
   Impl& m = *impl_;
   bool from_cache = false;
   double raw = time_model(measurement_key(m.profile, layer, wb, ab), layer.input_shape, &from_cache,
-                          [&] { return single_layer_model(*m.model->graph, layer, wb, ab); });
+                          [&] { return single_layer_model(*m.model->graph, layer, wb, ab, m.profile.cost_model.export_form); });
   ++(from_cache ? cached_ : measured_);
   LayerEstimate e;
   e.latency_ms = raw;

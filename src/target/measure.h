@@ -2,15 +2,21 @@
 // machine; command: any runner speaking the protocol of runtime/runner.h),
 // and the per-layer cost table that `autoprec profile` writes.
 //
-// A layer is measured as a single-layer ONNX model built in the form the
-// target runs it. For ONNX Runtime (QDQ, opset 13): when weights are
-// quantized (wb <= 8) they are an int8 initializer with per-output-channel
-// scales (DequantizeLinear, axis = the channel axis) and the bias an int32
-// initializer with scale s_x * s_w; when activations are quantized (ab <= 8)
-// the input passes QuantizeLinear/DequantizeLinear to uint8; when both are,
-// the output passes Q/DQ too, so that ORT fuses the group into its integer
-// kernel (QLinearConv, QGemm, ...). Bit-widths below 8 still use 8-bit
-// containers (ORT has no narrower kernels); 16 and 32 run in float32.
+// A layer is measured as a single-layer ONNX model, in one of two forms
+// (cost_model.form):
+//   export (default)  the layer exactly as `autoprec export` writes it
+//       (deploy/qdq_export.h): weights (wb <= 8) in their container (INT4 at
+//       opset 21 for 2-4 bits, INT8 otherwise) with per-output-channel scales
+//       and DequantizeLinear; the input (ab <= 8) through [Clip] ->
+//       QuantizeLinear -> DequantizeLinear to uint8, the Clip when ab < 8;
+//       bias and output float. This is what a deployed search result runs, so
+//       the per-layer sum tracks the exported model's latency.
+//   kernel  the best case of an integer kernel (QDQ, opset 13): int8 weights
+//       with per-output-channel scales, an int32 bias with scale s_x * s_w,
+//       uint8 Q/DQ on the input and, when both sides are quantized, on the
+//       output too, so that ORT fuses the group into QLinearConv/QGemm.
+//       Widths below 8 bits use 8-bit containers.
+// 16 and 32 bits run in float32 in both forms.
 // Inputs are uniform [0, 1) from a fixed seed; the latency is the median of
 // `repeats` runs after `warmup` runs.
 //
@@ -22,8 +28,8 @@
 // `timing: wall` keeps the runner's wall time per inference.
 //
 // Measurements are cached in a CSV (key,latency_ms) keyed by what determines
-// the time: target, operator, input/weight shapes, attributes, containers
-// (cpu-ort) or bits (command), threads and timing. Each new measurement is appended
+// the time: target, operator, input/weight shapes, attributes, form and
+// containers (cpu-ort) or form and bits (command), threads and timing. Each new measurement is appended
 // and flushed at once, so an interrupted profile run resumes from the cache.
 #pragma once
 
@@ -42,8 +48,10 @@ namespace autoprec::target {
 // The cache key of `layer` at these bits on `profile`.
 std::string measurement_key(const Profile& profile, const LayerDesc& layer, int weight_bits, int activation_bits);
 
-// The serialized single-layer ONNX model described above (input "x", output "y").
-std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int weight_bits, int activation_bits);
+// The serialized single-layer ONNX model described above (input "x", output
+// "y"), in the export form or the kernel form.
+std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer, int weight_bits, int activation_bits,
+                               bool export_form = true);
 
 
 // CSV cache "key,latency_ms". A missing file is an empty cache; malformed

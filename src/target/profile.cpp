@@ -43,9 +43,9 @@ std::vector<std::string> params_of(CostModelType type) {
       p.insert(p.end(), {"dm", "dn", "dk", "energy_pj_per_binary_op"});
       return p;
     case CostModelType::CpuOrt:
-      return {"threads", "warmup", "repeats", "timeout_s", "timing"};
+      return {"threads", "warmup", "repeats", "timeout_s", "timing", "form"};
     case CostModelType::Command:
-      return {"command", "threads", "warmup", "repeats", "timeout_s", "timing"};
+      return {"command", "threads", "warmup", "repeats", "timeout_s", "timing", "form"};
     case CostModelType::Lut:
       return {"table"};
   }
@@ -212,6 +212,10 @@ class Parser {
         std::string t = string(e.value, e.at, what);
         if (t != "kernels" && t != "wall") error(e.at, fmt::format("cost_model.timing must be kernels or wall, got '{}'", t));
         spec.kernel_timing = t == "kernels";
+      } else if (e.key == "form") {
+        std::string f = string(e.value, e.at, what);
+        if (f != "export" && f != "kernel") error(e.at, fmt::format("cost_model.form must be export or kernel, got '{}'", f));
+        spec.export_form = f == "export";
       } else if (e.key == "threads") {
         if (e.value.IsScalar() && e.value.Scalar() == "0") spec.threads = 0;
         else spec.threads = static_cast<int>(number(e.value, e.at, what, true));

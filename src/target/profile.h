@@ -71,6 +71,7 @@ struct CostModelSpec {
   int repeats = 30;         // timed runs; the median is kept
   double timeout_s = 120;   // per runner request
   bool kernel_timing = true;  // timing: kernels (profiled operator time) | wall (measure.h)
+  bool export_form = true;    // form: export (the layer as `autoprec export` writes it) | kernel (measure.h)
   std::vector<std::string> command;  // command: the runner's argv
 
   // lut: the table, relative paths resolved against the profile's folder.
