@@ -11,9 +11,11 @@ DATA=idx:/usr/share/datasets/fashion-mnist
 MODEL=models/resnet20_fmnist.onnx
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-row() {  # row NAME MODEL CONFIG
-  build/autoprec deploy "$2" --data "$DATA" --precision "$3" --out "$TMP/$1" --json >"$TMP/$1.json"
-  /usr/bin/python3 - "$TMP/$1.json" "$1" <<'PY'
+row() {  # row LABEL MODEL CONFIG
+  local slug
+  slug=$(printf '%s' "$1" | tr -c 'A-Za-z0-9' '_')
+  build/autoprec deploy "$2" --data "$DATA" --precision "$3" --out "$TMP/$slug" --json >"$TMP/$slug.json"
+  /usr/bin/python3 - "$TMP/$slug.json" "$1" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); v = d["verification"]; s = d["size"]; l = d["latency"]
 print(f"| {sys.argv[2]} | {100*v['ort_top1']:.2f} | {100*v['simulated_top1']:.2f} | {100*v['top1_agreement']:.2f} | "
