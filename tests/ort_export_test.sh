@@ -72,12 +72,28 @@ for name in w8a8 w8a8_uint8 w4a8 w4a4 mixed; do
   if ! "$BIN" run "$MODEL" --input "$WORK/x.npy" --output "$WORK/$name.sim.npy" --precision "$cfg" --data "$DATA" 2>"$WORK/err"; then
     echo "FAIL: run $name: $(tail -c 300 "$WORK/err")"; failed=$((failed + 1)); continue
   fi
-  # Every layer's true bit-width is in the file's metadata.
-  for bits in $(grep -o '"weight_bits": [0-9]*' "$WORK/$name.json" | grep -o '[0-9]*$' | sort -u); do
-    if ! grep -aq "\"weight_bits\":$bits" "$WORK/$name.onnx"; then
-      echo "FAIL: $name: metadata lacks weight_bits $bits"; failed=$((failed + 1))
-    fi
-  done
+  # Every layer's true bit-widths are in the file's metadata (autoprec.precision).
+  if ! /usr/bin/python3 - "$WORK/$name.onnx" "$name" <<'PY'
+import json, sys, onnx
+model = onnx.load(sys.argv[1], load_external_data=False)
+meta = {p.key: p.value for p in model.metadata_props}
+layers = json.loads(meta["autoprec.precision"])
+layer_names = ["/features/features.0/Conv", "/features/features.4/Conv", "/classifier/classifier.1/Gemm",
+               "/classifier/classifier.3/Gemm"]
+uniform = {"w8a8": (8, 8), "w8a8_uint8": (8, 8), "w4a8": (4, 8), "w4a4": (4, 4)}
+expected = {n: uniform.get(sys.argv[2], (8, 8)) for n in layer_names}
+if sys.argv[2] == "w4a4":
+    expected["/classifier/classifier.3/Gemm"] = (16, 16)
+if sys.argv[2] == "mixed":
+    expected.update({"/features/features.0/Conv": (6, 8), "/features/features.4/Conv": (3, 6),
+                     "/classifier/classifier.1/Gemm": (2, 3), "/classifier/classifier.3/Gemm": (6, 5)})
+got = {n: (v["weight_bits"], v["activation_bits"]) for n, v in layers.items()}
+assert got == expected, f"metadata {got} != expected {expected}"
+assert meta["autoprec.format"] == "qdq-1" and "autoprec.precision_config" in meta, meta.keys()
+PY
+  then
+    echo "FAIL: $name: the metadata does not list every layer's bit-widths"; failed=$((failed + 1))
+  fi
   echo "$name: opset $(grep -o '"opset": [0-9]*' "$WORK/$name.json" | grep -o '[0-9]*$'), $(stat -c %s "$WORK/$name.onnx") bytes (FP32 $(stat -c %s "$MODEL"))"
   if $COMPARE compare "$WORK/$name.onnx" "$WORK/x.npy" "$WORK/$name.sim.npy" "$WORK/labels.npy" \
       --optimization disabled --max-diff "$EXACT_MAX_DIFF" --min-agreement "$EXACT_MIN_AGREEMENT"; then
