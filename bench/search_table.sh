@@ -12,16 +12,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/autoprec ] || bash scripts/build >/dev/null
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+# KEEP_DIR=DIR keeps every run (journal, result.json) under DIR.
+if [ -n "${KEEP_DIR:-}" ]; then
+  TMP=$KEEP_DIR
+  mkdir -p "$TMP"
+else
+  TMP=$(mktemp -d)
+  trap 'rm -rf "$TMP"' EXIT
+fi
 MODELS=${MODELS:-resnet20 mobilenetv2_mini}
 BUDGETS=${BUDGETS:-weight_memory<=0.125*fp32 weight_memory<=0.1*fp32 latency<=0.6*int8}
 AGENTS=${AGENTS:-uniform greedy ilp random ddpg-plain ddpg}
 EPISODES=${EPISODES:-12}
 FINAL_EPOCHS=${FINAL_EPOCHS:-1}
 echo "settings: examples/demo_search.yaml, episodes $EPISODES, final fine-tune $FINAL_EPOCHS epoch(s), target ${TARGET:-bitfusion}"
-echo "| model | budget | agent | FP32 test % | final test % | best validation % (search) | evaluations (fine-tuned) | search s | wall s | weight memory % of FP32 | bitfusion latency ms |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| model | budget | agent | FP32 test % | final test % | best validation % (search) | best at evaluation | evaluations (fine-tuned) | search s | wall s | weight memory % of FP32 | ${TARGET:-bitfusion} latency ms |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for m in $MODELS; do
   for b in $BUDGETS; do
     for a in $AGENTS; do
@@ -38,7 +44,7 @@ for m in $MODELS; do
       start=$(date +%s.%N)
       if ! build/autoprec search --config "$TMP/run.yaml" --constraint "$b" --agent "$agent" \
           --out "$TMP/$m-$a-$(echo "$b" | tr -c 'a-z0-9' _)" --json >"$TMP/r.json" 2>"$TMP/err"; then
-        echo "| $m | \`$b\` | $a | $(tail -n 1 "$TMP/err" | sed 's/^autoprec: error: //') |||||||"
+        echo "| $m | \`$b\` | $a | $(tail -n 1 "$TMP/err" | sed 's/^autoprec: error: //') ||||||||"
         continue
       fi
       end=$(date +%s.%N)
@@ -48,7 +54,7 @@ d = json.load(open(sys.argv[1])); c = d["final"]["costs"]
 wall = float(sys.argv[6]) - float(sys.argv[5])
 lat = f"{c['latency_ms']:.4f}" if "latency_ms" in c else "-"
 print(f"| {sys.argv[2]} | `{sys.argv[3]}` | {sys.argv[4]} | {100*d['fp32']['test_top1']:.2f} | {100*d['final']['test_top1']:.2f} | "
-      f"{100*d['search']['best_validation_top1']:.2f} | {d['evaluations']} ({d['short_finetunes_this_run']}) | {d['search_seconds']:.0f} | {wall:.0f} | "
+      f"{100*d['search']['best_validation_top1']:.2f} | {d['search']['best_id']} | {d['evaluations']} ({d['short_finetunes_this_run']}) | {d['search_seconds']:.0f} | {wall:.0f} | "
       f"{100*c['weight_bits']/c['fp32_weight_bits']:.1f} | {lat} |")
 PY
     done

@@ -210,6 +210,11 @@ assert w["activation_ranges"] == "synthetic input", w' "$WORK/out" && ok || bad 
   $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "whole_model" not in d and "model_latency_ms" not in d["total"], d' "$WORK/out" && ok || bad "cost --layers-only"
   expect_ok "cost cpu-ort text" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target cpu-ort --cache "$WORK/ort.csv.cache.csv"
   grep -q "whole model measured on cpu-ort" "$WORK/out" && ok || bad "cost text names the whole-model latency"
+  # A model export refuses (opset 11) still gets its per-layer costs, with a warning.
+  printf 'default: {weight_bits: 4, activation_bits: 8}\n' >"$WORK/uniform_w4a8.yaml"
+  expect_ok "cost cpu-ort unexportable model" "$BIN" cost "$WORK/opset11.onnx" --precision "$WORK/uniform_w4a8.yaml" --target cpu-ort --cache "$WORK/ort.csv.cache.csv" --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "whole_model" not in d and d["total"]["latency_ms"] > 0, d' "$WORK/out" && ok || bad "cost of an unexportable model"
+  grep -q "not timed" "$WORK/err" && ok || bad "cost of an unexportable model does not say why the whole model is not timed"
   printf 'name: broken\ncost_model: {type: command, command: [/bin/sh, -c, "read x; echo not json"]}\n' >"$WORK/broken.yaml"
   expect_error "profile garbage runner" "printed something other than a JSON response" -- "$BIN" profile "$MODEL" --target "$WORK/broken.yaml" --out "$WORK/b.csv" --json
 else

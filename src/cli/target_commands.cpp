@@ -137,7 +137,6 @@ class TemporaryFile {
 // uniform [0, 1) batch: latency does not depend on the range values.
 json measure_whole_model(const CostOptions& o, const target::Profile& profile, const target::ModelInfo& model,
                          const quant::PrecisionConfig& config) {
-  deploy::check_exportable(*model.graph, o.model);
   quant::QuantizedModel quantized(model.graph, config, o.model);
   std::string ranges = "precision config";
   std::vector<int64_t> input_shape = model.summary.input_shape;  // batch 1
@@ -215,7 +214,16 @@ int run_cost(const CostOptions& o) {
     results = target::check(target::resolve(constraints, profile, fp32, int8), costs, std::nullopt, std::nullopt);
   }
   json whole_model;
-  if (profile.measured() && !o.layers_only) whole_model = measure_whole_model(o, profile, model, config);
+  bool time_whole_model = profile.measured() && !o.layers_only;
+  if (time_whole_model) {
+    try {
+      deploy::check_exportable(*model.graph, o.model);
+    } catch (const UserError& e) {
+      spdlog::warn("the whole model is not timed (per-layer costs only): {}", e.what());
+      time_whole_model = false;
+    }
+  }
+  if (time_whole_model) whole_model = measure_whole_model(o, profile, model, config);
 
   if (o.json) {
     json layers = json::array();
