@@ -68,6 +68,15 @@ np.save(f"{work}/images32.npy", np.zeros((10, 32, 32), np.uint8))
 np.save(f"{work}/labels9.npy", np.zeros((9,), np.int64))
 np.save(f"{work}/labels10.npy", np.arange(10, dtype=np.int64) % 10)
 PYEOF
+# A held-out validation set: the first 150 Fashion-MNIST test images, as npy.
+$PY - "${FMNIST#idx:}" "$WORK" <<'PYEOF'
+import gzip, sys, numpy as np
+src, work = sys.argv[1], sys.argv[2]
+images = np.frombuffer(gzip.open(f"{src}/t10k-images-idx3-ubyte.gz").read()[16:], np.uint8).reshape(-1, 28, 28)
+labels = np.frombuffer(gzip.open(f"{src}/t10k-labels-idx1-ubyte.gz").read()[8:], np.uint8).astype(np.int64)
+np.save(f"{work}/val_x.npy", images[:150].copy())
+np.save(f"{work}/val_y.npy", labels[:150].copy())
+PYEOF
 
 for cmd in "" inspect run eval quantize sensitivity finetune targets cost profile search export verify deploy; do
   expect_ok "help $cmd" "$BIN" $cmd --help
@@ -154,6 +163,10 @@ assert d["after"]["test_top1"] > 0.5 and len(d["epochs"]) == 1, d' "$WORK/out" &
 cp "$WORK/out" "$WORK/ft_report.json"
 expect_ok "eval the fine-tuned model" "$BIN" eval "$WORK/ft/model.onnx" --precision "$WORK/ft/precision.yaml" --data "$FMNIST" --limit 300 --json
 $PY -c 'import json,sys; e=json.load(open(sys.argv[1])); r=json.load(open(sys.argv[2])); assert abs(e["top1"] - r["after"]["test_top1"]) < 1e-9, (e["top1"], r["after"])' "$WORK/out" "$WORK/ft_report.json" && ok || bad "fine-tuned model does not reproduce its accuracy"
+expect_ok "finetune held-out validation" "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 5 --batch-size 32 --validation 100 --validation-data "npy:$WORK/val_x.npy,$WORK/val_y.npy" --calib 64 --limit 100 --out "$WORK/ft_val" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); x=d["examples"]
+assert x["validation"] == 100 and x["train"] == 160 and "val_x.npy" in d["validation_source"], d' "$WORK/out" && ok || bad "finetune --validation-data"
+expect_error "finetune validation data of another shape" "validation data" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 5 --validation-data "npy:$WORK/images32.npy,$WORK/labels10.npy" --calib 64 --out "$WORK/ft_val_bad" --json
 expect_ok "finetune epochs" "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --epochs 2 --subset 256 --batch-size 64 --validation 200 --calib 64 --limit 200 --out "$WORK/ft_epochs" --json
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [e["epoch"] for e in d["epochs"]] == [1, 2] and all(0 < e["validation_top1"] <= 1 for e in d["epochs"]) and d["after"]["best_epoch"] in (1, 2), d' "$WORK/out" && ok || bad "finetune epochs report"
 expect_error "finetune diverges" "diverged at step" -- "$BIN" finetune "$MODEL" --data "$FMNIST" --precision "$WORK/w3a8.yaml" --steps 20 --lr 1e30 --schedule constant --weight-scales refresh --validation 100 --calib 64 --limit 100 --out "$WORK/ft_nan" --json
@@ -281,6 +294,11 @@ for agent in ilp greedy uniform random; do
   expect_ok "search $agent" "$BIN" search --config "$WORK/run.yaml" --agent "$agent" --episodes 2 --out "$WORK/s_$agent" --json
   $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["agent"] == sys.argv[2] and d["feasible"], d' "$WORK/out" "$agent" && ok || bad "search $agent result"
 done
+# A held-out validation set: every candidate is scored on it, the training split stays whole.
+{ cat "$WORK/run.yaml"; echo "validation_data: npy:$WORK/val_x.npy,$WORK/val_y.npy"; } >"$WORK/run_val.yaml"
+expect_ok "search with validation_data" "$BIN" search --config "$WORK/run_val.yaml" --agent uniform --out "$WORK/s_val" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d["validation"]
+assert v["held_out"] and v["examples"] == 150 and "val_x.npy" in v["source"], v' "$WORK/out" && ok || bad "search validation_data"
 # ddpg's warm start: its first evaluations are the ILP and greedy solutions
 $PY - "$WORK/s_ddpg/journal.sqlite" "$WORK/s_ilp/journal.sqlite" "$WORK/s_greedy/journal.sqlite" <<'PY' && ok || bad "ddpg warm start"
 import sqlite3, sys
@@ -314,6 +332,8 @@ expect_error "search budget below the smallest configuration" "infeasible: the s
 expect_error "search unknown agent" "unknown agent 'ppo'" -- "$BIN" search --config "$WORK/run.yaml" --agent ppo --out "$WORK/s_bad"
 printf 'model: m.onnx\nepisodez: 3\n' >"$WORK/bad_run.yaml"
 expect_error "search unknown key" "bad_run.yaml:2: unknown key 'episodez'" -- "$BIN" search --config "$WORK/bad_run.yaml"
+printf 'model: m.onnx\nvalidation_split: dev\n' >"$WORK/bad_split.yaml"
+expect_error "search bad validation split" "bad_split.yaml:2: validation_split must be train or test" -- "$BIN" search --config "$WORK/bad_split.yaml"
 expect_error "search latency on generic" "latency" -- "$BIN" search --config "$WORK/run.yaml" --target generic --constraint "latency<=1ms" --out "$WORK/s_lat"
 expect_error "search bounded twice" "weight_memory is bounded twice" -- "$BIN" search --config "$WORK/run.yaml" --constraint "weight_memory<=0.3*fp32" --constraint "weight_memory<=0.2*fp32" --out "$WORK/s_twice"
 cat >"$WORK/conv_only.yaml" <<YAML

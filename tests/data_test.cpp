@@ -529,6 +529,27 @@ TEST(Split, ValidationSizeChecked) {
   EXPECT_EQ(split_train_validation(d, 0, 1).train.size(), 5);
 }
 
+TEST(Split, HeldOutValidationLeavesTrainingWhole) {
+  Dataset train = indexed_dataset(50);
+  Dataset held = indexed_dataset(20);
+  held.labels = held.labels + 1000;  // tell the sets apart
+  TrainValidation carved = train_and_validation(train, nullptr, 10, 3);
+  EXPECT_EQ(carved.train.size(), 40);
+  EXPECT_EQ(to_vector(carved.validation.labels), to_vector(split_train_validation(train, 10, 3).validation.labels));
+
+  TrainValidation some = train_and_validation(train, &held, 5, 3);
+  EXPECT_EQ(some.train.size(), 50);
+  EXPECT_EQ(to_vector(some.validation.labels), to_vector(split_train_validation(held, 5, 3).validation.labels));
+  for (int64_t label : to_vector(some.validation.labels)) EXPECT_GE(label, 1000);
+
+  TrainValidation all = train_and_validation(train, &held, 20, 3);
+  EXPECT_EQ(all.validation.size(), 20);
+  EXPECT_EQ(all.train.size(), 50);
+
+  Dataset other_shape{at::zeros({4, 1, 3, 3}), at::zeros({4}, at::kLong), "other"};
+  EXPECT_TRUE(contains(user_error([&] { train_and_validation(train, &other_shape, 2, 0); }), "shape"));
+}
+
 TEST(Take, FirstN) {
   Dataset d = indexed_dataset(10);
   Dataset t = take(d, 3);

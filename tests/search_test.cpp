@@ -25,6 +25,7 @@
 #include "search/ilp.h"
 #include "search/journal.h"
 #include "search/pareto.h"
+#include "search/run_config.h"
 #include "onnx_builder.h"
 #include "target/cost_model.h"
 #include "temp_dir.h"
@@ -748,6 +749,20 @@ TEST(SearchDdpg, NoiseScheduleAndOptionChecks) {
   EXPECT_THROW(validate_ddpg_options(bad), UserError);
   EXPECT_THROW(DdpgAgent(DdpgOptions{}), std::invalid_argument);
   EXPECT_THROW(agent.select_action({1.0}, 30), std::invalid_argument);
+}
+
+TEST(SearchRunConfig, HeldOutValidationKeysRoundTrip) {
+  RunConfig c = parse_run_config("model: m.onnx\nvalidation: 300\nvalidation_data: npy:x.npy,y.npy\nvalidation_split: test\n",
+                                 "run.yaml");
+  EXPECT_EQ(c.validation, 300);
+  EXPECT_EQ(c.validation_data, "npy:x.npy,y.npy");
+  EXPECT_EQ(c.validation_split, "test");
+  RunConfig back = from_json(to_json(c));
+  EXPECT_EQ(back.validation_data, c.validation_data);
+  EXPECT_EQ(back.validation_split, c.validation_split);
+  RunConfig plain = parse_run_config("model: m.onnx\n", "run.yaml");
+  EXPECT_TRUE(plain.validation_data.empty());
+  EXPECT_EQ(plain.validation_split, "train");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -30,7 +31,9 @@ struct FinetuneCliOptions {
   std::string activation_ranges = "freeze";
   std::string weight_scales = "freeze";
   bool lsq = false;
-  int64_t validation = 5000;  // examples carved from the training split
+  int64_t validation = 5000;  // examples carved from the training split, or drawn from validation_data
+  std::string validation_data;             // a held-out dataset spec (optional)
+  std::string validation_split = "train";  // its split for idx: specs
   int64_t subset = 0;         // training examples used (0: all, or steps × batch for --steps)
   int64_t limit = 0;          // test examples evaluated (0: all)
   bool json = false;
@@ -72,10 +75,14 @@ int run_finetune(FinetuneCliOptions o) {
   data::Dataset full_train = data::load_dataset(o.data.spec, data::Split::Train, o.data.preprocess());
   data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
   if (o.limit > 0) test = data::take(test, o.limit);
-  if (o.validation >= full_train.size()) {
+  std::optional<data::Dataset> held_out;
+  if (!o.validation_data.empty()) {
+    held_out = data::load_dataset(o.validation_data, data::parse_split(o.validation_split), o.data.preprocess());
+  } else if (o.validation >= full_train.size()) {
     fail("--validation {} leaves no training examples (the training split has {})", o.validation, full_train.size());
   }
-  data::TrainValidation split = data::split_train_validation(full_train, o.validation, o.quant.seed);
+  data::TrainValidation split =
+      data::train_and_validation(full_train, held_out ? &*held_out : nullptr, o.validation, o.quant.seed);
   data::Dataset train_set = split.train;
   int64_t subset = o.subset;
   if (subset == 0 && t.steps > 0) subset = t.steps * t.batch_size;
@@ -120,6 +127,7 @@ int run_finetune(FinetuneCliOptions o) {
                    {"weight_scales", o.weight_scales},
                    {"teacher_cache", t.steps > 0}}},
                  {"examples", {{"train", train_set.size()}, {"validation", split.validation.size()}, {"test", test.size()}}},
+                 {"validation_source", split.validation.source},
                  {"fp32", {{"test_top1", fp32_test.top1}}},
                  {"before", {{"test_top1", before_test.top1}, {"validation_top1", before_validation}}},
                  {"epochs", json::array()}};
@@ -216,8 +224,13 @@ void register_train_commands(CLI::App& app, Runner& runner) {
                   "freeze (default) or recalibrate activation ranges after training");
   cmd->add_option("--weight-scales", o.weight_scales,
                   "freeze (default: calibrated scales stay fixed) or refresh (min/max after every step)");
-  cmd->add_option("--validation", o.validation, "Validation examples carved from the training split (default 5000)")
+  cmd->add_option("--validation", o.validation,
+                  "Validation examples: carved from the training split, or drawn from --validation-data (default 5000)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--validation-data", o.validation_data,
+                  "Held-out validation dataset (idx:DIR or npy:IMAGES.npy,LABELS.npy); the training split stays whole");
+  cmd->add_option("--validation-split", o.validation_split, "Split of --validation-data for idx: specs (default train)")
+      ->check(CLI::IsMember({"train", "test"}));
   cmd->add_option("--subset", o.subset, "Train on the first N training examples (default: all; steps × batch with --steps)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--limit", o.limit, "Evaluate on the first N test examples only")->check(CLI::NonNegativeNumber);

@@ -10,6 +10,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "data/idx.h"
 #include "data/npy.h"
@@ -188,6 +189,18 @@ TrainValidation split_train_validation(const Dataset& d, int64_t validation_size
   std::sort(train.begin(), train.end());
   return TrainValidation{select(d, train, d.source + " (training part)"),
                          select(d, validation, d.source + " (validation part)")};
+}
+
+TrainValidation train_and_validation(const Dataset& train, const Dataset* held_out, int64_t validation_size,
+                                     uint64_t seed) {
+  if (!held_out) return split_train_validation(train, validation_size, seed);
+  if (held_out->images.sizes().slice(1) != train.images.sizes().slice(1)) {
+    fail("validation data {} has images of shape {} but the training data {} has {}", held_out->source,
+         fmt::format("{}", fmt::join(held_out->images.sizes().slice(1), "x")), train.source,
+         fmt::format("{}", fmt::join(train.images.sizes().slice(1), "x")));
+  }
+  if (validation_size >= held_out->size()) return TrainValidation{train, *held_out};
+  return TrainValidation{train, split_train_validation(*held_out, validation_size, seed).validation};
 }
 
 Dataset take(const Dataset& d, int64_t n) {

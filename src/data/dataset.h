@@ -64,6 +64,14 @@ struct TrainValidation {
 // examples. UserError unless 0 <= validation_size < N.
 TrainValidation split_train_validation(const Dataset& d, int64_t validation_size, uint64_t seed);
 
+// The training and validation sets of a run. Without `held_out`: the split
+// above, `validation_size` examples carved from `train`. With it: `train`
+// whole, and `validation_size` examples of `held_out` (the seeded selection
+// above; all of it when validation_size >= its size). UserError when
+// `held_out` has another image shape than `train`.
+TrainValidation train_and_validation(const Dataset& train, const Dataset* held_out, int64_t validation_size,
+                                     uint64_t seed);
+
 // The first n examples (views, no copy); n >= size gives the whole set.
 // UserError if n < 0.
 Dataset take(const Dataset& d, int64_t n);

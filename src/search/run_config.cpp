@@ -78,7 +78,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
   }
   if (root.IsNull()) return c;
   const std::vector<std::string> keys = {"model", "data", "target", "constraints", "agent", "episodes", "seed", "out",
-                                         "weight_bits", "activation_bits", "validation", "calibration",
+                                         "weight_bits", "activation_bits", "validation", "validation_data",
+                                         "validation_split", "calibration",
                                          "sensitivity_examples", "staged", "short_finetune", "final_finetune",
                                          "reward", "warm_start", "deploy", "ddpg"};
   each_key(root, "", keys, origin, [&](const std::string& key, const YAML::Node& v) {
@@ -90,6 +91,13 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
     else if (key == "episodes") c.episodes = count(v, key, origin, 1);
     else if (key == "seed") c.seed = scalar<uint64_t>(v, key, origin, "a non-negative integer");
     else if (key == "validation") c.validation = count(v, key, origin, 1);
+    else if (key == "validation_data") c.validation_data = scalar<std::string>(v, key, origin, "a dataset spec");
+    else if (key == "validation_split") {
+      c.validation_split = scalar<std::string>(v, key, origin, "train or test");
+      if (c.validation_split != "train" && c.validation_split != "test") {
+        fail("{}:{}: validation_split must be train or test, got '{}'", origin, v.Mark().line + 1, c.validation_split);
+      }
+    }
     else if (key == "calibration") c.calibration = count(v, key, origin, 1);
     else if (key == "sensitivity_examples") c.sensitivity_examples = count(v, key, origin, 1);
     else if (key == "warm_start") c.warm_start = scalar<bool>(v, key, origin, "true or false");
@@ -192,6 +200,8 @@ nlohmann::json to_json(const RunConfig& c) {
           {"weight_bits", c.weight_bits},
           {"activation_bits", c.activation_bits},
           {"validation", c.validation},
+          {"validation_data", c.validation_data},
+          {"validation_split", c.validation_split},
           {"calibration", c.calibration},
           {"sensitivity_examples", c.sensitivity_examples},
           {"staged", {{"enabled", c.staged.enabled}, {"examples", c.staged.examples}, {"margin", c.staged.margin}}},

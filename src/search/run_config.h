@@ -11,7 +11,10 @@
 //   out: runs/demo
 //   weight_bits: [2, 3, 4, 5, 6, 8]   # restricts the target's sets (optional)
 //   activation_bits: [8]
-//   validation: 2000                  # examples carved from the training split
+//   validation: 2000                  # validation examples: carved from the training split, or
+//                                     # drawn from validation_data when it is given
+//   validation_data: npy:val_x.npy,val_y.npy   # a held-out set the model never saw (optional)
+//   validation_split: train           # its split for idx: specs (train | test)
 //   calibration: 512                  # calibration examples (from the rest)
 //   sensitivity_examples: 500         # validation examples the sensitivity table uses
 //   staged: {enabled: true, examples: 500, margin: 0.03}
@@ -80,6 +83,8 @@ struct RunConfig {
   std::set<int> weight_bits;      // empty: the target's set
   std::set<int> activation_bits;  // empty: the target's set
   int64_t validation = 2000;
+  std::string validation_data;            // empty: validation carved from `data`'s training split
+  std::string validation_split = "train";  // which split of validation_data (ignored for npy: specs)
   int64_t calibration = 512;
   int64_t sensitivity_examples = 500;
   StagedConfig staged;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -159,17 +160,25 @@ void Search::prepare() {
     seen.insert(c.metric);
   }
 
-  // Data: validation carved from the training split; calibration, the staged
-  // subset and the short fine-tune subset from the rest.
+  // Data: validation carved from the training split (or drawn from
+  // validation_data); calibration, the staged subset and the short fine-tune
+  // subset from the training part.
   data::Dataset full = data::load_dataset(cfg_.data, data::Split::Train);
   test_ = data::load_dataset(cfg_.data, data::Split::Test);
-  if (cfg_.validation + cfg_.calibration >= full.size()) {
-    fail("validation {} + calibration {} exceed the {} training examples", cfg_.validation, cfg_.calibration,
-         full.size());
+  std::optional<data::Dataset> held_out;
+  if (!cfg_.validation_data.empty()) {
+    held_out = data::load_dataset(cfg_.validation_data, data::parse_split(cfg_.validation_split));
   }
-  data::TrainValidation split = data::split_train_validation(full, cfg_.validation, cfg_.seed);
+  const int64_t carved = held_out ? 0 : cfg_.validation;
+  if (carved + cfg_.calibration >= full.size()) {
+    fail("validation {} + calibration {} exceed the {} training examples", carved, cfg_.calibration, full.size());
+  }
+  data::TrainValidation split =
+      data::train_and_validation(full, held_out ? &*held_out : nullptr, cfg_.validation, cfg_.seed);
   validation_ = split.validation;
   train_ = split.train;
+  spdlog::info("validation: {} examples of {}; training: {} examples (seed {})", validation_.size(), validation_.source,
+               train_.size(), cfg_.seed);
   calibration_ = data::split_train_validation(train_, cfg_.calibration, cfg_.seed + 1).validation;
   stage_set_ = data::take(validation_, cfg_.staged.examples);
   int64_t short_examples = std::max<int64_t>(1, cfg_.short_finetune.steps * cfg_.short_finetune.batch_size);
@@ -614,6 +623,8 @@ json Search::finish(double search_seconds) {
   }
   json result = {{"model", cfg_.model},
                  {"data", cfg_.data},
+                 {"validation", {{"source", validation_.source}, {"examples", validation_.size()},
+                                 {"held_out", !cfg_.validation_data.empty()}}},
                  {"deploy_requested", cfg_.deploy},
                  {"target", profile_.name},
                  {"agent", cfg_.agent},
