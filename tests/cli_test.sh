@@ -283,6 +283,13 @@ assert abs(b["verification"]["simulated_top1"] - d["final"]["test_top1"]) < 1e-9
 for f in ("model.onnx", "precision.yaml"):
     assert os.path.getsize(out + "/bundle/" + f) > 0
 PY
+  # On a measured target the deployed file is timed whole and checked against the latency bound.
+  sed -e 's|^target: .*|target: cpu-ort|' -e 's|^constraints: .*|constraints: ["weight_memory<=0.3*fp32", "latency<=100*int8"]|' \
+    "$WORK/run_deploy.yaml" >"$WORK/run_ort.yaml"
+  AUTOPREC_CACHE_DIR="$WORK/cache" expect_ok "search on cpu-ort" "$BIN" search --config "$WORK/run_ort.yaml" --agent uniform --out "$WORK/s_ort" --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["deploy"]["target_latency"]
+assert d["target"] == "cpu-ort" and t["target"] == "cpu-ort" and t["measured_ms"] > 0 and t["timing"] == "kernels", t
+c=t["constraints"]; assert len(c) == 1 and c[0]["holds"] and c[0]["bound_ms"] > c[0]["per_layer_sum_ms"] > 0, c' "$WORK/out" && ok || bad "search on cpu-ort checks the deployed latency"
 else
   echo "skip: search deployment (tools/node_modules missing; run scripts/setup)"
 fi

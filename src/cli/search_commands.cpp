@@ -6,9 +6,12 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "data/dataset.h"
+#include "deploy/model_latency.h"
 #include "search/run_config.h"
 #include "runtime/runner.h"
 #include "search/searcher.h"
+#include "target/profile.h"
 #include "util/file.h"
 #include "util/error.h"
 
@@ -25,6 +28,37 @@ struct SearchCliOptions {
 };
 
 void print_search_summary(const nlohmann::json& result);
+
+// On a measured target (cpu-ort, command), the search met its latency bounds
+// on the sum of per-layer measurements. The deployed file is timed whole, the
+// way the target measures, and checked against the same bounds: a warning,
+// not an error, when fusion across layers or layout changes make the whole
+// model slower than its parts (docs/targets.md).
+nlohmann::json check_deployed_latency(const nlohmann::json& result, const std::string& onnx_path) {
+  const std::string spec = result.value("target_spec", result["target"].get<std::string>());
+  target::Profile profile = target::load_target(spec);
+  if (!profile.measured()) return nullptr;
+  at::Tensor one = data::take(data::load_dataset(result["data"].get<std::string>(), data::Split::Test), 1).images.contiguous();
+  deploy::ModelLatency measured = deploy::measure_model_latency(profile, onnx_path, one);
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& c : result["constraints"]) {
+    if (c.value("metric", "") != "latency") continue;
+    const double bound = c["bound"].get<double>();
+    const bool holds = measured.ms <= bound;
+    checks.push_back({{"constraint", c["constraint"]}, {"bound_ms", bound}, {"per_layer_sum_ms", c["value"]},
+                      {"measured_ms", measured.ms}, {"holds", holds}});
+    if (!holds) {
+      spdlog::warn("the deployed model takes {:.4f} ms on {} measured whole, above the bound {:.4f} ms of '{}' that "
+                   "its per-layer sum ({:.4f} ms) meets; see docs/targets.md on fusion across layers",
+                   measured.ms, profile.name, bound, c["constraint"].get<std::string>(), c["value"].get<double>());
+    }
+  }
+  return {{"target", profile.name},
+          {"timing", profile.cost_model.kernel_timing ? "kernels" : "wall"},
+          {"measured_ms", measured.ms},
+          {"wall_ms", measured.wall_ms},
+          {"constraints", checks}};
+}
 
 // The end of a search: `autoprec deploy` of its result into OUT/bundle unless
 // the run configuration says `deploy: false`. Records what happened in
@@ -52,6 +86,8 @@ nlohmann::json deploy_result(nlohmann::json& result, bool quiet) {
                         {"onnx_bytes", bundle["size"]["onnx_bytes"]},
                         {"quantized_ms", bundle["latency"]["quantized_ms"]},
                         {"fp32_ms", bundle["latency"]["fp32_ms"]}};
+    nlohmann::json on_target = check_deployed_latency(result, bundle["onnx"].get<std::string>());
+    if (!on_target.is_null()) result["deploy"]["target_latency"] = on_target;
   }
   write_file_atomically((dir / "result.json").string(), result.dump(2) + "\n", "search result");
   return bundle;
@@ -83,6 +119,15 @@ int run_search_command(const SearchCliOptions& o) {
     if (!bundle.is_null()) {
       fmt::print("\n");
       print_deploy_summary(bundle);
+      if (result["deploy"].contains("target_latency")) {
+        const auto& t = result["deploy"]["target_latency"];
+        fmt::print("measured whole on {} ({} timing): {:.4f} ms\n", t["target"].get<std::string>(),
+                   t["timing"].get<std::string>(), t["measured_ms"].get<double>());
+        for (const auto& c : t["constraints"]) {
+          fmt::print("  {} {} when measured whole (per-layer sum {:.4f} ms)\n", c["holds"].get<bool>() ? "meets" : "VIOLATES",
+                     c["constraint"].get<std::string>(), c["per_layer_sum_ms"].get<double>());
+        }
+      }
     }
   }
   if (!bundle.is_null() && !bundle["verification"]["passed"].get<bool>()) {

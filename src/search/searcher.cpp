@@ -74,8 +74,8 @@ json totals_json(const target::TargetCosts& c) {
 json constraints_json(const std::vector<target::ConstraintResult>& results) {
   json out = json::array();
   for (const auto& r : results) {
-    out.push_back({{"constraint", r.constraint.text}, {"holds", r.holds}, {"value", r.value}, {"bound", r.bound},
-                   {"slack", r.slack},
+    out.push_back({{"constraint", r.constraint.text}, {"metric", to_string(r.constraint.metric)}, {"holds", r.holds},
+                   {"value", r.value}, {"bound", r.bound}, {"slack", r.slack},
                    {"text", fmt::format("{} = {} (bound {}, slack {})", to_string(r.constraint.metric),
                                         target::format_metric(r.constraint.metric, r.value),
                                         target::format_metric(r.constraint.metric, r.bound),
@@ -627,6 +627,7 @@ json Search::finish(double search_seconds) {
                                  {"held_out", !cfg_.validation_data.empty()}}},
                  {"deploy_requested", cfg_.deploy},
                  {"target", profile_.name},
+                 {"target_spec", cfg_.target},
                  {"agent", cfg_.agent},
                  {"seed", cfg_.seed},
                  {"episodes", cfg_.episodes},
