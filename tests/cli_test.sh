@@ -33,6 +33,21 @@ expect_error() {
   ok
 }
 
+# A check that ran and failed: exit 1, one "autoprec: error:" line; stdout
+# (the report, JSON with --json) is kept in $WORK/out.
+expect_check_failed() {
+  local name=$1 want=$2
+  shift 3
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local code=$?
+  if [ "$code" -ne 1 ]; then bad "$name: exit code $code, expected 1 ($(head -c 300 "$WORK/err"))"; return; fi
+  if [ "$(grep -c '^autoprec: error:' "$WORK/err")" -ne 1 ] || ! grep -q "^autoprec: error: .*$want" "$WORK/err"; then
+    bad "$name: stderr lacks one error line with '$want': $(tail -c 500 "$WORK/err")"; return
+  fi
+  echo "ok: $name -> $(grep '^autoprec: error:' "$WORK/err")"
+  ok
+}
+
 expect_ok() {
   local name=$1
   shift
@@ -82,6 +97,12 @@ for cmd in "" inspect run eval quantize sensitivity finetune targets cost profil
   expect_ok "help $cmd" "$BIN" $cmd --help
 done
 expect_ok "version" "$BIN" --version
+expect_error "unknown flag" "not expected: --jsn (see autoprec inspect --help)" -- "$BIN" inspect "$MODEL" --jsn
+expect_error "unknown command" "unknown command 'frobnicate'; commands: inspect" -- "$BIN" frobnicate
+expect_error "non-positive batch" "--batch: must be positive, got 0" -- "$BIN" eval "$MODEL" --data "$FMNIST" --batch 0
+expect_ok "help command" "$BIN" help eval
+grep -q "Usage: autoprec eval" "$WORK/out" && ok || bad "autoprec help eval prints the eval usage"
+expect_ok "global flags after the command" "$BIN" eval "$MODEL" --data "$FMNIST" --limit 20 --threads 1 -v
 
 # inspect
 expect_ok "inspect table" "$BIN" inspect "$MODEL"
@@ -115,6 +136,7 @@ expect_error "unknown dataset scheme" "idx:DIR" -- "$BIN" eval "$MODEL" --data "
 printf 'default: {weight_bits: 4, activation_bits: 8}\nlayers:\n  "*classifier.3*": {weight_bits: 8}\n' >"$WORK/w4a8.yaml"
 printf 'default: {weight_bits: 4, activation_bits: [8\n' >"$WORK/malformed.yaml"
 printf 'default: {weight_bits: 9}\n' >"$WORK/bits9.yaml"
+printf 'default: {weight_bits: 2, activation_bits: 8}\n' >"$WORK/w2a8_plain.yaml"
 printf 'default: {weight_bits: four}\n' >"$WORK/wrongtype.yaml"
 printf 'layers:\n  "no_such_layer": {weight_bits: 4}\n' >"$WORK/unknown_layer.yaml"
 printf 'layers:\n  "*nothing*": {weight_bits: 4}\n' >"$WORK/unmatched.yaml"
@@ -181,7 +203,7 @@ grep -q "bitfusion" "$WORK/out" && ok || bad "targets lists no bitfusion"
 expect_ok "targets json" "$BIN" targets --json
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); n={t["name"] for t in d["targets"]}; assert {"generic","bitfusion","bismo","cpu-ort"} <= n, n' "$WORK/out" && ok || bad "targets --json"
 expect_ok "cost bitfusion" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target bitfusion
-expect_ok "cost bitfusion json" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target bitfusion --json \
+expect_check_failed "cost bitfusion json" "constraint 'bops<=1K' fails" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target bitfusion --json \
   --constraint "weight_memory<=0.25*fp32" --constraint "latency<=1*int8" --constraint "bops<=1K"
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; l=d["layers"]
 assert t["weight_bits"] > 0 and t["bops"] > 0 and t["latency_ms"] > 0 and t["energy_mj"] > 0, t
@@ -201,6 +223,9 @@ printf 'name: measured\ncost_model: {type: lut, table: bismo.csv}\n' >"$WORK/lut
 expect_ok "cost with a lut profile" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target "$WORK/lut.yaml" --json
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; assert t["latency_ms"] > 0 and t["energy_mj"] > 0, t' "$WORK/out" && ok || bad "lut cost"
 expect_error "lut missing pair" "no entry for layer" -- "$BIN" cost "$MODEL" --precision "$WORK/w3a8.yaml" --target "$WORK/lut.yaml"
+# Relative bounds on a table without FP32 rows: weight memory needs no table, latency names what is missing.
+expect_ok "lut with a relative weight bound" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target "$WORK/lut.yaml" --constraint "weight_memory<=0.5*fp32"
+expect_error "lut latency relative to fp32" "at W32A32 in cost table .*bismo.csv; give the bound in ms instead" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target "$WORK/lut.yaml" --constraint "latency<=0.5*fp32"
 expect_error "profile generic" "no latency or energy model" -- "$BIN" profile "$MODEL" --target generic --out "$WORK/g.csv"
 if [ -d "$SRC/tools/node_modules/onnxruntime-node" ]; then
   expect_ok "profile cpu-ort" "$BIN" profile "$MODEL" --target cpu-ort --out "$WORK/ort.csv" --weight-bits 8,32 --activation-bits 8,32 --json
@@ -352,6 +377,7 @@ cost_model: {type: generic}
 YAML
 expect_error "search target without the model's Gemm" "supports no (weight, activation) bit pair for layer" -- "$BIN" search --config "$WORK/run.yaml" --target "$WORK/conv_only.yaml" --out "$WORK/s_conv_only"
 [ ! -e "$WORK/s_twice" ] && [ ! -e "$WORK/s_conv_only" ] && ok || bad "a refused search left an output directory"
+expect_error "search on a table lacking a choice" "restrict the search to the bit-widths the table has" -- "$BIN" search --config "$WORK/run.yaml" --target "$WORK/lut.yaml" --constraint "weight_memory<=40KiB" --out "$WORK/s_lut"
 expect_error "search existing run" "already holds a search" -- "$BIN" search --config "$WORK/run.yaml" --out "$WORK/s_ddpg" --json
 
 # verify and deploy run the export in ONNX Runtime
@@ -363,7 +389,11 @@ assert d["size"]["onnx_bytes"] < d["size"]["fp32_onnx_bytes"] and d["latency"]["
   [ -s "$WORK/bundle/model.onnx" ] && [ -s "$WORK/bundle/precision.yaml" ] && [ -s "$WORK/bundle/deploy.json" ] && ok || bad "deploy bundle files"
   expect_ok "verify" "$BIN" verify "$WORK/bundle/model.onnx" --data "$FMNIST" --limit 200 --json
   $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["passed"] and d["examples"] == 200, d' "$WORK/out" && ok || bad "verify report"
-  expect_error "verify exits non-zero beyond the tolerance" "verification failed" -- "$BIN" verify "$WORK/bundle/model.onnx" --data "$FMNIST" --limit 100 --tolerance -1 --json
+  # Simulating another configuration than the file holds: the check fails, exit 1, the report still printed.
+  expect_ok "quantize at 2 bits" "$BIN" quantize "$MODEL" --data "$FMNIST" --precision "$WORK/w2a8_plain.yaml" --calib 64 --limit 100 --out "$WORK/q2"
+  expect_check_failed "verify exits 1 beyond the tolerance" "verification failed" -- "$BIN" verify "$WORK/bundle/model.onnx" --data "$FMNIST" --limit 200 --precision "$WORK/q2/precision.yaml" --json
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert not d["passed"] and d["gap_points"] > d["tolerance_points"] == 0.5, d' "$WORK/out" && ok || bad "verify --json report of a failed verification"
+  expect_error "verify negative tolerance" "must be zero or more" -- "$BIN" verify "$WORK/bundle/model.onnx" --data "$FMNIST" --tolerance -1
 else
   echo "skip: verify and deploy (tools/node_modules missing; run scripts/setup)"
 fi

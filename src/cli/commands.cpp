@@ -15,6 +15,21 @@
 #include "util/log.h"
 
 namespace autoprec::cli {
+
+const CLI::Validator kPositive(
+    [](std::string& text) -> std::string {
+      double v = 0;
+      if (!CLI::detail::lexical_cast(text, v)) return "must be a number, got '" + text + "'";
+      return v > 0 ? std::string() : "must be positive, got " + text;
+    },
+    "POSITIVE");
+const CLI::Validator kNonNegative(
+    [](std::string& text) -> std::string {
+      double v = 0;
+      if (!CLI::detail::lexical_cast(text, v)) return "must be a number, got '" + text + "'";
+      return v >= 0 ? std::string() : "must be zero or more, got " + text;
+    },
+    "NON-NEGATIVE");
 namespace {
 
 using nlohmann::json;
@@ -213,8 +228,8 @@ void register_model_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("model", eval_options.model, "ONNX model")->required();
   add_data_options(cmd, eval_options.data, true);
   cmd->add_option("--split", eval_options.split, "train or test (idx datasets)")->check(CLI::IsMember({"train", "test"}));
-  cmd->add_option("--limit", eval_options.limit, "Evaluate only the first N examples")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch", eval_options.batch, "Batch size")->check(CLI::PositiveNumber);
+  cmd->add_option("--limit", eval_options.limit, "Evaluate only the first N examples")->check(kNonNegative);
+  cmd->add_option("--batch", eval_options.batch, "Batch size")->check(kPositive);
   add_quant_options(cmd, eval_options.quant);
   cmd->add_flag("--json", eval_options.json, "Print one JSON object");
   cmd->callback([&runner] { runner = [] { return run_eval(eval_options); }; });

@@ -10,6 +10,10 @@ namespace autoprec::cli {
 
 using Runner = std::function<int()>;
 
+// Number validators with plain messages ("--batch: must be at least 1, got 0").
+extern const CLI::Validator kPositive;     // >= 1 for integers, > 0 for reals
+extern const CLI::Validator kNonNegative;  // >= 0
+
 // inspect, run, eval.
 void register_model_commands(CLI::App& app, Runner& runner);
 // quantize, sensitivity.

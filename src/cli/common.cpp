@@ -9,6 +9,8 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/commands.h"
+
 #include "cost/metrics.h"
 #include "exec/summary.h"
 #include "util/error.h"
@@ -46,8 +48,13 @@ void add_data_options(CLI::App* cmd, DataOptions& o, bool required) {
 
 void add_quant_options(CLI::App* cmd, QuantOptionsCli& o) {
   cmd->add_option("--precision", o.precision, "Precision configuration (YAML); default: FP32");
-  cmd->add_option("--calib", o.calib, "Calibration examples from the training split (default 512)")->check(CLI::PositiveNumber);
+  cmd->add_option("--calib", o.calib, "Calibration examples from the training split (default 512)")->check(kPositive);
   cmd->add_option("--seed", o.seed, "Seed choosing the calibration examples (default 0)");
+}
+
+int check_failed(const std::string& message) {
+  std::fprintf(stderr, "autoprec: error: %s\n", message.c_str());
+  return kExitCheckFailed;
 }
 
 void prepare_output_dir(const std::string& dir) {

@@ -47,6 +47,13 @@ void add_quant_options(CLI::App* cmd, QuantOptionsCli& o);
 // before any long work starts.
 void prepare_output_dir(const std::string& dir);
 
+// Exit codes: 0 success; 1 a check the user asked for failed (a constraint,
+// the verification of an export, a search with no feasible configuration),
+// after everything was written and printed; 2 bad input; 3 internal error.
+constexpr int kExitCheckFailed = 1;
+// Prints "autoprec: error: MESSAGE" on stderr; returns kExitCheckFailed.
+int check_failed(const std::string& message);
+
 // Costs as JSON: {"total": {...}, "layers": [...]}.
 nlohmann::json costs_json(const cost::CostSummary& costs);
 nlohmann::json costs_json(const quant::QuantizedModel& model, quant::Granularity granularity);

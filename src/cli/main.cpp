@@ -4,20 +4,25 @@
 #include <c10/util/Exception.h>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 #include <thread>
 
 #include "cli/commands.h"
 #include "util/error.h"
 #include "util/log.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"autoprec: learns per-layer precision for neural networks under device constraints"};
   app.set_version_flag("--version", "autoprec 0.1.0");
   app.require_subcommand(1);
+  app.fallthrough();  // global flags (--threads, -v) may also follow the command
   int verbosity = 0;
   int threads = 0;
   app.add_flag("-v,--verbose", verbosity, "More log output on stderr (repeatable)");
-  app.add_option("--threads", threads, "Compute threads (default: one per core)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "Compute threads (default: one per core)")->check(autoprec::cli::kNonNegative);
   autoprec::cli::Runner runner;
   autoprec::cli::register_model_commands(app, runner);
   autoprec::cli::register_quant_commands(app, runner);
@@ -26,10 +31,38 @@ int main(int argc, char** argv) {
   autoprec::cli::register_target_commands(app, runner);
   autoprec::cli::register_deploy_commands(app, runner);
 
+  // `autoprec help [COMMAND]` is --help; an unknown first word is named as such.
+  if (argc >= 2 && std::string(argv[1]) == "help") {
+    std::vector<std::string> args = {"autoprec"};
+    if (argc >= 3) args.emplace_back(argv[2]);
+    args.emplace_back("--help");
+    std::vector<char*> pointers;
+    for (auto& a : args) pointers.push_back(a.data());
+    return run(static_cast<int>(pointers.size()), pointers.data());
+  }
+  if (argc >= 2 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known |= sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "autoprec: error: unknown command '%s'; commands: %s\n", argv[1], names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // One line, like every other error; the command's --help has the details.
+    std::string message = e.what();
+    message = message.substr(0, message.find('\n'));
+    std::string command;
+    for (const CLI::App* sub : app.get_subcommands()) command = " " + sub->get_name();
+    std::fprintf(stderr, "autoprec: error: %s (see autoprec%s --help)\n", message.c_str(), command.c_str());
+    return 2;
   }
   try {
     autoprec::init_logging(verbosity);
@@ -49,3 +82,7 @@ int main(int argc, char** argv) {
     return 3;
   }
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }

@@ -159,9 +159,9 @@ void register_quant_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("model", quantize.model, "ONNX model")->required();
   add_data_options(cmd, quantize.data, true);
   add_quant_options(cmd, quantize.quant);
-  cmd->get_option("--precision")->required();
+  cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   cmd->add_option("--out", quantize.out, "Output directory (precision.yaml, quantize.json)")->required();
-  cmd->add_option("--limit", quantize.limit, "Evaluate on the first N test examples only")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", quantize.limit, "Evaluate on the first N test examples only")->check(kNonNegative);
   cmd->callback([&runner] { runner = [] { return run_quantize(quantize); }; });
 
   static SensitivityOptions sensitivity;
@@ -169,9 +169,9 @@ void register_quant_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("model", sensitivity.model, "ONNX model")->required();
   add_data_options(cmd, sensitivity.data, true);
   cmd->add_option("--bits", sensitivity.bits, "Bit-widths to measure (default 2,3,4,6,8)")->delimiter(',');
-  cmd->add_option("--calib", sensitivity.calib, "Calibration examples (default 256)")->check(CLI::PositiveNumber);
+  cmd->add_option("--calib", sensitivity.calib, "Calibration examples (default 256)")->check(kPositive);
   cmd->add_option("--validation", sensitivity.validation, "Validation examples carved from the training split (default 1000)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--seed", sensitivity.seed, "Seed of the validation and calibration draws (default 0)");
   cmd->add_option("--precision", sensitivity.precision, "Take quantizer options (granularity, clipping) from this config");
   cmd->add_option("--out", sensitivity.out, "Also write the JSON table to this file");

@@ -2,6 +2,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
@@ -101,12 +102,32 @@ int run_search_command(const SearchCliOptions& o) {
   if (!o.target.empty()) config.target = o.target;
   if (!o.agent.empty()) config.agent = o.agent;
   if (!o.out.empty()) config.out = o.out;
-  if (!o.constraints.empty()) config.constraints = o.constraints;
+  if (!o.constraints.empty()) {
+    if (!config.constraints.empty() && o.resume.empty()) {
+      spdlog::info("--constraint replaces the {} constraint(s) of {}", config.constraints.size(), o.config);
+    }
+    config.constraints = o.constraints;
+  }
   if (o.episodes > 0) config.episodes = o.episodes;
   if (o.seed >= 0) config.seed = static_cast<uint64_t>(o.seed);
   search::SearchOptions options;
   options.quiet = o.json;
   if (!o.resume.empty()) {
+    std::vector<std::string> ignored;
+    auto note = [&](bool given, const char* flag) {
+      if (given) ignored.emplace_back(flag);
+    };
+    note(!o.config.empty(), "--config");
+    note(!o.model.empty(), "--model");
+    note(!o.data.empty(), "--data");
+    note(!o.target.empty(), "--target");
+    note(!o.agent.empty(), "--agent");
+    note(!o.constraints.empty(), "--constraint");
+    note(o.episodes > 0, "--episodes");
+    note(o.seed >= 0, "--seed");
+    if (!ignored.empty()) {
+      spdlog::warn("--resume continues the run as its journal configured it; ignoring {}", fmt::join(ignored, ", "));
+    }
     options.resume = true;
     config.out = o.resume;
   }
@@ -131,7 +152,12 @@ int run_search_command(const SearchCliOptions& o) {
     }
   }
   if (!bundle.is_null() && !bundle["verification"]["passed"].get<bool>()) {
-    fail("the search result does not verify in ONNX Runtime; see {}", result["deploy"]["report"].get<std::string>());
+    return check_failed(fmt::format("the search result does not verify in ONNX Runtime; see {}",
+                                    result["deploy"]["report"].get<std::string>()));
+  }
+  if (result.contains("infeasible")) {
+    return check_failed("no configuration met every constraint (the best effort is written): " +
+                        result["infeasible"].get<std::string>());
   }
   return 0;
 }
@@ -168,8 +194,8 @@ void register_search_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--target", o.target, "Target profile: built-in name or YAML path (default generic)");
   cmd->add_option("--constraint", o.constraints, "METRIC<=VALUE, e.g. weight_memory<=0.125*fp32 (repeatable)");
   cmd->add_option("--agent", o.agent, "ddpg (default), ilp, greedy, random or uniform");
-  cmd->add_option("--episodes", o.episodes, "Episodes (ddpg, random)")->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", o.seed, "Seed of every random choice (default 0)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--episodes", o.episodes, "Episodes (ddpg, random)")->check(kPositive);
+  cmd->add_option("--seed", o.seed, "Seed of every random choice (default 0)")->check(kNonNegative);
   cmd->add_option("--out", o.out, "Output directory");
   cmd->add_option("--resume", o.resume, "Continue the interrupted search in this directory");
   cmd->add_flag("--json", o.json, "Print result.json as one JSON object");

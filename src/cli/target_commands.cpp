@@ -182,6 +182,18 @@ json measure_whole_model(const CostOptions& o, const target::Profile& profile, c
           {"fp32", latency_json(fp32)}};
 }
 
+// 0, or kExitCheckFailed naming the first constraint that fails.
+int constraints_failed(const std::vector<target::ConstraintResult>& results) {
+  for (const auto& r : results) {
+    if (!r.holds) {
+      return check_failed(fmt::format("constraint '{}' fails: {} against a bound of {}", r.constraint.text,
+                                      target::format_metric(r.constraint.metric, r.value),
+                                      target::format_metric(r.constraint.metric, r.bound)));
+    }
+  }
+  return 0;
+}
+
 int run_cost(const CostOptions& o) {
   target::Profile profile = with_table(target::load_target(o.target), o.table);
   std::vector<target::Constraint> constraints;
@@ -203,8 +215,8 @@ int run_cost(const CostOptions& o) {
     for (const auto& c : constraints) relative |= c.reference != target::Reference::Absolute;
     target::TargetCosts fp32, int8;
     if (relative) {
-      fp32 = target::evaluate(profile, model, uniform(32), granularity, source.get());
-      int8 = target::evaluate(profile, model, uniform(8), granularity, source.get());
+      fp32 = target::evaluate_reference(profile, model, uniform(32), granularity, source.get());
+      int8 = target::evaluate_reference(profile, model, uniform(8), granularity, source.get());
     }
     for (const auto& c : constraints) {
       if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) {
@@ -247,7 +259,7 @@ int run_cost(const CostOptions& o) {
       j["constraints"] = cs;
     }
     print_json(j);
-    return 0;
+    return constraints_failed(results);
   }
   size_t width = 5;
   for (const auto& l : costs.layers) width = std::max(width, l.bits.name.size());
@@ -275,7 +287,7 @@ int run_cost(const CostOptions& o) {
                target::format_metric(r.constraint.metric, r.value), target::format_metric(r.constraint.metric, r.bound),
                target::format_metric(r.constraint.metric, r.slack));
   }
-  return 0;
+  return constraints_failed(results);
 }
 
 // ---- profile -------------------------------------------------------------
@@ -338,7 +350,7 @@ void register_target_commands(CLI::App& app, Runner& runner) {
   cmd = app.add_subcommand("cost", "Per-layer and total costs of a precision configuration on a target");
   cmd->add_option("model", cost.model, "ONNX model")->required();
   add_quant_options(cmd, cost.quant);
-  cmd->get_option("--precision")->required();
+  cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   add_data_options(cmd, cost.data, false);
   cmd->get_option("--data")->description(
       "Dataset calibrating the whole-model export on a measured target when the config holds no ranges "

@@ -199,14 +199,14 @@ void register_train_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("model", o.model, "ONNX model (the FP32 teacher and the student's starting point)")->required();
   add_data_options(cmd, o.data, true);
   add_quant_options(cmd, o.quant);
-  cmd->get_option("--precision")->required();
+  cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   auto* steps = cmd->add_option("--steps", o.train.steps, "Short fine-tune: optimizer steps (teacher logits cached)")
-                    ->check(CLI::PositiveNumber);
+                    ->check(kPositive);
   auto* epochs = cmd->add_option("--epochs", o.train.epochs, "Full fine-tune: epochs, keeping the best validation epoch")
-                     ->check(CLI::PositiveNumber);
+                     ->check(kPositive);
   steps->excludes(epochs);
   cmd->add_option("--out", o.out, "Output directory (model.onnx, precision.yaml, finetune.json)")->required();
-  cmd->add_option("--batch-size", o.train.batch_size, "Batch size (default 128)")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", o.train.batch_size, "Batch size (default 128)")->check(kPositive);
   cmd->add_option("--optimizer", o.optimizer, "sgd (default) or adamw");
   cmd->add_option("--lr", o.train.learning_rate, "Peak learning rate (default 0.01)");
   cmd->add_option("--momentum", o.train.momentum, "SGD momentum (default 0.9)");
@@ -226,14 +226,14 @@ void register_train_commands(CLI::App& app, Runner& runner) {
                   "freeze (default: calibrated scales stay fixed) or refresh (min/max after every step)");
   cmd->add_option("--validation", o.validation,
                   "Validation examples: carved from the training split, or drawn from --validation-data (default 5000)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("--validation-data", o.validation_data,
                   "Held-out validation dataset (idx:DIR or npy:IMAGES.npy,LABELS.npy); the training split stays whole");
   cmd->add_option("--validation-split", o.validation_split, "Split of --validation-data for idx: specs (default train)")
       ->check(CLI::IsMember({"train", "test"}));
   cmd->add_option("--subset", o.subset, "Train on the first N training examples (default: all; steps × batch with --steps)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--limit", o.limit, "Evaluate on the first N test examples only")->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
+  cmd->add_option("--limit", o.limit, "Evaluate on the first N test examples only")->check(kNonNegative);
   cmd->add_flag("--json", o.json, "Print the fine-tune report as one JSON object");
   cmd->callback([&runner] { runner = [] { return run_finetune(o); }; });
 }

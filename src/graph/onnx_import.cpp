@@ -243,6 +243,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
 
 Graph import_onnx_file(const std::string& path) {
   std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail("model file {} is a directory, not an .onnx file", path);
   if (!std::filesystem::is_regular_file(path, ec)) fail("model file {} does not exist", path);
   std::ifstream file(path, std::ios::binary);
   if (!file) fail("cannot read model file {}", path);

@@ -136,10 +136,23 @@ void Search::prepare() {
   info_ = target::load_model_info(cfg_.model);
   source_ = target::make_source(profile_, info_, "");
 
-  for (const auto& layer : info_.layers) {
-    if (target::supported_pairs(profile_, layer.op, cfg_.weight_bits, cfg_.activation_bits).empty()) {
+  for (size_t l = 0; l < info_.layers.size(); ++l) {
+    const auto& layer = info_.layers[l];
+    auto pairs = target::supported_pairs(profile_, layer.op, cfg_.weight_bits, cfg_.activation_bits);
+    if (pairs.empty()) {
       fail("target {} supports no (weight, activation) bit pair for layer {} ({}) within the requested bit sets",
            profile_.name, layer.name, layer.op);
+    }
+    // A cost table must cost every choice the search may make (a lookup; measured targets measure on demand).
+    if (profile_.cost_model.type != target::CostModelType::Lut) continue;
+    for (auto [wb, ab] : pairs) {
+      try {
+        source_->estimate(info_.descs[l], wb, ab);
+      } catch (const UserError& e) {
+        fail("{}; restrict the search to the bit-widths the table has (weight_bits, activation_bits) or list them "
+             "under the profile's precisions",
+             e.what());
+      }
     }
   }
   std::vector<target::Constraint> parsed;
@@ -149,8 +162,16 @@ void Search::prepare() {
     all8[layer.name] = {8, 8};
     all32[layer.name] = {32, 32};
   }
-  int8_costs_ = target::evaluate(profile_, info_, all8, granularity_, source_.get());
-  target::TargetCosts fp32 = target::evaluate(profile_, info_, all32, granularity_, source_.get());
+  int8_costs_ = target::evaluate_reference(profile_, info_, all8, granularity_, source_.get());
+  target::TargetCosts fp32 = target::evaluate_reference(profile_, info_, all32, granularity_, source_.get());
+  if (cfg_.reward.latency != 0 && !int8_costs_.latency_ms) {
+    fail("reward.latency needs the latency of uniform W8A8 on target {}: {}", profile_.name,
+         int8_costs_.missing_reason.empty() ? "the target has no latency model" : int8_costs_.missing_reason);
+  }
+  if (cfg_.reward.energy != 0 && !int8_costs_.energy_mj) {
+    fail("reward.energy needs the energy of uniform W8A8 on target {}: {}", profile_.name,
+         int8_costs_.missing_reason.empty() ? "the target has no energy model" : int8_costs_.missing_reason);
+  }
   constraints_ = target::resolve(parsed, profile_, fp32, int8_costs_);
   std::set<target::Metric> seen;
   for (const auto& c : constraints_) {

@@ -60,10 +60,18 @@ double metric_value(Metric m, const TargetCosts& c, const std::string& where) {
     case Metric::WeightMemory: return c.bits.weight_memory_bits;
     case Metric::Bops: return c.bits.bops;
     case Metric::Latency:
-      if (!c.latency_ms) fail("{}: target {} gives no latency for this model", where, c.target);
+      if (!c.latency_ms) {
+        fail("{}: target {} gives no latency for this {}{}", where, c.target,
+             c.missing_reason.empty() ? "model" : "reference configuration: " + c.missing_reason,
+             c.missing_reason.empty() ? "" : "; give the bound in ms instead");
+      }
       return *c.latency_ms;
     case Metric::Energy:
-      if (!c.energy_mj) fail("{}: target {} gives no energy for this model", where, c.target);
+      if (!c.energy_mj) {
+        fail("{}: target {} gives no energy for this {}{}", where, c.target,
+             c.missing_reason.empty() ? "model" : "reference configuration: " + c.missing_reason,
+             c.missing_reason.empty() ? "" : "; give the bound in mJ instead");
+      }
       return *c.energy_mj;
     default: return 0;
   }

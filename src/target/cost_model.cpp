@@ -276,4 +276,16 @@ TargetCosts evaluate(const Profile& profile, const ModelInfo& model,
   return out;
 }
 
+TargetCosts evaluate_reference(const Profile& profile, const ModelInfo& model,
+                               const std::map<std::string, quant::LayerPrecision>& precision,
+                               quant::Granularity granularity, LayerCostSource* source) {
+  try {
+    return evaluate(profile, model, precision, granularity, source);
+  } catch (const UserError& e) {
+    TargetCosts out = evaluate(profile, model, precision, granularity, nullptr);
+    out.missing_reason = e.what();
+    return out;
+  }
+}
+
 }  // namespace autoprec::target

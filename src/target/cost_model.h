@@ -126,6 +126,8 @@ struct TargetCosts {
   cost::CostSummary bits;             // totals of the bit budget
   std::optional<double> latency_ms;   // sum over layers, when the target has latency
   std::optional<double> energy_mj;
+  // evaluate_reference(): why latency and energy are missing ("" otherwise).
+  std::string missing_reason;
 };
 
 // Costs of `precision` (resolved per layer name) on `profile`. `source` may be
@@ -133,5 +135,14 @@ struct TargetCosts {
 TargetCosts evaluate(const Profile& profile, const ModelInfo& model,
                      const std::map<std::string, quant::LayerPrecision>& precision, quant::Granularity granularity,
                      LayerCostSource* source);
+
+// evaluate() for a reference configuration (uniform FP32 or W8A8, which
+// relative bounds scale): when `source` cannot cost it (a cost table without
+// those bit-widths) the result has no latency and energy and says why in
+// missing_reason, instead of a UserError; only a latency or energy bound
+// relative to it then fails (target::resolve names the reason).
+TargetCosts evaluate_reference(const Profile& profile, const ModelInfo& model,
+                               const std::map<std::string, quant::LayerPrecision>& precision,
+                               quant::Granularity granularity, LayerCostSource* source);
 
 }  // namespace autoprec::target
