@@ -159,6 +159,7 @@ assert 0 < d["bytes"] < d["source_bytes"] / 4, d' "$WORK/out" && ok || bad "expo
 expect_error "export needs calibration" "no calibrated ranges" -- "$BIN" export "$MODEL" --precision "$WORK/w4a8.yaml" --out "$WORK/e.onnx"
 expect_error "export into a missing directory" "does not exist" -- "$BIN" export "$MODEL" --precision "$WORK/q/precision.yaml" --out "$WORK/nodir/e.onnx"
 expect_error "export of an old opset" "opset 13 or later" -- "$BIN" export "$WORK/opset11.onnx" --precision "$WORK/w4a8.yaml" --out "$WORK/e.onnx"
+expect_error "export of an export" "QDQ file autoprec exported .*use the float model it came from" -- "$BIN" export "$WORK/q/model.qdq.onnx" --precision "$WORK/q/precision.yaml" --out "$WORK/e.onnx"
 expect_error "export with an unknown weight type" "--weight-type must be int8 or uint8" -- "$BIN" export "$MODEL" --precision "$WORK/q/precision.yaml" --weight-type int4 --out "$WORK/e.onnx"
 expect_error "export of 9-bit weights" "2, 3, 4, 5, 6, 7, 8, 16, 32" -- "$BIN" export "$MODEL" --precision "$WORK/bits9.yaml" --data "$FMNIST" --out "$WORK/e.onnx"
 [ ! -e "$WORK/e.onnx" ] && ok || bad "failed export left a file"

@@ -108,6 +108,11 @@ void upgrade_opset(graph::Graph& g, int64_t target) {
 }
 
 void check_exportable(const graph::Graph& graph, const std::string& origin) {
+  if (graph.metadata.count("autoprec.format")) {
+    auto source = graph.metadata.find("autoprec.source_model");
+    fail("{} is already a QDQ export; export the float model it came from{}", origin,
+         source == graph.metadata.end() ? "" : " (" + source->second + ")");
+  }
   if (graph.opset < kOpset8Bit) {
     fail("QDQ export needs a model at opset {} or later; {} is at opset {} (re-export it with a newer opset)",
          kOpset8Bit, origin, graph.opset);

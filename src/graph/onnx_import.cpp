@@ -205,6 +205,13 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
   }
   if (opset == 0) fail("{} declares no default-domain opset", origin);
   if (opset > kMaxOpset) {
+    for (const auto& p : model.metadata_props()) {
+      if (p.key() == "autoprec.source_model") {
+        fail("{} is a QDQ file autoprec exported (opset {}, 4-bit types), which ONNX Runtime runs and autoprec does "
+             "not; use the float model it came from ({})",
+             origin, opset, p.value());
+      }
+    }
     fail("{} uses ONNX opset {}; autoprec supports opsets {} to {} (re-export with opset_version={})", origin, opset,
          kMinOpset, kMaxOpset, kMaxOpset);
   }

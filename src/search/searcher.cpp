@@ -156,7 +156,7 @@ void Search::prepare() {
     }
   }
   std::vector<target::Constraint> parsed;
-  for (const std::string& text : cfg_.constraints) parsed.push_back(target::parse_constraint(text));
+  for (const std::string& text : cfg_.constraints) parsed.push_back(target::parse_constraint(text, "constraints"));
   std::map<std::string, quant::LayerPrecision> all8, all32;
   for (const auto& layer : info_.layers) {
     all8[layer.name] = {8, 8};
