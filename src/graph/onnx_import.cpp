@@ -94,6 +94,27 @@ void check_window_attributes(const onnx::GraphProto& g, const std::string& origi
   }
 }
 
+// libonnx's shape inference reads a sparse (or sequence, map, optional) value
+// as a tensor without a shape and indexes past it; autoprec runs dense
+// tensors only, so such values are refused before it runs.
+void check_dense_values(const onnx::GraphProto& g, const std::string& origin) {
+  auto check = [&](const onnx::ValueInfoProto& v, const char* what) {
+    switch (v.type().value_case()) {
+      case onnx::TypeProto::VALUE_NOT_SET:
+      case onnx::TypeProto::kTensorType: return;
+      case onnx::TypeProto::kSparseTensorType: fail("{}: {} '{}' is a sparse tensor; autoprec runs dense tensors only", origin, what, v.name());
+      default: fail("{}: {} '{}' is not a tensor (a sequence, map or optional); autoprec runs tensors only", origin, what, v.name());
+    }
+  };
+  for (const auto& v : g.input()) check(v, "graph input");
+  for (const auto& v : g.output()) check(v, "graph output");
+  for (const auto& v : g.value_info()) check(v, "value");
+  if (g.sparse_initializer_size() > 0) {
+    fail("{}: initializer '{}' is sparse; autoprec runs dense tensors only", origin,
+         g.sparse_initializer(0).values().name());
+  }
+}
+
 // Statically known dimensions of a value before shape inference (-1 where
 // symbolic), from initializers, declared graph inputs and Constant nodes.
 std::map<std::string, std::vector<int64_t>> declared_dims(const onnx::GraphProto& g) {
@@ -229,6 +250,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
   }
 
   check_window_attributes(model.graph(), origin);
+  check_dense_values(model.graph(), origin);
   pin_conv_kernel_shapes(model.mutable_graph(), origin);
   try {
     onnx::ShapeInferenceOptions options{false, 0, false};
