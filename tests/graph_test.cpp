@@ -107,6 +107,23 @@ TEST(OnnxImport, FuzzerRegressionsImportOrAreRefused) {
   EXPECT_GT(files, 0);
 }
 
+// libonnx's shape inference reads non-tensor values as shapeless tensors;
+// they are refused before it runs.
+TEST(OnnxImport, SequencesFeedingTensorOperatorsAreRefused) {
+  ModelBuilder b;
+  b.input("x", {1, 1, 4, 4}).output("y", {1, 1, 4, 4});
+  b.initializer("w", at::ones({1, 1, 1, 1}));
+  b.node("SequenceConstruct", {"x"}, {"s"}, "seq");
+  b.node("Conv", {"s", "w"}, {"y"}, "conv");
+  try {
+    graph::import_onnx_bytes(b.bytes(), "seq.onnx");
+    ADD_FAILURE() << "a sequence feeding Conv was imported";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("seq.onnx: node 'seq' (SequenceConstruct) works on sequences"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(OnnxImport, KeepsNamesAndInfersShapes) {
   graph::Graph g = graph::import_onnx_bytes(conv_bn_model().bytes(), "m.onnx");
   ASSERT_EQ(g.nodes.size(), 3u);

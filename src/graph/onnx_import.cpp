@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <onnx/checker.h>
@@ -109,6 +110,17 @@ void check_dense_values(const onnx::GraphProto& g, const std::string& origin) {
   for (const auto& v : g.input()) check(v, "graph input");
   for (const auto& v : g.output()) check(v, "graph output");
   for (const auto& v : g.value_info()) check(v, "value");
+  // Operators that make or take sequences and optionals: their values reach
+  // tensor operators' inference the same way.
+  static const std::set<std::string> non_tensor_ops = {
+      "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase", "SequenceAt", "SequenceLength",
+      "SplitToSequence", "ConcatFromSequence", "SequenceMap", "Optional", "OptionalGetElement", "OptionalHasElement"};
+  for (const auto& node : g.node()) {
+    if ((node.domain().empty() || node.domain() == "ai.onnx") && non_tensor_ops.count(node.op_type())) {
+      fail("{}: node '{}' ({}) works on sequences or optionals; autoprec runs tensors only", origin, node.name(),
+           node.op_type());
+    }
+  }
   if (g.sparse_initializer_size() > 0) {
     fail("{}: initializer '{}' is sparse; autoprec runs dense tensors only", origin,
          g.sparse_initializer(0).values().name());
