@@ -8,10 +8,10 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "data/dataset.h"
-#include "deploy/model_latency.h"
 #include "search/run_config.h"
 #include "runtime/runner.h"
 #include "search/searcher.h"
+#include "target/measure.h"
 #include "target/profile.h"
 #include "util/file.h"
 #include "util/error.h"
@@ -40,7 +40,7 @@ nlohmann::json check_deployed_latency(const nlohmann::json& result, const std::s
   target::Profile profile = target::load_target(spec);
   if (!profile.measured()) return nullptr;
   at::Tensor one = data::take(data::load_dataset(result["data"].get<std::string>(), data::Split::Test), 1).images.contiguous();
-  deploy::ModelLatency measured = deploy::measure_model_latency(profile, onnx_path, one);
+  target::ModelLatency measured = target::measure_model_file(profile, onnx_path, one);
   nlohmann::json checks = nlohmann::json::array();
   for (const auto& c : result["constraints"]) {
     if (c.value("metric", "") != "latency") continue;

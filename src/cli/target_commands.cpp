@@ -5,11 +5,9 @@
 #include <filesystem>
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "deploy/model_latency.h"
 #include "deploy/qdq_export.h"
 #include "exec/summary.h"
 #include "target/constraints.h"
@@ -17,6 +15,7 @@
 #include "target/measure.h"
 #include "target/profile.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/log.h"
 
 namespace autoprec::cli {
@@ -112,25 +111,6 @@ target::Profile with_table(target::Profile p, const std::string& table) {
   return p;
 }
 
-// A temporary file name that is removed when this goes out of scope.
-class TemporaryFile {
- public:
-  explicit TemporaryFile(const std::string& suffix) {
-    std::string templ = (fs::temp_directory_path() / ("autoprec_XXXXXX" + suffix)).string();
-    int fd = mkstemps(templ.data(), static_cast<int>(suffix.size()));
-    if (fd < 0) fail("cannot create a temporary file in {}", fs::temp_directory_path().string());
-    ::close(fd);
-    path_ = templ;
-  }
-  ~TemporaryFile() { std::remove(path_.c_str()); }
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // On a measured target: the configuration exported as QDQ and timed whole
 // through the target's runner, and the FP32 model the same way. Activation
 // ranges come from the config, else from --data, else from a synthetic
@@ -165,9 +145,9 @@ json measure_whole_model(const CostOptions& o, const target::Profile& profile, c
   at::Tensor input = at::rand(input_shape, gen, at::kFloat);
   spdlog::info("timing the whole model on {} ({} warm-up, median of {})", profile.name, profile.cost_model.warmup,
                profile.cost_model.repeats);
-  deploy::ModelLatency q = deploy::measure_model_latency(profile, file.path(), input);
-  deploy::ModelLatency fp32 = deploy::measure_model_latency(profile, o.model, input);
-  auto latency_json = [](const deploy::ModelLatency& l) {
+  target::ModelLatency q = target::measure_model_file(profile, file.path(), input);
+  target::ModelLatency fp32 = target::measure_model_file(profile, o.model, input);
+  auto latency_json = [](const target::ModelLatency& l) {
     json j = {{"latency_ms", l.ms}, {"wall_ms", l.wall_ms}};
     if (l.kernel_ms) j["kernel_ms"] = *l.kernel_ms;
     return j;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <optional>
+#include <tuple>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -164,13 +165,12 @@ void Search::prepare() {
   }
   int8_costs_ = target::evaluate_reference(profile_, info_, all8, granularity_, source_.get());
   target::TargetCosts fp32 = target::evaluate_reference(profile_, info_, all32, granularity_, source_.get());
-  if (cfg_.reward.latency != 0 && !int8_costs_.latency_ms) {
-    fail("reward.latency needs the latency of uniform W8A8 on target {}: {}", profile_.name,
-         int8_costs_.missing_reason.empty() ? "the target has no latency model" : int8_costs_.missing_reason);
-  }
-  if (cfg_.reward.energy != 0 && !int8_costs_.energy_mj) {
-    fail("reward.energy needs the energy of uniform W8A8 on target {}: {}", profile_.name,
-         int8_costs_.missing_reason.empty() ? "the target has no energy model" : int8_costs_.missing_reason);
+  // Reward terms are relative to uniform W8A8 on the target.
+  for (auto [weight, known, what] : {std::tuple{cfg_.reward.latency, int8_costs_.latency_ms.has_value(), "latency"},
+                                     std::tuple{cfg_.reward.energy, int8_costs_.energy_mj.has_value(), "energy"}}) {
+    if (weight == 0 || known) continue;
+    fail("reward.{} needs the {} of uniform W8A8 on target {}: {}", what, what, profile_.name,
+         int8_costs_.missing_reason.empty() ? fmt::format("the target has no {} model", what) : int8_costs_.missing_reason);
   }
   constraints_ = target::resolve(parsed, profile_, fp32, int8_costs_);
   std::set<target::Metric> seen;

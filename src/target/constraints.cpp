@@ -55,23 +55,21 @@ double parse_number(const std::string& s, size_t* used) {
   return d;
 }
 
+[[noreturn]] void fail_missing(const TargetCosts& c, const std::string& where, const char* what, const char* unit) {
+  if (c.missing_reason.empty()) fail("{}: target {} gives no {} for this model", where, c.target, what);
+  fail("{}: target {} gives no {} for this reference configuration: {}; give the bound in {} instead", where, c.target,
+       what, c.missing_reason, unit);
+}
+
 double metric_value(Metric m, const TargetCosts& c, const std::string& where) {
   switch (m) {
     case Metric::WeightMemory: return c.bits.weight_memory_bits;
     case Metric::Bops: return c.bits.bops;
     case Metric::Latency:
-      if (!c.latency_ms) {
-        fail("{}: target {} gives no latency for this {}{}", where, c.target,
-             c.missing_reason.empty() ? "model" : "reference configuration: " + c.missing_reason,
-             c.missing_reason.empty() ? "" : "; give the bound in ms instead");
-      }
+      if (!c.latency_ms) fail_missing(c, where, "latency", "ms");
       return *c.latency_ms;
     case Metric::Energy:
-      if (!c.energy_mj) {
-        fail("{}: target {} gives no energy for this {}{}", where, c.target,
-             c.missing_reason.empty() ? "model" : "reference configuration: " + c.missing_reason,
-             c.missing_reason.empty() ? "" : "; give the bound in mJ instead");
-      }
+      if (!c.energy_mj) fail_missing(c, where, "energy", "mJ");
       return *c.energy_mj;
     default: return 0;
   }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -141,6 +142,21 @@ onnx::ModelProto layer_model_shell(const LayerDesc& layer, int64_t ir_version, i
   return model;
 }
 
+// Symmetric per-output-channel quantization of `w` along `axis` to
+// [-qmax, qmax]: the grid values (float) and the scales [C] (1 for an all-zero
+// channel).
+std::pair<at::Tensor, at::Tensor> quantize_per_channel(const at::Tensor& w, int64_t axis, double qmax) {
+  std::vector<int64_t> reduce;
+  for (int64_t d = 0; d < w.dim(); ++d) {
+    if (d != axis) reduce.push_back(d);
+  }
+  at::Tensor scale = (reduce.empty() ? w.abs() : w.abs().amax(reduce)) / qmax;
+  scale = at::where(scale > 0, scale, at::ones_like(scale));
+  std::vector<int64_t> view(w.dim(), 1);
+  view[axis] = w.size(axis);
+  return {at::clamp(at::round(w / scale.view(view)), -qmax, qmax), scale};
+}
+
 // A b-bit integer initializer in `container` (INT4 packed, INT8 or UINT8).
 void add_integer_init(onnx::GraphProto* g, const std::string& name, const at::Tensor& values, int32_t container) {
   if (container != graph::kOnnxInt4) {
@@ -184,17 +200,9 @@ std::string export_form_model(const graph::Graph& graph, const LayerDesc& layer,
   }
   if (quantized(wb)) {
     const int64_t axis = layer.channel_axis;
-    const double qmax = std::pow(2.0, wb - 1) - 1;
-    std::vector<int64_t> reduce;
-    for (int64_t d = 0; d < w.dim(); ++d) {
-      if (d != axis) reduce.push_back(d);
-    }
-    at::Tensor scale = (reduce.empty() ? w.abs() : w.abs().amax(reduce)) / qmax;
-    scale = at::where(scale > 0, scale, at::ones_like(scale));
-    std::vector<int64_t> view(w.dim(), 1);
-    view[axis] = w.size(axis);
+    auto [grid, scale] = quantize_per_channel(w, axis, std::pow(2.0, wb - 1) - 1);
     const int32_t container = graph::weight_container(wb);
-    add_integer_init(g, "w_q", at::clamp(at::round(w / scale.view(view)), -qmax, qmax), container);
+    add_integer_init(g, "w_q", grid, container);
     add_init(g, "w_scale", scale);
     add_integer_init(g, "w_zp", at::zeros({w.size(axis)}, at::kLong), container);
     auto* dq = add_node(g, "DequantizeLinear", {"w_q", "w_scale", "w_zp"}, {"w_dq"});
@@ -230,16 +238,9 @@ std::string single_layer_model(const graph::Graph& graph, const LayerDesc& layer
   at::Tensor w_scale;
   if (quantized(wb)) {
     int64_t axis = layer.channel_axis;
-    std::vector<int64_t> reduce;
-    for (int64_t d = 0; d < w.dim(); ++d) {
-      if (d != axis) reduce.push_back(d);
-    }
-    w_scale = (reduce.empty() ? w.abs() : w.abs().amax(reduce)) / 127.0;
-    w_scale = at::where(w_scale > 0, w_scale, at::ones_like(w_scale));
-    std::vector<int64_t> view(w.dim(), 1);
-    view[axis] = w.size(axis);
-    at::Tensor wq = at::clamp(at::round(w / w_scale.view(view)), -127, 127).to(at::kChar);
-    add_init(g, "w_q", wq);
+    at::Tensor grid;
+    std::tie(grid, w_scale) = quantize_per_channel(w, axis, 127);
+    add_init(g, "w_q", grid.to(at::kChar));
     add_init(g, "w_scale", w_scale);
     add_init(g, "w_zp", at::zeros({w.size(axis)}, at::kChar));
     set_int_attribute(add_node(g, "DequantizeLinear", {"w_q", "w_scale", "w_zp"}, {"w_dq"}), "axis", axis);
@@ -314,23 +315,55 @@ void MeasurementCache::add(const std::string& key, double latency_ms) {
   if (!out) fail("cannot write measurement cache {}", path_);
 }
 
+namespace {
+
+// The runner a measured profile describes.
+runtime::RunnerOptions runner_options(const Profile& profile) {
+  if (!profile.measured()) fail("target {} does not measure (cost model {})", profile.name, to_string(profile.cost_model.type));
+  const CostModelSpec& spec = profile.cost_model;
+  runtime::RunnerOptions options;
+  options.threads = spec.threads;
+  options.timeout_s = spec.timeout_s;
+  options.profile_kernels = spec.kernel_timing;
+  if (spec.type == CostModelType::Command) {
+    options.command = spec.command;
+    options.what = fmt::format("runner of target {}", profile.name);
+  }
+  return options;
+}
+
+ModelLatency latency_of(const CostModelSpec& spec, const runtime::TimeResult& t) {
+  ModelLatency l;
+  l.wall_ms = t.median_ms;
+  l.kernel_ms = t.kernel_median_ms;
+  l.ms = spec.kernel_timing && t.kernel_median_ms ? *t.kernel_median_ms : t.median_ms;
+  if (spec.kernel_timing && !t.kernel_median_ms) spdlog::debug("the runner reports no kernel times; using wall time");
+  return l;
+}
+
+}  // namespace
+
+ModelLatency measure_model_file(const Profile& profile, const std::string& onnx_path, const at::Tensor& input) {
+  runtime::OnnxRunner runner(runner_options(profile));
+  runner.load(onnx_path);
+  const CostModelSpec& spec = profile.cost_model;
+  return latency_of(spec, runner.time({{runner.inputs().at(0).name, input}}, spec.warmup, spec.repeats));
+}
+
 struct MeasuredSource::Impl {
   Profile profile;
   const ModelInfo* model;
   MeasurementCache cache;
   std::unique_ptr<runtime::OnnxRunner> runner;
-  std::string model_file;
+  std::unique_ptr<TemporaryFile> model_file;
 };
 
 MeasuredSource::MeasuredSource(const Profile& profile, const ModelInfo& model, const std::string& cache_path)
-    : impl_(std::make_unique<Impl>(Impl{profile, &model, MeasurementCache(cache_path), nullptr, ""})) {
-  if (!profile.measured()) fail("target {} does not measure (cost model {})", profile.name, to_string(profile.cost_model.type));
+    : impl_(std::make_unique<Impl>(Impl{profile, &model, MeasurementCache(cache_path), nullptr, nullptr})) {
+  runner_options(profile);  // refuses a profile that does not measure
 }
 
-MeasuredSource::~MeasuredSource() {
-  impl_->runner.reset();
-  if (!impl_->model_file.empty()) std::remove(impl_->model_file.c_str());
-}
+MeasuredSource::~MeasuredSource() { impl_->runner.reset(); }
 
 double MeasuredSource::time_model(const std::string& key, const std::vector<int64_t>& shape, bool* from_cache,
                                   const std::function<std::string()>& build) {
@@ -342,28 +375,15 @@ double MeasuredSource::time_model(const std::string& key, const std::vector<int6
   *from_cache = false;
   const CostModelSpec& spec = m.profile.cost_model;
   if (!m.runner) {
-    runtime::RunnerOptions options;
-    options.threads = spec.threads;
-    options.timeout_s = spec.timeout_s;
-    options.profile_kernels = spec.kernel_timing;
-    if (spec.type == CostModelType::Command) {
-      options.command = spec.command;
-      options.what = fmt::format("runner of target {}", m.profile.name);
-    }
-    m.runner = std::make_unique<runtime::OnnxRunner>(options);
-    char templ[] = "/tmp/autoprec_layer_XXXXXX.onnx";
-    int fd = mkstemps(templ, 5);
-    if (fd < 0) fail("cannot create a temporary model file: {}", std::strerror(errno));
-    ::close(fd);
-    m.model_file = templ;
+    m.runner = std::make_unique<runtime::OnnxRunner>(runner_options(m.profile));
+    m.model_file = std::make_unique<TemporaryFile>(".onnx");
   }
-  write_file_atomically(m.model_file, build(), "single-layer model");
-  m.runner->load(m.model_file);
+  write_file_atomically(m.model_file->path(), build(), "single-layer model");
+  m.runner->load(m.model_file->path());
   at::Generator gen = at::detail::createCPUGenerator(0);
   at::Tensor x = at::rand(shape, gen, at::kFloat);
   runtime::TimeResult t = m.runner->time({{"x", x}}, spec.warmup, spec.repeats);
-  double ms = spec.kernel_timing && t.kernel_median_ms ? *t.kernel_median_ms : t.median_ms;
-  if (spec.kernel_timing && !t.kernel_median_ms) spdlog::debug("the runner reports no kernel times; using wall time");
+  const double ms = latency_of(spec, t).ms;
   std::string ops;
   for (const auto& [op, v] : t.op_ms) ops += fmt::format(" {} {:.4f}", op, v);
   spdlog::debug("measured {}: {:.4f} ms (wall {:.4f} ms;{})", key, ms, t.median_ms, ops);

@@ -41,6 +41,8 @@
 #include <utility>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
+
 #include "target/cost_model.h"
 
 namespace autoprec::target {
@@ -90,6 +92,21 @@ class MeasuredSource : public LayerCostSource {
   int measured_ = 0;
   int cached_ = 0;
 };
+
+// Latency of a whole model file on a measured target.
+struct ModelLatency {
+  double ms = 0;        // by the profile's timing: summed kernel times (kernels) or wall time (wall)
+  double wall_ms = 0;   // median wall time of one inference as the runner sees it
+  std::optional<double> kernel_ms;  // median summed kernel time, when the runner reports it
+};
+
+// Times `onnx_path` on batch-1 input `input` through the runner of `profile`
+// (cpu-ort: ONNX Runtime; command: the profile's runner) with its threads,
+// warm-up, repeats, timeout and timing: the number a per-layer table only
+// approximates by a sum (a whole model keeps layouts between layers and fuses
+// across them). Not cached. UserError when the profile does not measure or
+// the runner fails.
+ModelLatency measure_model_file(const Profile& profile, const std::string& onnx_path, const at::Tensor& input);
 
 // Where `autoprec cost` keeps measurements for a measured target:
 // $AUTOPREC_CACHE_DIR, else $XDG_CACHE_HOME/autoprec, else ~/.cache/autoprec;

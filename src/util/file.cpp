@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "util/error.h"
 
@@ -30,5 +31,15 @@ void write_file_atomically(const std::string& path, const std::string& bytes, co
     fail("cannot write {} {}: renaming {} failed: {}", what, path, tmp, std::strerror(saved_errno));
   }
 }
+
+TemporaryFile::TemporaryFile(const std::string& suffix) {
+  std::string templ = (std::filesystem::temp_directory_path() / ("autoprec_XXXXXX" + suffix)).string();
+  int fd = mkstemps(templ.data(), static_cast<int>(suffix.size()));
+  if (fd < 0) fail("cannot create a temporary file in {}: {}", std::filesystem::temp_directory_path().string(), std::strerror(errno));
+  ::close(fd);
+  path_ = templ;
+}
+
+TemporaryFile::~TemporaryFile() { std::remove(path_.c_str()); }
 
 }  // namespace autoprec
