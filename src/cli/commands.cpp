@@ -193,7 +193,7 @@ int run_eval(const EvalCliOptions& o) {
     if (quantized) {
       j["precision"] = o.quant.precision;
       j["calibration_seed"] = o.quant.seed;
-      j["costs"] = costs_json(*quantized, quant::load_precision_config(o.quant.precision).options.weight_granularity);
+      j["costs"] = costs_json(*quantized, load_config(o.quant).options.weight_granularity);
     }
     print_json(j);
   } else {

@@ -50,6 +50,25 @@ void add_quant_options(CLI::App* cmd, QuantOptionsCli& o) {
   cmd->add_option("--precision", o.precision, "Precision configuration (YAML); default: FP32");
   cmd->add_option("--calib", o.calib, "Calibration examples from the training split (default 512)")->check(kPositive);
   cmd->add_option("--seed", o.seed, "Seed choosing the calibration examples (default 0)");
+  cmd->add_option("--format", o.format,
+                  "Where activations are quantized: int (every tensor an integer kernel reads or writes, int32 "
+                  "biases: the form ONNX Runtime runs on integer kernels) or qdq (layer inputs only); default: the "
+                  "config's options.format, else qdq")
+      ->check(CLI::IsMember({"int", "qdq"}));
+}
+
+quant::PrecisionConfig load_config(const QuantOptionsCli& options) {
+  quant::PrecisionConfig config = quant::load_precision_config(options.precision);
+  if (!options.format.empty()) {
+    quant::QuantForm form = quant::parse_quant_form(options.format, "--format");
+    if (form != config.options.format) {
+      // Ranges calibrated for the other form do not describe this one.
+      config.calibration.clear();
+      config.tensor_ranges.clear();
+      config.options.format = form;
+    }
+  }
+  return config;
 }
 
 int check_failed(const std::string& message) {
@@ -117,7 +136,7 @@ data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed)
 
 std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,
                                                        const QuantOptionsCli& options, const DataOptions* data) {
-  quant::PrecisionConfig config = quant::load_precision_config(options.precision);
+  quant::PrecisionConfig config = load_config(options);
   auto model = std::make_unique<quant::QuantizedModel>(graph, config, origin);
   if (!model->calibrated()) {
     if (!data) fail("{} holds no calibrated ranges; pass --data to calibrate (or write one with `autoprec quantize`)", options.precision);

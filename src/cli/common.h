@@ -38,6 +38,7 @@ struct QuantOptionsCli {
   std::string precision;     // config path; empty: FP32
   int64_t calib = 512;       // calibration examples from the training split
   uint64_t seed = 0;         // which examples
+  std::string format;        // --format int|qdq; empty: the config's (options.format)
 };
 
 void add_data_options(CLI::App* cmd, DataOptions& o, bool required);
@@ -61,7 +62,10 @@ nlohmann::json costs_json(const quant::QuantizedModel& model, quant::Granularity
 // Calibration examples: `n` examples drawn with `seed` from the training split of `data`.
 data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed);
 
-// Loads the config at `options.precision`, builds the quantized network and,
+// The config at `options.precision` with --format applied.
+quant::PrecisionConfig load_config(const QuantOptionsCli& options);
+
+// Loads the config at `options.precision` (load_config), builds the quantized network and,
 // unless the config already holds calibrated ranges, calibrates it on the
 // training split of `data` (UserError when neither is available).
 std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,

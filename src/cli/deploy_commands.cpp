@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -62,24 +63,42 @@ int run_export(const ExportCliOptions& o) {
                         {"weight_type", container_name(l.weight_type)},
                         {"activation_type", container_name(l.activation_type)},
                         {"activation_clip", l.activation_clip}});
+      if (e.format == quant::QuantForm::Int) {
+        layers.back()["integer"] = l.integer;
+        layers.back()["integer_bias"] = l.integer_bias;
+      }
     }
-    print_json({{"model", o.model},
+    json result = {{"model", o.model},
                 {"precision", o.quant.precision},
                 {"out", o.out},
+                {"format", quant::to_string(e.format)},
                 {"opset", e.opset},
                 {"bytes", bytes},
                 {"source_bytes", source_bytes},
                 {"quantized_weight_bytes", e.quantized_weight_bytes},
-                {"layers", layers}});
+                {"layers", layers}};
+    if (e.format == quant::QuantForm::Int) {
+      result["integer_nodes"] = e.integer_nodes;
+      result["quantized_tensors"] = e.quantized_tensors;
+      result["float_islands"] = e.float_nodes;
+    }
+    print_json(result);
     return 0;
   }
   fmt::print("{:<28} {:>5} {:>7} {:>6} {:>7}\n", "layer", "W", "A", "Wtype", "Atype");
   for (const deploy::LayerExport& l : e.layers) {
-    fmt::print("{:<28} {:>5} {:>7} {:>6} {:>7}{}\n", l.name, l.weight_bits, l.activation_bits,
-               container_name(l.weight_type), container_name(l.activation_type), l.activation_clip ? " +Clip" : "");
+    fmt::print("{:<28} {:>5} {:>7} {:>6} {:>7}{}{}\n", l.name, l.weight_bits, l.activation_bits,
+               container_name(l.weight_type), container_name(l.activation_type), l.activation_clip ? " +Clip" : "",
+               e.format == quant::QuantForm::Int && !l.integer ? " float" : "");
   }
-  fmt::print("wrote {} (QDQ, opset {}): {} vs {} for {}\n", o.out, e.opset, human_bits(8.0 * static_cast<double>(bytes)),
-             human_bits(8.0 * static_cast<double>(source_bytes)), o.model);
+  if (e.format == quant::QuantForm::Int) {
+    fmt::print("integer form: {} integer nodes, {} quantized tensors, {} float island node(s){}{}\n", e.integer_nodes,
+               e.quantized_tensors, e.float_nodes.size(), e.float_nodes.empty() ? "" : ": ",
+               fmt::join(e.float_nodes, ", "));
+  }
+  fmt::print("wrote {} ({}, opset {}): {} vs {} for {}\n", o.out, e.format == quant::QuantForm::Int ? "integer QDQ" : "QDQ",
+             e.opset, human_bits(8.0 * static_cast<double>(bytes)), human_bits(8.0 * static_cast<double>(source_bytes)),
+             o.model);
   return 0;
 }
 

@@ -31,7 +31,7 @@ struct QuantizeOptions {
 
 int run_quantize(const QuantizeOptions& o) {
   auto graph = exec::load_model(o.model);
-  quant::PrecisionConfig config = quant::load_precision_config(o.quant.precision);
+  quant::PrecisionConfig config = load_config(o.quant);
   // Validate everything cheap before anything is written.
   auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
   auto precision = quant::resolve(config, quant::layer_names(layers));

@@ -178,7 +178,7 @@ int run_cost(const CostOptions& o) {
   target::Profile profile = with_table(target::load_target(o.target), o.table);
   std::vector<target::Constraint> constraints;
   for (const auto& text : o.constraints) constraints.push_back(target::parse_constraint(text));
-  quant::PrecisionConfig config = quant::load_precision_config(o.quant.precision);
+  quant::PrecisionConfig config = load_config(o.quant);
   target::ModelInfo model = target::load_model_info(o.model, config.options.quantize_activation_matmul);
   std::vector<std::string> names = quant::layer_names(model.layers);
   auto precision = quant::resolve(config, names);

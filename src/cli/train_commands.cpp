@@ -67,7 +67,7 @@ int run_finetune(FinetuneCliOptions o) {
   if ((t.steps > 0) == (t.epochs > 0)) fail("give exactly one of --steps N or --epochs E");
 
   auto graph = exec::load_model(o.model);
-  quant::PrecisionConfig config = quant::load_precision_config(o.quant.precision);
+  quant::PrecisionConfig config = load_config(o.quant);
   t.learnable_scales = o.lsq || config.options.lsq;
   auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
   quant::resolve(config, quant::layer_names(layers));

@@ -80,6 +80,67 @@ struct ActivationQdq {
   std::string scale, zero_point, clip_max;  // initializer names; clip_max empty without Clip
 };
 
+
+// Replaces the weight input of `node` (layer `layer`) by DequantizeLinear of
+// its b-bit integers in `container` (INT8 becomes UINT8 + 128 with
+// `uint8_weights`), scales from `wq`; appends the DequantizeLinear to `nodes`
+// and returns the stored bytes. `container` is updated to what was written.
+int64_t emit_weight(Rewrite& rw, std::vector<graph::Node>& nodes, const quant::QuantLayer& layer, graph::Node& node,
+                    const quant::TensorQuantizer& wq, int32_t& container, bool uint8_weights) {
+  const std::string& weight_name = node.inputs[static_cast<size_t>(layer.weight_input)];
+  at::Tensor w = rw.graph.initializers.at(weight_name).to(at::kFloat);
+  at::Tensor simulated = wq.apply(w).to(at::kFloat).contiguous();
+  at::Tensor scale = wq.scale.detach().abs().to(at::kFloat).contiguous();
+  at::Tensor broadcast = scale;
+  if (wq.axis >= 0) {
+    std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
+    shape[static_cast<size_t>(wq.axis)] = scale.numel();
+    broadcast = scale.reshape(shape);
+  } else {
+    scale = scale.reshape({});
+    broadcast = scale;
+  }
+  at::Tensor q = at::round(simulated / broadcast).clamp_(wq.grid.qmin, wq.grid.qmax).to(at::kChar);
+  at::Tensor zero = at::zeros(scale.sizes(), at::TensorOptions().dtype(at::kChar));
+  if (uint8_weights && container == TensorProto::INT8) {
+    container = TensorProto::UINT8;
+    q = (q.to(at::kShort) + 128).to(at::kByte);
+    zero = at::full(scale.sizes(), 128, at::TensorOptions().dtype(at::kByte));
+  }
+  std::string q_name = rw.add_initializer(weight_name + "_quantized", q, container);
+  std::string s_name = rw.add_initializer(weight_name + "_scale", scale);
+  std::string z_name = rw.add_initializer(weight_name + "_zero_point", zero, container);
+  std::string dq_out = rw.names.make(weight_name + "_dequantized");
+  graph::Node dq = make_node(rw.names.make(layer.name + "/weight_dequantize"), "DequantizeLinear", {q_name, s_name, z_name},
+                             {dq_out});
+  if (wq.axis >= 0) dq.attributes["axis"] = int_attribute(wq.axis);
+  nodes.push_back(std::move(dq));
+  node.inputs[static_cast<size_t>(layer.weight_input)] = dq_out;
+  return container == kOnnxInt4 ? (q.numel() + 1) / 2 : q.numel();
+}
+
+// Drops initializers nobody reads, converts the rewritten graph to a model
+// with `metadata` at `opset` and packs the 4-bit initializers.
+onnx::ModelProto finish_model(Rewrite& rw, int64_t opset, const std::map<std::string, std::string>& metadata) {
+  std::set<std::string> read;
+  for (const graph::Node& n : rw.graph.nodes) read.insert(n.inputs.begin(), n.inputs.end());
+  for (const auto& v : rw.graph.outputs) read.insert(v.name);
+  for (auto it = rw.graph.initializers.begin(); it != rw.graph.initializers.end();) {
+    it = read.count(it->first) ? std::next(it) : rw.graph.initializers.erase(it);
+  }
+  onnx::ModelProto model = graph::to_model_proto(rw.graph, {}, metadata, opset);
+  if (opset >= kOpset4Bit) model.set_ir_version(graph::kIrVersion4Bit);
+  for (TensorProto& init : *model.mutable_graph()->mutable_initializer()) {
+    auto packed = rw.packed.find(init.name());
+    if (packed == rw.packed.end()) continue;
+    at::Tensor t = rw.graph.initializers.at(init.name()).to(at::kLong).contiguous().reshape({-1});
+    std::vector<int64_t> values(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+    init.set_data_type(packed->second);
+    init.set_raw_data(pack_4bit(values, packed->second == kOnnxInt4));
+  }
+  return model;
+}
+
 }  // namespace
 
 void upgrade_opset(graph::Graph& g, int64_t target) {
@@ -119,10 +180,145 @@ void check_exportable(const graph::Graph& graph, const std::string& origin) {
   }
 }
 
+namespace {
+
+// The integer form (quant/integer_form.h): one QuantizeLinear per quantized
+// tensor where it is produced, one DequantizeLinear per reader, int8 weights,
+// int32 biases; the layers and operators the plan leaves float stay float.
+QdqExport export_integer_form(const quant::QuantizedModel& model, const ExportOptions& options) {
+  const graph::Graph& source = model.executor().graph();
+  const quant::IntegerPlan& plan = *model.integer_plan();
+  const auto& precision = model.precision();
+  for (const std::string& root : plan.roots()) {
+    if (!model.tensor_quantizer(root).enabled) {
+      fail("tensor '{}' of the integer form has no calibrated range; give --data to calibrate or a config with ranges",
+           root);
+    }
+  }
+  const int64_t opset = std::max(kOpset8Bit, source.opset);
+  Rewrite rw(source);
+  if (opset > rw.graph.opset) upgrade_opset(rw.graph, opset);
+  for (const auto& [name, t] : model.executor().parameters()) rw.graph.initializers[name] = t.detach().contiguous();
+
+  QdqExport out;
+  out.opset = opset;
+  out.format = quant::QuantForm::Int;
+  out.float_nodes = plan.float_nodes;
+  out.integer_nodes = static_cast<int>(plan.integer_nodes.size());
+  out.quantized_tensors = static_cast<int>(plan.roots().size());
+  std::map<std::string, std::pair<std::string, std::string>> qparams;  // root -> scale, zero point initializers
+  auto params_of = [&](const std::string& value) -> const std::pair<std::string, std::string>& {
+    const std::string& root = plan.find(value)->root;
+    auto it = qparams.find(root);
+    if (it != qparams.end()) return it->second;
+    const quant::TensorQuantizer& q = model.tensor_quantizer(root);
+    float scale = std::abs(q.scale.detach().reshape({-1})[0].item<float>());
+    int64_t zero_point = std::clamp<int64_t>(q.zero_point.reshape({-1})[0].item<int64_t>(), q.grid.qmin, q.grid.qmax);
+    std::string s_name = rw.add_initializer(root + "_scale", at::full({}, scale, at::kFloat));
+    std::string z_name = rw.add_initializer(root + "_zero_point", at::full({}, zero_point, at::TensorOptions().dtype(at::kByte)));
+    return qparams.emplace(root, std::make_pair(s_name, z_name)).first->second;
+  };
+  std::map<std::string, std::string> quantized_name;  // value -> its uint8 tensor
+  std::vector<graph::Node> nodes;
+  auto quantize = [&](const std::string& value, const std::string& float_value) {
+    auto [s_name, z_name] = params_of(value);
+    std::string q = rw.names.make(value + "_quantized");
+    nodes.push_back(make_node(rw.names.make(value + "/quantize"), "QuantizeLinear", {float_value, s_name, z_name}, {q}));
+    quantized_name[value] = q;
+  };
+  auto dequantize = [&](const std::string& value, const std::string& reader, std::string result = "") {
+    auto [s_name, z_name] = params_of(value);
+    if (result.empty()) result = rw.names.make(value + "_dequantized");
+    nodes.push_back(make_node(rw.names.make(reader + "/dequantize"), "DequantizeLinear",
+                              {quantized_name.at(value), s_name, z_name}, {result}));
+    return result;
+  };
+  std::set<std::string> graph_outputs;
+  for (const auto& v : rw.graph.outputs) graph_outputs.insert(v.name);
+  std::map<std::string, const quant::QuantLayer*> by_name;
+  for (const quant::QuantLayer& layer : model.layers()) by_name[layer.name] = &layer;
+  nlohmann::json layers_json = nlohmann::json::object();
+
+  for (const auto& v : rw.graph.inputs) {
+    if (plan.find(v.name)) quantize(v.name, v.name);
+  }
+  for (graph::Node node : rw.graph.nodes) {
+    for (std::string& in : node.inputs) {
+      if (!in.empty() && plan.find(in)) in = dequantize(in, node.name);
+    }
+    auto found = by_name.find(node.name);
+    if (found != by_name.end()) {
+      const quant::QuantLayer& layer = *found->second;
+      const quant::LayerPrecision& p = precision.at(layer.name);
+      const bool integer = plan.integer_layers.count(layer.name) > 0;
+      LayerExport info;
+      info.name = layer.name;
+      info.weight_bits = p.weight_bits;
+      info.activation_bits = p.activation_bits;
+      info.integer = integer;
+      const quant::TensorQuantizer& wq = model.weight_quantizer(layer.name);
+      if (layer.weight_input >= 0 && wq.enabled) {
+        info.weight_type = TensorProto::INT8;  // ORT has no integer kernel for INT4 Conv weights
+        out.quantized_weight_bytes += emit_weight(rw, nodes, layer, node, wq, info.weight_type, options.uint8_weights);
+      }
+      if (integer) info.activation_type = TensorProto::UINT8;
+      at::Tensor bias_scale = model.bias_scale(layer.name);
+      if (integer && bias_scale.defined() && node.inputs.size() > 2 && !node.inputs[2].empty() &&
+          rw.graph.initializers.count(node.inputs[2]) && rw.graph.initializers.at(node.inputs[2]).dim() == 1) {
+        const std::string bias_name = node.inputs[2];
+        at::Tensor b = rw.graph.initializers.at(bias_name).to(at::kFloat);
+        at::Tensor scale = bias_scale.numel() == 1 ? at::full({b.numel()}, bias_scale.item<float>()) : bias_scale;
+        at::Tensor q = at::round(b / scale).clamp_(-2147483648.0, 2147483647.0).to(at::kInt);
+        std::string q_name = rw.add_initializer(bias_name + "_int32", q);
+        std::string s_name = rw.add_initializer(bias_name + "_scale", scale.contiguous());
+        std::string z_name = rw.add_initializer(bias_name + "_zero_point", at::zeros({b.numel()}, at::TensorOptions().dtype(at::kInt)));
+        std::string dq_out = rw.names.make(bias_name + "_dequantized");
+        graph::Node dq = make_node(rw.names.make(layer.name + "/bias_dequantize"), "DequantizeLinear",
+                                   {q_name, s_name, z_name}, {dq_out});
+        dq.attributes["axis"] = int_attribute(0);
+        nodes.push_back(std::move(dq));
+        node.inputs[2] = dq_out;
+        info.integer_bias = true;
+      }
+      layers_json[layer.name] = {{"weight_bits", info.weight_bits},
+                                 {"activation_bits", info.activation_bits},
+                                 {"weight_type", type_name(info.weight_type)},
+                                 {"activation_type", type_name(info.activation_type)},
+                                 {"integer", integer}};
+      out.layers.push_back(info);
+    }
+    std::vector<std::pair<std::string, std::string>> produced;  // quantized output, float tensor it is computed as
+    for (std::string& o : node.outputs) {
+      if (o.empty() || !plan.find(o)) continue;
+      std::string value = o;
+      if (graph_outputs.count(o)) o = rw.names.make(o + "_float");
+      produced.emplace_back(value, o);
+    }
+    nodes.push_back(std::move(node));
+    for (const auto& [value, float_value] : produced) {
+      quantize(value, float_value);
+      if (graph_outputs.count(value)) dequantize(value, value + "/output", value);
+    }
+  }
+  rw.graph.nodes = std::move(nodes);
+
+  std::map<std::string, std::string> metadata = {
+      {"autoprec.format", "int-1"},
+      {"autoprec.precision", layers_json.dump()},
+      {"autoprec.precision_config", quant::to_yaml(model.calibrated_config())},
+  };
+  if (!options.source_model.empty()) metadata["autoprec.source_model"] = options.source_model;
+  out.model = finish_model(rw, opset, metadata);
+  return out;
+}
+
+}  // namespace
+
 QdqExport export_qdq(const quant::QuantizedModel& model, const ExportOptions& options) {
   c10::InferenceMode guard;
+  check_exportable(model.executor().graph(), options.source_model.empty() ? "the model" : options.source_model);
+  if (model.format() == quant::QuantForm::Int) return export_integer_form(model, options);
   const graph::Graph& source = model.executor().graph();
-  check_exportable(source, options.source_model.empty() ? "the model" : options.source_model);
   const auto& precision = model.precision();
 
   // Containers first: one 4-bit container sets the opset of the whole file.
@@ -168,37 +364,8 @@ QdqExport export_qdq(const quant::QuantizedModel& model, const ExportOptions& op
 
     const quant::TensorQuantizer& wq = model.weight_quantizer(layer.name);
     if (layer.weight_input >= 0 && wq.enabled) {
-      const std::string& weight_name = node.inputs[static_cast<size_t>(layer.weight_input)];
-      at::Tensor w = rw.graph.initializers.at(weight_name).to(at::kFloat);
-      at::Tensor simulated = wq.apply(w).to(at::kFloat).contiguous();
-      at::Tensor scale = wq.scale.detach().abs().to(at::kFloat).contiguous();
-      at::Tensor broadcast = scale;
-      if (wq.axis >= 0) {
-        std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
-        shape[static_cast<size_t>(wq.axis)] = scale.numel();
-        broadcast = scale.reshape(shape);
-      } else {
-        scale = scale.reshape({});
-        broadcast = scale;
-      }
-      at::Tensor q = at::round(simulated / broadcast).clamp_(wq.grid.qmin, wq.grid.qmax).to(at::kChar);
       info.weight_type = weight_container(p.weight_bits);
-      at::Tensor zero = at::zeros(scale.sizes(), at::TensorOptions().dtype(at::kChar));
-      if (options.uint8_weights && info.weight_type == TensorProto::INT8) {
-        info.weight_type = TensorProto::UINT8;
-        q = (q.to(at::kShort) + 128).to(at::kByte);
-        zero = at::full(scale.sizes(), 128, at::TensorOptions().dtype(at::kByte));
-      }
-      std::string q_name = rw.add_initializer(weight_name + "_quantized", q, info.weight_type);
-      std::string s_name = rw.add_initializer(weight_name + "_scale", scale);
-      std::string z_name = rw.add_initializer(weight_name + "_zero_point", zero, info.weight_type);
-      std::string dq_out = rw.names.make(weight_name + "_dequantized");
-      graph::Node dq = make_node(rw.names.make(layer.name + "/weight_dequantize"), "DequantizeLinear",
-                                 {q_name, s_name, z_name}, {dq_out});
-      if (wq.axis >= 0) dq.attributes["axis"] = int_attribute(wq.axis);
-      nodes.push_back(std::move(dq));
-      node.inputs[static_cast<size_t>(layer.weight_input)] = dq_out;
-      out.quantized_weight_bytes += info.weight_type == kOnnxInt4 ? (q.numel() + 1) / 2 : q.numel();
+      out.quantized_weight_bytes += emit_weight(rw, nodes, layer, node, wq, info.weight_type, options.uint8_weights);
     }
 
     if (!quant::is_float_bits(p.activation_bits)) {
@@ -253,30 +420,13 @@ QdqExport export_qdq(const quant::QuantizedModel& model, const ExportOptions& op
   }
   rw.graph.nodes = std::move(nodes);
 
-  // Float weights that only quantized layers read are gone from the file.
-  std::set<std::string> read;
-  for (const graph::Node& n : rw.graph.nodes) read.insert(n.inputs.begin(), n.inputs.end());
-  for (const auto& v : rw.graph.outputs) read.insert(v.name);
-  for (auto it = rw.graph.initializers.begin(); it != rw.graph.initializers.end();) {
-    it = read.count(it->first) ? std::next(it) : rw.graph.initializers.erase(it);
-  }
-
   std::map<std::string, std::string> metadata = {
       {"autoprec.format", "qdq-1"},
       {"autoprec.precision", layers_json.dump()},
       {"autoprec.precision_config", quant::to_yaml(model.calibrated_config())},
   };
   if (!options.source_model.empty()) metadata["autoprec.source_model"] = options.source_model;
-  out.model = graph::to_model_proto(rw.graph, {}, metadata, opset);
-  if (opset >= kOpset4Bit) out.model.set_ir_version(graph::kIrVersion4Bit);
-  for (TensorProto& init : *out.model.mutable_graph()->mutable_initializer()) {
-    auto packed = rw.packed.find(init.name());
-    if (packed == rw.packed.end()) continue;
-    at::Tensor t = rw.graph.initializers.at(init.name()).to(at::kLong).contiguous().reshape({-1});
-    std::vector<int64_t> values(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
-    init.set_data_type(packed->second);
-    init.set_raw_data(pack_4bit(values, packed->second == kOnnxInt4));
-  }
+  out.model = finish_model(rw, opset, metadata);
   return out;
 }
 
@@ -465,6 +615,35 @@ void check_activation(const onnx::NodeProto& layer, int input, int bits, const M
   }
 }
 
+// An integer layer's bias, when it has one: INT32 through DequantizeLinear
+// with zero point 0 and scale s_x * s_w[c] (what ORT's integer kernels assume).
+void check_integer_bias(const onnx::NodeProto& layer, const ModelIndex& index) {
+  if (layer.input_size() < 3 || layer.input(2).empty()) return;
+  const onnx::NodeProto* dq = index.producer(layer.input(2));
+  if (!dq || dq->op_type() != "DequantizeLinear") invalid("integer layer '{}': no DequantizeLinear feeds its bias", layer.name());
+  const TensorProto* q = index.initializer(dq->input(0));
+  if (!q || q->data_type() != TensorProto::INT32) invalid("integer layer '{}': its bias is not INT32", layer.name());
+  const onnx::NodeProto* x_dq = index.producer(layer.input(0));
+  const onnx::NodeProto* w_dq = index.producer(layer.input(1));
+  if (!x_dq || !w_dq || x_dq->op_type() != "DequantizeLinear" || w_dq->op_type() != "DequantizeLinear") {
+    invalid("integer layer '{}': input and weight are not both dequantized", layer.name());
+  }
+  std::vector<double> bias_scale = values_of(*index.initializer(dq->input(1)));
+  double x_scale = values_of(*index.initializer(x_dq->input(1))).at(0);
+  std::vector<double> w_scale = values_of(*index.initializer(w_dq->input(1)));
+  for (size_t c = 0; c < bias_scale.size(); ++c) {
+    double expected = static_cast<double>(static_cast<float>(x_scale) * static_cast<float>(w_scale[w_scale.size() == 1 ? 0 : c]));
+    if (std::abs(bias_scale[c] - expected) > 1e-6 * expected) {
+      invalid("integer layer '{}': bias scale {} of channel {} is not s_x * s_w = {}", layer.name(), bias_scale[c], c, expected);
+    }
+  }
+  if (dq->input_size() > 2 && !dq->input(2).empty()) {
+    for (double z : values_of(*index.initializer(dq->input(2)))) {
+      if (z != 0) invalid("integer layer '{}': the bias zero point is {}, not 0", layer.name(), z);
+    }
+  }
+}
+
 }  // namespace
 
 void validate_qdq(const onnx::ModelProto& model) {
@@ -526,10 +705,12 @@ void validate_qdq(const onnx::ModelProto& model) {
     if (!defined.count(output.name())) invalid("graph output '{}' is never computed", output.name());
   }
 
-  std::string precision_text;
+  std::string precision_text, format_text;
   for (const auto& prop : model.metadata_props()) {
     if (prop.key() == "autoprec.precision") precision_text = prop.value();
+    if (prop.key() == "autoprec.format") format_text = prop.value();
   }
+  const bool integer_form = format_text == "int-1";
   if (precision_text.empty()) invalid("metadata autoprec.precision is missing");
   nlohmann::json precision = nlohmann::json::parse(precision_text, nullptr, false);
   if (!precision.is_object()) invalid("metadata autoprec.precision is not a JSON object");
@@ -546,6 +727,15 @@ void validate_qdq(const onnx::ModelProto& model) {
       if (!quant::valid_bits().count(bits)) invalid("layer '{}': {} bits is not a valid bit-width", name, bits);
     }
     bool activation_only = entry.value("activation_only", false);
+    if (integer_form) {
+      // Layers the integer form leaves float may read dequantized tensors.
+      if (entry.value("integer", false)) {
+        check_activation(*node->second, 0, activation_bits, index);
+        check_integer_bias(*node->second, index);
+      }
+      check_weight(*node->second, weight_bits, index);
+      continue;
+    }
     check_activation(*node->second, 0, activation_bits, index);
     if (activation_only) {
       check_activation(*node->second, 1, activation_bits, index);

@@ -13,6 +13,18 @@
 // Bias and every other node stay float and unchanged; BatchNorm is already
 // folded into the graph. Bits 16/32 leave a tensor float.
 //
+// That is format qdq. A model simulated in format int (quant/integer_form.h)
+// is exported in the integer form instead, which ONNX Runtime fuses into
+// integer kernels: every quantized tensor gets one QuantizeLinear (uint8, its
+// calibrated scale and zero point) where it is produced and one
+// DequantizeLinear per reader (graph outputs included: the producer writes
+// NAME_float, the DequantizeLinear writes NAME); weights of 2-8 bits are INT8
+// per channel (ORT has no integer Conv for INT4), the bias of an integer
+// layer is INT32 round(b / (s_x * s_w[c])) with DequantizeLinear of scale
+// s_x * s_w[c] (axis 0); absorbed Relu/Clip nodes stay in the file for ORT to
+// remove; metadata autoprec.format "int-1", and each layer's entry in
+// autoprec.precision has "integer".
+//
 // Containers (the integer type the file stores):
 //   weights      bits 2-4: INT4 (22), opset 21, IR 10; bits 5-8: INT8, opset
 //                13 (or the model's own opset when newer); UINT8 with zero
@@ -94,6 +106,8 @@ struct LayerExport {
   int32_t weight_type = 1;      // ONNX container type; FLOAT (1) when kept float
   int32_t activation_type = 1;
   bool activation_clip = false;  // a Clip restricts the activation to the b-bit grid
+  bool integer = false;          // format int: the layer runs on integers (its input and output quantized)
+  bool integer_bias = false;     // format int: its bias is stored as int32
 };
 
 struct QdqExport {
@@ -101,6 +115,13 @@ struct QdqExport {
   int64_t opset = 0;
   std::vector<LayerExport> layers;  // graph order
   int64_t quantized_weight_bytes = 0;  // bytes of the integer weight initializers as stored
+  quant::QuantForm format = quant::QuantForm::Qdq;
+  // Format int: the float islands (nodes left float that read or feed a
+  // quantized tensor), how many nodes run on integers, how many tensors have
+  // their own scale.
+  std::vector<std::string> float_nodes;
+  int integer_nodes = 0;
+  int quantized_tensors = 0;
 };
 
 // UserError (naming `origin`) when `graph` cannot be exported at all: it is

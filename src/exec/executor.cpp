@@ -100,6 +100,18 @@ void Executor::set_input_transform(const std::string& node_name, size_t input_in
   fail("{} has no node named '{}'", origin_, node_name);
 }
 
+void Executor::set_value_transform(const std::string& value, Transform transform) {
+  for (size_t slot = 0; slot < slot_names_.size(); ++slot) {
+    if (slot_names_[slot] != value) continue;
+    for (const auto& [parameter_slot, name] : parameter_slots_) {
+      if (parameter_slot == static_cast<int>(slot)) fail("{}: '{}' is an initializer, not a computed value", origin_, value);
+    }
+    value_transforms_[static_cast<int>(slot)] = std::move(transform);
+    return;
+  }
+  fail("{} has no value named '{}'", origin_, value);
+}
+
 void Executor::clear_input_transforms() {
   for (Step& step : steps_) step.transforms.clear();
 }
@@ -139,6 +151,8 @@ Tensors Executor::run_steps(const Tensors& inputs) const {
     const at::Tensor& x = inputs[i];
     bool to_channels_last = channels_last_ && x.dim() == 4 && x.is_floating_point();
     slots[input_slots_[i]] = to_channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+    auto transform = value_transforms_.find(input_slots_[i]);
+    if (transform != value_transforms_.end()) slots[input_slots_[i]] = transform->second(slots[input_slots_[i]]);
   }
 
   Tensors args;
@@ -163,6 +177,10 @@ Tensors Executor::run_steps(const Tensors& inputs) const {
       if (step.outputs[o] < 0) continue;
       slots[step.outputs[o]] = std::move(results[o]);
       if (observer_) observer_(slot_names_[step.outputs[o]], slots[step.outputs[o]]);
+      if (!value_transforms_.empty()) {
+        auto transform = value_transforms_.find(step.outputs[o]);
+        if (transform != value_transforms_.end()) slots[step.outputs[o]] = transform->second(slots[step.outputs[o]]);
+      }
     }
     for (int slot : step.release) slots[slot] = at::Tensor();
   }

@@ -9,7 +9,10 @@
 // Quantizers attach as input transforms: a function applied to input `i` of
 // node `n` before the node's kernel sees it (a weight for i=1 of Conv/Gemm,
 // the activation for i=0). Observers see every value a run computes (for
-// calibration). Neither concept knows anything about quantization.
+// calibration). Value transforms apply to a value once, where it is produced
+// (a node output, or a graph input as fed): every reader, and the graph
+// output, sees the transformed tensor. Observers see values before their
+// value transform. None of these concepts knows anything about quantization.
 #pragma once
 
 #include <functional>
@@ -49,6 +52,9 @@ class Executor {
 
   void set_input_transform(const std::string& node_name, size_t input_index, Transform transform);
   void clear_input_transforms();
+  // UserError when no graph input or node output is called `value`.
+  void set_value_transform(const std::string& value, Transform transform);
+  void clear_value_transforms() { value_transforms_.clear(); }
   void set_observer(Observer observer) { observer_ = std::move(observer); }
 
   const graph::Graph& graph() const { return *graph_; }
@@ -73,6 +79,7 @@ class Executor {
   std::vector<int> output_slots_;
   std::vector<std::string> slot_names_;
   std::vector<Step> steps_;
+  std::map<int, Transform> value_transforms_;  // by slot
   bool training_ = false;
   bool channels_last_ = false;  // 4-D inputs and conv weights use the channels-last layout
   Observer observer_;

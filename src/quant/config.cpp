@@ -128,8 +128,9 @@ constexpr std::initializer_list<const char*> kTopKeys = {"default", "layers", "o
 constexpr std::initializer_list<const char*> kPrecisionKeys = {"weight_bits", "activation_bits"};
 constexpr std::initializer_list<const char*> kOptionKeys = {
     "weight_granularity", "weight_clipping", "activation_calibration",
-    "percentile",         "lsq",             "quantize_activation_matmul"};
-constexpr std::initializer_list<const char*> kCalibrationKeys = {"seed", "samples", "layers"};
+    "percentile",         "lsq",             "quantize_activation_matmul", "format"};
+constexpr std::initializer_list<const char*> kCalibrationKeys = {"seed", "samples", "layers", "tensors"};
+constexpr std::initializer_list<const char*> kTensorRangeKeys = {"min", "max"};
 constexpr std::initializer_list<const char*> kLayerCalibrationKeys = {
     "activation_min", "activation_max", "weight_scale"};
 
@@ -354,6 +355,8 @@ class Parser {
         o.lsq = parse_bool(value, what);
       } else if (key == "quantize_activation_matmul") {
         o.quantize_activation_matmul = parse_bool(value, what);
+      } else if (key == "format") {
+        o.format = parse_enum(value, what, {QuantForm::Qdq, QuantForm::Int});
       }
     }
     return o;
@@ -382,8 +385,25 @@ class Parser {
           config.calibration[name] = parse_layer_calibration(
               entry, fmt::format("calibration.layers[{}]", quote(name)));
         }
+      } else if (key == "tensors") {
+        for (const auto& [name, entry] : entries(value, "calibration.tensors", {}, false)) {
+          config.tensor_ranges[name] = parse_tensor_range(entry, fmt::format("calibration.tensors[{}]", quote(name)));
+        }
       }
     }
+  }
+
+  TensorRange parse_tensor_range(const Item& item, const std::string& where) const {
+    std::optional<double> lo, hi;
+    for (const auto& [key, value] : entries(item, where, kTensorRangeKeys, false)) {
+      const double v = parse_number(value, fmt::format("{}.{}", where, key));
+      (key == "min" ? lo : hi) = v;
+    }
+    if (!lo || !hi) error(item, fmt::format("{} must set min and max", where));
+    if (*lo > *hi) {
+      error(item, fmt::format("{}: min ({}) must not exceed max ({})", where, format_double(*lo), format_double(*hi)));
+    }
+    return {*lo, *hi};
   }
 
   LayerCalibration parse_layer_calibration(const Item& item, const std::string& where) const {
@@ -522,6 +542,16 @@ const char* to_string(Granularity granularity) {
   return "?";
 }
 
+const char* to_string(QuantForm form) { return form == QuantForm::Int ? "int" : "qdq"; }
+
+QuantForm parse_quant_form(const std::string& text, const std::string& what) {
+  if (text == "qdq") return QuantForm::Qdq;
+  if (text == "int") return QuantForm::Int;
+  fail("{} must be int or qdq, not '{}'", what, text);
+}
+
+bool operator==(const TensorRange& a, const TensorRange& b) { return a.min == b.min && a.max == b.max; }
+
 const char* to_string(RangeMethod method) {
   switch (method) {
     case RangeMethod::MinMax:
@@ -545,7 +575,7 @@ bool operator==(const PartialPrecision& a, const PartialPrecision& b) {
 bool operator==(const QuantOptions& a, const QuantOptions& b) {
   return a.weight_granularity == b.weight_granularity && a.weight_clipping == b.weight_clipping &&
          a.activation_calibration == b.activation_calibration && a.percentile == b.percentile &&
-         a.lsq == b.lsq && a.quantize_activation_matmul == b.quantize_activation_matmul;
+         a.lsq == b.lsq && a.quantize_activation_matmul == b.quantize_activation_matmul && a.format == b.format;
 }
 
 bool operator==(const LayerCalibration& a, const LayerCalibration& b) {
@@ -555,7 +585,7 @@ bool operator==(const LayerCalibration& a, const LayerCalibration& b) {
 
 bool operator==(const PrecisionConfig& a, const PrecisionConfig& b) {
   return a.default_precision == b.default_precision && a.layers == b.layers &&
-         a.options == b.options && a.calibration == b.calibration &&
+         a.options == b.options && a.calibration == b.calibration && a.tensor_ranges == b.tensor_ranges &&
          a.calibration_seed == b.calibration_seed && a.calibration_samples == b.calibration_samples;
 }
 
@@ -593,11 +623,12 @@ std::string to_yaml(const PrecisionConfig& config) {
   const QuantOptions& o = config.options;
   out += fmt::format(
       "options: {{weight_granularity: {}, weight_clipping: {}, activation_calibration: {}, "
-      "percentile: {}, lsq: {}, quantize_activation_matmul: {}}}\n",
+      "percentile: {}, lsq: {}, quantize_activation_matmul: {}, format: {}}}\n",
       to_string(o.weight_granularity), to_string(o.weight_clipping),
       to_string(o.activation_calibration), format_double(o.percentile), o.lsq,
-      o.quantize_activation_matmul);
-  if (config.calibration_seed || config.calibration_samples || !config.calibration.empty()) {
+      o.quantize_activation_matmul, to_string(o.format));
+  if (config.calibration_seed || config.calibration_samples || !config.calibration.empty() ||
+      !config.tensor_ranges.empty()) {
     out += "calibration:\n";
     if (config.calibration_seed) out += fmt::format("  seed: {}\n", *config.calibration_seed);
     if (config.calibration_samples) {
@@ -607,6 +638,12 @@ std::string to_yaml(const PrecisionConfig& config) {
       out += "  layers:\n";
       for (const auto& [name, c] : config.calibration) {
         out += fmt::format("    {}: {}\n", yaml_quoted(name), calibration_yaml(c));
+      }
+    }
+    if (!config.tensor_ranges.empty()) {
+      out += "  tensors:\n";
+      for (const auto& [name, r] : config.tensor_ranges) {
+        out += fmt::format("    {}: {{min: {}, max: {}}}\n", yaml_quoted(name), format_double(r.min), format_double(r.max));
       }
     }
   }

@@ -11,13 +11,16 @@
 //             weight_clipping: mse,                   # minmax | mse
 //             activation_calibration: percentile,     # minmax | percentile | mse
 //             percentile: 99.99,                      # in (50, 100]
-//             lsq: false, quantize_activation_matmul: false}
+//             lsq: false, quantize_activation_matmul: false,
+//             format: qdq}                            # | int (see integer_form.h)
 //   calibration:                 # written by `quantize`; exact layer names
 //     seed: 0                    # unsigned integer
 //     samples: 512               # positive integer
 //     layers:
 //       "/conv1/Conv": {activation_min: 0.0, activation_max: 1.0,
 //                       weight_scale: [0.01, 0.02]}
+//     tensors:                   # format int: ranges of the quantized tensors
+//       "/Relu_output_0": {min: 0.0, max: 4.5}
 //
 // Every section and every key is optional (an empty file is W8A8 with default
 // options); a null section (`layers:` with nothing after it) is empty. Bits
@@ -47,10 +50,20 @@ const std::set<int>& valid_bits();
 
 enum class Granularity { PerChannel, PerTensor };    // yaml: per_channel | per_tensor
 enum class RangeMethod { MinMax, Percentile, Mse };  // yaml: minmax | percentile | mse
+// Where activations are quantized (what the simulation computes and what
+// `autoprec export` writes):
+//   Qdq  on each quantized layer's input only; everything else float.
+//   Int  the integer form: every tensor an integer-capable operator reads or
+//        writes is quantized once (8-bit), biases on the int32 grid
+//        (quant/integer_form.h).
+enum class QuantForm { Qdq, Int };  // yaml: qdq | int
 
 // The YAML spelling ("per_channel", "mse", ...).
 const char* to_string(Granularity granularity);
 const char* to_string(RangeMethod method);
+const char* to_string(QuantForm form);
+// "qdq" | "int"; UserError naming `what` otherwise.
+QuantForm parse_quant_form(const std::string& text, const std::string& what);
 
 struct LayerPrecision {
   int weight_bits = 8;
@@ -75,6 +88,7 @@ struct QuantOptions {
   double percentile = 99.99;  // for activation_calibration == Percentile; in (50, 100]
   bool lsq = false;           // learnable step size during fine-tuning
   bool quantize_activation_matmul = false;  // MatMul between two activations quantizes both inputs
+  QuantForm format = QuantForm::Qdq;
 };
 
 // Calibrated quantization parameters of one layer (written by `quantize`,
@@ -84,6 +98,13 @@ struct LayerCalibration {
   std::vector<double> weight_scale;  // one per output channel (or one for per-tensor); empty = none
 };
 
+// Calibrated range of one quantized tensor of the integer form.
+struct TensorRange {
+  double min = 0;
+  double max = 0;
+};
+bool operator==(const TensorRange& a, const TensorRange& b);
+
 struct PrecisionConfig {
   LayerPrecision default_precision;  // yaml: default
   // yaml: layers, file order kept; keys are names or glob patterns; later
@@ -91,6 +112,7 @@ struct PrecisionConfig {
   std::vector<std::pair<std::string, PartialPrecision>> layers;
   QuantOptions options;                                 // yaml: options
   std::map<std::string, LayerCalibration> calibration;  // yaml: calibration.layers, exact layer names
+  std::map<std::string, TensorRange> tensor_ranges;     // yaml: calibration.tensors, value names (format int)
   std::optional<uint64_t> calibration_seed;             // yaml: calibration.seed
   std::optional<int64_t> calibration_samples;           // yaml: calibration.samples
   // Where the config came from (the file name given to parse/load), used to

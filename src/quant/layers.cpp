@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 namespace autoprec::quant {
-namespace {
 
 bool produces_nonnegative(const graph::Graph& graph, const std::string& value) {
   const graph::Node* producer = graph.producer(value);
@@ -22,8 +21,6 @@ bool produces_nonnegative(const graph::Graph& graph, const std::string& value) {
   }
   return false;
 }
-
-}  // namespace
 
 std::vector<QuantLayer> find_quantizable_layers(const graph::Graph& graph, bool include_activation_matmul) {
   std::vector<QuantLayer> layers;

@@ -27,6 +27,10 @@ struct QuantLayer {
 // The model's quantizable layers in graph order.
 std::vector<QuantLayer> find_quantizable_layers(const graph::Graph& graph, bool include_activation_matmul = false);
 
+// True when `value`'s producer cannot output a negative number: Relu, Clip
+// with min >= 0, Sigmoid, HardSigmoid, Softmax, or a pool/reshape of such.
+bool produces_nonnegative(const graph::Graph& graph, const std::string& value);
+
 std::vector<std::string> layer_names(const std::vector<QuantLayer>& layers);
 
 }  // namespace autoprec::quant

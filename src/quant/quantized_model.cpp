@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "util/error.h"
 
@@ -137,12 +138,48 @@ QuantizedModel::QuantizedModel(std::shared_ptr<const graph::Graph> graph, const 
     auto aq = std::make_shared<TensorQuantizer>();
     activations_[layer.name] = aq;
     auto calibration = config.calibration.find(layer.name);
-    if (!is_float_bits(p.activation_bits) && calibration != config.calibration.end() &&
+    if (config.options.format == QuantForm::Qdq && !is_float_bits(p.activation_bits) &&
+        calibration != config.calibration.end() &&
         calibration->second.activation_min && calibration->second.activation_max) {
       set_activation_range(layer, *calibration->second.activation_min, *calibration->second.activation_max);
     }
   }
+  if (config.options.format == QuantForm::Int) {
+    plan_ = plan_integer_form(*graph, layers_, precision_);
+    for (const std::string& root : plan_->roots()) {
+      tensors_[root] = std::make_shared<TensorQuantizer>();
+      auto range = config.tensor_ranges.find(root);
+      if (range != config.tensor_ranges.end()) set_tensor_range(root, range->second.min, range->second.max);
+    }
+    for (const QuantLayer& layer : layers_) {
+      if (plan_->integer_layers.count(layer.name)) activations_[layer.name] = tensors_.at(plan_->find(layer.activation)->root);
+    }
+  }
   attach();
+}
+
+const TensorQuantizer& QuantizedModel::tensor_quantizer(const std::string& value) const {
+  const IntegerTensor* t = plan_ ? plan_->find(value) : nullptr;
+  if (!t) fail("tensor '{}' is not quantized in this configuration", value);
+  return *tensors_.at(t->root);
+}
+
+at::Tensor QuantizedModel::bias_scale(const std::string& layer) const {
+  if (!plan_ || !plan_->integer_layers.count(layer)) return {};
+  const TensorQuantizer& aq = *activations_.at(layer);
+  const TensorQuantizer& wq = *weights_.at(layer);
+  return (aq.scale.detach().abs() * wq.scale.detach().abs()).to(at::kFloat).contiguous();
+}
+
+void QuantizedModel::set_tensor_range(const std::string& value, double lo, double hi) {
+  TensorQuantizer& q = *tensors_.at(value);
+  q.enabled = true;
+  q.axis = -1;
+  q.grid = unsigned_grid(8);
+  auto [scale, zero_point] = lo >= 0 ? affine_params(0.0, hi, q.grid) : affine_params(lo, hi, q.grid);
+  q.scale = at::full({1}, scale, at::TensorOptions().dtype(at::kFloat));
+  q.zero_point = at::full({1}, zero_point, at::TensorOptions().dtype(at::kInt));
+  tensor_ranges_[value] = {lo, hi};
 }
 
 void QuantizedModel::set_activation_range(const QuantLayer& layer, double lo, double hi) {
@@ -160,12 +197,26 @@ void QuantizedModel::set_activation_range(const QuantLayer& layer, double lo, do
 
 void QuantizedModel::attach() {
   executor_.clear_input_transforms();
+  executor_.clear_value_transforms();
   for (const QuantLayer& layer : layers_) {
     std::shared_ptr<TensorQuantizer> wq = weights_.at(layer.name);
     std::shared_ptr<TensorQuantizer> aq = activations_.at(layer.name);
     if (wq->enabled) {
       executor_.set_input_transform(layer.name, static_cast<size_t>(layer.weight_input),
                                     [wq](const at::Tensor& w) { return wq->apply_cached(w); });
+    }
+    if (plan_) {
+      const graph::Node* node = executor_.graph().find_node(layer.name);
+      if (plan_->integer_layers.count(layer.name) && node->inputs.size() > 2 && !node->inputs[2].empty() &&
+          executor_.parameters().count(node->inputs[2]) && executor_.parameters().at(node->inputs[2]).dim() == 1) {
+        // int32 bias grid s_x * s_w[c]; straight-through so the bias still trains.
+        executor_.set_input_transform(layer.name, 2, [aq, wq](const at::Tensor& b) {
+          at::Tensor s = (aq->scale.abs() * wq->scale.abs()).to(b.scalar_type());
+          at::Tensor q = at::round(b / s).clamp_(-2147483648.0, 2147483647.0) * s;
+          return b.requires_grad() || s.requires_grad() ? b + (q - b).detach() : q;
+        });
+      }
+      continue;
     }
     if (!is_float_bits(precision_.at(layer.name).activation_bits)) {
       executor_.set_input_transform(layer.name, 0, [aq](const at::Tensor& x) { return aq->apply(x); });
@@ -174,9 +225,16 @@ void QuantizedModel::attach() {
       }
     }
   }
+  for (const auto& [value, q] : tensors_) {
+    std::shared_ptr<TensorQuantizer> tq = q;
+    executor_.set_value_transform(value, [tq](const at::Tensor& x) { return tq->apply(x); });
+  }
 }
 
 bool QuantizedModel::calibrated() const {
+  for (const auto& [value, q] : tensors_) {
+    if (!q->enabled) return false;
+  }
   for (const QuantLayer& layer : layers_) {
     if (!is_float_bits(precision_.at(layer.name).activation_bits) && !activations_.at(layer.name)->enabled) return false;
   }
@@ -184,7 +242,7 @@ bool QuantizedModel::calibrated() const {
 }
 
 CalibrationStats collect_activation_stats(const exec::Executor& executor, const std::vector<QuantLayer>& layers,
-                                          const at::Tensor& images, int64_t batch_size) {
+                                          const at::Tensor& images, int64_t batch_size, bool every_value) {
   struct Accumulator {
     double min = std::numeric_limits<double>::infinity();
     double max = -std::numeric_limits<double>::infinity();
@@ -196,8 +254,18 @@ CalibrationStats collect_activation_stats(const exec::Executor& executor, const 
     acc[layer.activation];
     if (!layer.second_activation.empty()) acc[layer.second_activation];
   }
+  const graph::Graph& g = executor.graph();
+  if (every_value) {
+    for (const graph::ValueInfo& v : g.inputs) acc[v.name];
+    for (const graph::Node& node : g.nodes) {
+      for (const std::string& out : node.outputs) {
+        if (!out.empty()) acc[out];
+      }
+    }
+  }
   exec::Executor probe = executor;
   probe.clear_input_transforms();
+  probe.clear_value_transforms();
   probe.set_training(false);
   auto observe = [&acc](const std::string& name, const at::Tensor& t) {
     auto it = acc.find(name);
@@ -214,7 +282,6 @@ CalibrationStats collect_activation_stats(const exec::Executor& executor, const 
     }
   };
   probe.set_observer(observe);
-  const graph::Graph& g = executor.graph();
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
     at::Tensor batch = images.slice(0, start, std::min(images.size(0), start + batch_size));
     // Graph inputs are not produced by a node, so the observer does not see them.
@@ -230,11 +297,24 @@ CalibrationStats collect_activation_stats(const exec::Executor& executor, const 
 }
 
 void QuantizedModel::calibrate(const at::Tensor& images, int64_t batch_size) {
-  calibrate(collect_activation_stats(executor_, layers_, images, batch_size));
+  calibrate(collect_activation_stats(executor_, layers_, images, batch_size, plan_.has_value()));
   config_.calibration_samples = images.size(0);
 }
 
 void QuantizedModel::calibrate(const CalibrationStats& stats) {
+  if (plan_) {
+    for (const IntegerTensor& t : plan_->tensors) {
+      if (t.root != t.value) continue;
+      auto found = stats.find(t.value);
+      if (found == stats.end()) fail("calibration never saw tensor '{}' (collect the stats of every value)", t.value);
+      const ActivationStats& s = found->second;
+      bool is_unsigned = t.nonnegative || s.min >= 0;
+      auto [lo, hi] = activation_range(s.samples, s.min, s.max, 8, is_unsigned, config_.options.activation_calibration,
+                                       config_.options.percentile);
+      set_tensor_range(t.value, lo, hi);
+    }
+    return;
+  }
   for (const QuantLayer& layer : layers_) {
     const LayerPrecision& p = precision_.at(layer.name);
     if (is_float_bits(p.activation_bits)) continue;
@@ -278,21 +358,38 @@ std::vector<at::Tensor> QuantizedModel::enable_learnable_scales() {
     make_learnable(*weights_.at(layer.name));
     make_learnable(*activations_.at(layer.name));
   }
+  for (const auto& [value, q] : tensors_) make_learnable(*q);
   return scales;
 }
+
+namespace {
+
+// The range a learnable quantizer's current scale and zero point cover.
+std::pair<double, double> learned_range(const TensorQuantizer& q) {
+  double scale = std::abs(q.scale.detach().item<double>());
+  auto zero_point = static_cast<double>(q.zero_point.item<int64_t>());
+  return {scale * (static_cast<double>(q.grid.qmin) - zero_point), scale * (static_cast<double>(q.grid.qmax) - zero_point)};
+}
+
+}  // namespace
 
 PrecisionConfig QuantizedModel::calibrated_config() const {
   PrecisionConfig out = config_;
   out.calibration.clear();
+  out.tensor_ranges.clear();
+  for (const auto& [value, q] : tensors_) {
+    if (!q->enabled) continue;
+    auto [lo, hi] = q->learnable ? learned_range(*q) : tensor_ranges_.at(value);
+    out.tensor_ranges[value] = {lo, hi};
+  }
   for (const QuantLayer& layer : layers_) {
     LayerCalibration c;
     auto range = ranges_.find(layer.name);
     const TensorQuantizer& aq = *activations_.at(layer.name);
-    if (aq.enabled && aq.learnable) {
-      double scale = std::abs(aq.scale.detach().item<double>());
-      int64_t zero_point = aq.zero_point.item<int64_t>();
-      c.activation_min = scale * static_cast<double>(aq.grid.qmin - zero_point);
-      c.activation_max = scale * static_cast<double>(aq.grid.qmax - zero_point);
+    if (plan_) {
+      // Format Int: activation ranges are the tensors'.
+    } else if (aq.enabled && aq.learnable) {
+      std::tie(c.activation_min, c.activation_max) = learned_range(aq);
     } else if (range != ranges_.end()) {
       c.activation_min = range->second.first;
       c.activation_max = range->second.second;

@@ -9,10 +9,18 @@
 // producer is ReLU/Clip(min>=0)/Sigmoid, or calibration saw no negative
 // value), otherwise asymmetric with a zero point; ranges from calibration by
 // min/max, percentile or MSE-optimal clipping. Bits 16/32 leave a tensor float.
+//
+// With options.format == Int the activations follow quant/integer_form.h
+// instead: one 8-bit quantizer per quantized tensor, applied where the tensor
+// is produced (every reader sees the same grid values), an integer layer's
+// input quantizer is the quantizer of the tensor it reads, and its bias is
+// rounded to the int32 grid of scale s_x * s_w[c] (straight-through in
+// training), as the integer export stores it.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +29,7 @@
 #include "exec/executor.h"
 #include "quant/config.h"
 #include "quant/fake_quant.h"
+#include "quant/integer_form.h"
 #include "quant/layers.h"
 
 namespace autoprec::quant {
@@ -56,9 +65,12 @@ struct ActivationStats {
 using CalibrationStats = std::map<std::string, ActivationStats>;
 
 // Runs the float model over `images` ([N, C, H, W]) in batches and records the
-// stats of every activation entering one of `layers`. Deterministic.
+// stats of every activation entering one of `layers` or, with `every_value`,
+// of every value the graph computes and its input (what the integer form may
+// quantize, whatever the configuration). Deterministic.
 CalibrationStats collect_activation_stats(const exec::Executor& executor, const std::vector<QuantLayer>& layers,
-                                          const at::Tensor& images, int64_t batch_size = 256);
+                                          const at::Tensor& images, int64_t batch_size = 256,
+                                          bool every_value = false);
 
 class QuantizedModel {
  public:
@@ -95,6 +107,16 @@ class QuantizedModel {
   const TensorQuantizer& weight_quantizer(const std::string& layer) const { return *weights_.at(layer); }
   const TensorQuantizer& activation_quantizer(const std::string& layer) const { return *activations_.at(layer); }
 
+  QuantForm format() const { return config_.options.format; }
+  // Format Int: the plan the simulation follows, and the quantizer of a
+  // quantized tensor (by value name; aliases give their root's). nullptr /
+  // UserError otherwise.
+  const IntegerPlan* integer_plan() const { return plan_ ? &*plan_ : nullptr; }
+  const TensorQuantizer& tensor_quantizer(const std::string& value) const;
+  // Format Int: the int32 bias grid of an integer layer, s_x * s_w[c]
+  // (float32 [C]); undefined when the layer has no bias or is not integer.
+  at::Tensor bias_scale(const std::string& layer) const;
+
   // The input configuration plus a calibration section holding every
   // activation range and weight scale, so later steps reuse them.
   PrecisionConfig calibrated_config() const;
@@ -102,6 +124,7 @@ class QuantizedModel {
  private:
   void attach();
   void set_activation_range(const QuantLayer& layer, double lo, double hi);
+  void set_tensor_range(const std::string& value, double lo, double hi);
 
   PrecisionConfig config_;
   std::string origin_;
@@ -111,6 +134,9 @@ class QuantizedModel {
   std::map<std::string, std::shared_ptr<TensorQuantizer>> weights_;
   std::map<std::string, std::shared_ptr<TensorQuantizer>> activations_;
   std::map<std::string, std::pair<double, double>> ranges_;  // layer -> activation range
+  std::optional<IntegerPlan> plan_;                           // format Int
+  std::map<std::string, std::shared_ptr<TensorQuantizer>> tensors_;  // format Int: root value -> quantizer
+  std::map<std::string, std::pair<double, double>> tensor_ranges_;   // format Int: root value -> range
 };
 
 // Per-channel (axis >= 0) or per-tensor symmetric weight scales for `bits`,
