@@ -233,6 +233,35 @@ QdqExport export_integer_form(const quant::QuantizedModel& model, const ExportOp
                               {quantized_name.at(value), s_name, z_name}, {result}));
     return result;
   };
+  // ORT quantizes the float weights of a Conv/Gemm whose input comes from a
+  // per-tensor DequantizeLinear (WeightBiasQuantization) and then fuses it
+  // into an integer kernel. A layer the plan keeps float therefore reads its
+  // input through a per-axis DequantizeLinear holding the same scale and
+  // zero point once per channel: the same values, and ORT leaves it float.
+  auto dequantize_for_float_layer = [&](const std::string& value, const graph::Node& reader) {
+    const at::Tensor& w = rw.graph.initializers.at(reader.inputs.at(1));
+    int64_t axis = 1, channels = 0;
+    if (reader.op_type == "Conv") {
+      channels = w.size(1) * reader.get_int("group", 1);
+    } else if (reader.op_type == "Gemm") {
+      channels = reader.get_int("transB", 0) ? w.size(1) : w.size(0);
+    } else {
+      axis = -1;
+      channels = w.size(0);
+    }
+    const quant::TensorQuantizer& q = model.tensor_quantizer(value);
+    float scale = std::abs(q.scale.detach().reshape({-1})[0].item<float>());
+    int64_t zero_point = std::clamp<int64_t>(q.zero_point.reshape({-1})[0].item<int64_t>(), q.grid.qmin, q.grid.qmax);
+    std::string s_name = rw.add_initializer(value + "_scale_per_channel", at::full({channels}, scale, at::kFloat));
+    std::string z_name = rw.add_initializer(value + "_zero_point_per_channel",
+                                            at::full({channels}, zero_point, at::TensorOptions().dtype(at::kByte)));
+    std::string result = rw.names.make(value + "_dequantized");
+    graph::Node dq = make_node(rw.names.make(reader.name + "/dequantize"), "DequantizeLinear",
+                               {quantized_name.at(value), s_name, z_name}, {result});
+    dq.attributes["axis"] = int_attribute(axis);
+    nodes.push_back(std::move(dq));
+    return result;
+  };
   std::set<std::string> graph_outputs;
   for (const auto& v : rw.graph.outputs) graph_outputs.insert(v.name);
   std::map<std::string, const quant::QuantLayer*> by_name;
@@ -243,10 +272,14 @@ QdqExport export_integer_form(const quant::QuantizedModel& model, const ExportOp
     if (plan.find(v.name)) quantize(v.name, v.name);
   }
   for (graph::Node node : rw.graph.nodes) {
-    for (std::string& in : node.inputs) {
-      if (!in.empty() && plan.find(in)) in = dequantize(in, node.name);
-    }
     auto found = by_name.find(node.name);
+    const bool float_layer = found != by_name.end() && found->second->weight_input == 1 &&
+                             !plan.integer_layers.count(node.name);
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      std::string& in = node.inputs[i];
+      if (in.empty() || !plan.find(in)) continue;
+      in = float_layer && i == 0 ? dequantize_for_float_layer(in, node) : dequantize(in, node.name);
+    }
     if (found != by_name.end()) {
       const quant::QuantLayer& layer = *found->second;
       const quant::LayerPrecision& p = precision.at(layer.name);

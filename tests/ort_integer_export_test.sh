@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The integer export form checked in ONNX Runtime: small_cnn_fmnist exported
+# with --format int at W7A8, at W4A8 (sub-8-bit weights in INT8 containers)
+# and with a float classifier layer (a float island); for each file
+#   - ORT's optimized graph (default optimizations, 1 thread) holds an integer
+#     kernel for every integer layer (QLinearConv, QGemm) and no float Conv,
+#   - ORT's logits match `autoprec run --format int` (the simulation) over
+#     1000 test images within the bounds of docs/deploy.md,
+#   - `autoprec verify` passes at its default 0.1-point tolerance;
+# and a configuration the integer form cannot hold (4-bit activations) is
+# refused with one line naming the layer, exit 2, no file written.
+# Exit 77 (skipped) when node or onnxruntime-node is missing.
+# Usage: ort_integer_export_test.sh AUTOPREC_BINARY SOURCE_DIR NODE_MODULES
+set -u
+BIN=$1
+SRC=$2
+MODULES=${AUTOPREC_ORT_NODE_MODULES:-$3}
+if ! command -v node >/dev/null 2>&1; then echo "SKIP: node is not installed"; exit 77; fi
+if [ ! -d "$MODULES/onnxruntime-node" ]; then echo "SKIP: $MODULES/onnxruntime-node is missing"; exit 77; fi
+export AUTOPREC_ORT_NODE_MODULES=$MODULES
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+MODEL=$SRC/models/small_cnn_fmnist.onnx
+DIR=/usr/share/datasets/fashion-mnist
+DATA=idx:$DIR
+# Bounds (docs/deploy.md, "Integer form"): largest logit difference seen
+# 0.025 (W7A8) on this CPU; agreement 100%.
+MAX_DIFF=${ORT_INT_MAX_DIFF:-0.25}
+MIN_AGREEMENT=${ORT_INT_MIN_AGREEMENT:-0.996}
+failed=0
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+node "$SRC/tests/ort_compare.js" make-input "$DIR" 1000 "$WORK/x.npy" "$WORK/labels.npy" || exit 1
+printf 'default: {weight_bits: 7, activation_bits: 8}\n' >"$WORK/w7a8.yaml"
+printf 'default: {weight_bits: 4, activation_bits: 8}\n' >"$WORK/w4a8.yaml"
+cat >"$WORK/island.yaml" <<'Y'
+default: {weight_bits: 6, activation_bits: 8}
+layers:
+  "/classifier/classifier.1/Gemm": {weight_bits: 32, activation_bits: 32}
+Y
+# name: integer layers expected (QLinearConv count, QGemm count)
+declare -A CONVS=([w7a8]=2 [w4a8]=2 [island]=2)
+declare -A GEMMS=([w7a8]=2 [w4a8]=2 [island]=1)
+
+for name in w7a8 w4a8 island; do
+  cfg=$WORK/$name.yaml
+  if ! "$BIN" export "$MODEL" --precision "$cfg" --format int --data "$DATA" --out "$WORK/$name.onnx" --json >"$WORK/$name.json" 2>"$WORK/err"; then
+    fail "export $name: $(tail -c 300 "$WORK/err")"; continue
+  fi
+  if ! "$BIN" run "$MODEL" --input "$WORK/x.npy" --output "$WORK/$name.sim.npy" --precision "$cfg" --format int --data "$DATA" 2>"$WORK/err"; then
+    fail "run $name: $(tail -c 300 "$WORK/err")"; continue
+  fi
+  printf '{"cmd":"load","model":"%s","threads":1,"optimized_model":"%s"}\n{"cmd":"quit"}\n' \
+    "$WORK/$name.onnx" "$WORK/$name.opt.onnx" | node "$SRC/tools/ort_runner.js" >"$WORK/runner.out" 2>&1
+  if ! /usr/bin/python3 - "$WORK/$name.opt.onnx" "$WORK/$name.json" "${CONVS[$name]}" "${GEMMS[$name]}" <<'PY'
+import collections, json, sys, onnx
+ops = collections.Counter(n.op_type for n in onnx.load(sys.argv[1]).graph.node)
+export = json.load(open(sys.argv[2]))
+convs, gemms = int(sys.argv[3]), int(sys.argv[4])
+print(f"  optimized graph: {dict(ops)}; float islands: {export['float_islands']}")
+assert export["format"] == "int", export["format"]
+assert ops["QLinearConv"] == convs, f"{ops['QLinearConv']} QLinearConv, expected {convs}"
+assert ops["QGemm"] == gemms, f"{ops['QGemm']} QGemm, expected {gemms}"
+assert ops["Conv"] + ops["FusedConv"] == 0, "a float Conv is left"
+assert ops["DequantizeLinear"] <= 2 * (2 + 2 - convs - gemms), "DequantizeLinear left around integer layers"
+PY
+  then
+    fail "$name: ORT did not fuse the integer layers"
+  fi
+  if node "$SRC/tests/ort_compare.js" compare "$WORK/$name.onnx" "$WORK/x.npy" "$WORK/$name.sim.npy" "$WORK/labels.npy" \
+      --optimization all --max-diff "$MAX_DIFF" --min-agreement "$MIN_AGREEMENT"; then
+    echo "ok: $name matches the simulation in ORT"
+  else
+    fail "$name: ORT differs from the simulation beyond max diff $MAX_DIFF / agreement $MIN_AGREEMENT"
+  fi
+  if "$BIN" verify "$WORK/$name.onnx" --data "$DATA" --limit 1000 --json >"$WORK/verify.json" 2>"$WORK/err"; then
+    echo "ok: $name verify: $(grep -o '"gap_points":[^,]*' "$WORK/verify.json")"
+  else
+    fail "$name: verify: $(tail -c 300 "$WORK/err")"
+  fi
+done
+
+printf 'default: {weight_bits: 8, activation_bits: 8}\nlayers:\n  "/features/features.4/Conv": {activation_bits: 4}\n' >"$WORK/a4.yaml"
+"$BIN" export "$MODEL" --precision "$WORK/a4.yaml" --format int --data "$DATA" --out "$WORK/a4.onnx" >"$WORK/out" 2>"$WORK/err"
+code=$?
+if [ "$code" -ne 2 ] || [ "$(wc -l <"$WORK/err")" -ne 1 ] || ! grep -q "'/features/features.4/Conv' asks for 4-bit activations" "$WORK/err" || [ -e "$WORK/a4.onnx" ]; then
+  fail "4-bit activations in the integer form: exit $code, stderr: $(cat "$WORK/err")"
+else
+  echo "ok: refused: $(cat "$WORK/err")"
+fi
+[ "$failed" -eq 0 ] || { echo "$failed failure(s)"; exit 1; }
+echo "integer exports run on ORT's integer kernels and match the simulation"
