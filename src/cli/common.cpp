@@ -57,15 +57,17 @@ void add_quant_options(CLI::App* cmd, QuantOptionsCli& o) {
       ->check(CLI::IsMember({"int", "qdq"}));
 }
 
-quant::PrecisionConfig load_config(const QuantOptionsCli& options) {
+quant::PrecisionConfig load_config(const QuantOptionsCli& options, const target::Profile* target) {
   quant::PrecisionConfig config = quant::load_precision_config(options.precision);
-  if (!options.format.empty()) {
-    quant::QuantForm form = quant::parse_quant_form(options.format, "--format");
-    if (form != config.options.format) {
+  std::optional<quant::QuantForm> form;
+  if (!options.format.empty()) form = quant::parse_quant_form(options.format, "--format");
+  else if (target) form = target->format;
+  if (form) {
+    if (*form != config.options.format) {
       // Ranges calibrated for the other form do not describe this one.
       config.calibration.clear();
       config.tensor_ranges.clear();
-      config.options.format = form;
+      config.options.format = *form;
     }
   }
   return config;
@@ -135,8 +137,14 @@ data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed)
 }
 
 std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,
-                                                       const QuantOptionsCli& options, const DataOptions* data) {
-  quant::PrecisionConfig config = load_config(options);
+                                                       const QuantOptionsCli& options, const DataOptions* data,
+                                                       const target::Profile* target) {
+  quant::PrecisionConfig config = load_config(options, target);
+  if (target) {
+    auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
+    target::require_allowed(*target, layers, quant::resolve(config, quant::layer_names(layers)),
+                            config.options.weight_granularity);
+  }
   auto model = std::make_unique<quant::QuantizedModel>(graph, config, origin);
   if (!model->calibrated()) {
     if (!data) fail("{} holds no calibrated ranges; pass --data to calibrate (or write one with `autoprec quantize`)", options.precision);

@@ -14,6 +14,7 @@
 #include "quant/config.h"
 #include "cost/metrics.h"
 #include "quant/quantized_model.h"
+#include "target/profile.h"
 #include "util/file.h"
 
 namespace autoprec::cli {
@@ -62,20 +63,26 @@ nlohmann::json costs_json(const quant::QuantizedModel& model, quant::Granularity
 // Calibration examples: `n` examples drawn with `seed` from the training split of `data`.
 data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed);
 
-// The config at `options.precision` with --format applied.
-quant::PrecisionConfig load_config(const QuantOptionsCli& options);
+// The config at `options.precision` in the form --format names, else the
+// target's (profile `format`), else its own options.format. Ranges
+// calibrated for another form are dropped.
+quant::PrecisionConfig load_config(const QuantOptionsCli& options, const target::Profile* target = nullptr);
 
 // Loads the config at `options.precision` (load_config), builds the quantized network and,
 // unless the config already holds calibrated ranges, calibrates it on the
 // training split of `data` (UserError when neither is available).
+// With `target`, the form is the target's (load_config) and a layer whose
+// bits the target does not run is a UserError before calibration.
 std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,
-                                                       const QuantOptionsCli& options, const DataOptions* data);
+                                                       const QuantOptionsCli& options, const DataOptions* data,
+                                                       const target::Profile* target = nullptr);
 
 // `autoprec deploy` (also run at the end of `autoprec search`).
 struct DeployCliOptions {
   std::string model;  // float model (FP32 or fine-tuned)
   DataOptions data;
   QuantOptionsCli quant;
+  std::string target;  // profile whose form and precisions the export follows (empty: none)
   std::string out;  // bundle directory
   int64_t limit = 0;
   int runtime_threads = 1;

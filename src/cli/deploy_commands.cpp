@@ -28,6 +28,7 @@ struct ExportCliOptions {
   std::string model;
   DataOptions data;
   QuantOptionsCli quant;
+  std::string target;
   std::string out;
   std::string weight_type = "int8";
   bool json = false;
@@ -45,7 +46,10 @@ int run_export(const ExportCliOptions& o) {
 
   auto graph = exec::load_model(o.model);
   deploy::check_exportable(*graph, o.model);
-  auto quantized = build_quantized(graph, o.model, o.quant, o.data.spec.empty() ? nullptr : &o.data);
+  std::optional<target::Profile> profile;
+  if (!o.target.empty()) profile = target::load_target(o.target);
+  auto quantized = build_quantized(graph, o.model, o.quant, o.data.spec.empty() ? nullptr : &o.data,
+                                   profile ? &*profile : nullptr);
   deploy::ExportOptions options;
   options.source_model = o.model;
   options.uint8_weights = o.weight_type == "uint8";
@@ -225,8 +229,18 @@ json deploy_bundle(const DeployCliOptions& o) {
   deploy::check_exportable(*graph, o.model);
   std::string why;
   if (!runtime::ort_available(&why)) fail("ONNX Runtime is not available: {}", why);
+  std::optional<target::Profile> profile;
+  if (!o.target.empty()) profile = target::load_target(o.target);
+  {
+    // Refuse what the target cannot run before the output directory exists.
+    quant::PrecisionConfig config = load_config(o.quant, profile ? &*profile : nullptr);
+    auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
+    auto precision = quant::resolve(config, quant::layer_names(layers));
+    if (profile) target::require_allowed(*profile, layers, precision, config.options.weight_granularity);
+    if (config.options.format == quant::QuantForm::Int) quant::plan_integer_form(*graph, layers, precision);
+  }
   prepare_output_dir(o.out);
-  auto quantized = build_quantized(graph, o.model, o.quant, &o.data);
+  auto quantized = build_quantized(graph, o.model, o.quant, &o.data, profile ? &*profile : nullptr);
   deploy::ExportOptions options;
   options.source_model = o.model;
   deploy::QdqExport e = deploy::export_qdq(*quantized, options);
@@ -308,6 +322,8 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
   cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   cmd->get_option("--data")->description("Dataset calibrating the ranges when the config holds none: idx:DIR or npy:X,Y");
   cmd->add_option("--out", o.out, "Output ONNX file")->required();
+  cmd->add_option("--target", o.target,
+                  "Target profile (built-in name or .yaml): the export takes its form and refuses bits it does not run");
   cmd->add_option("--weight-type", o.weight_type,
                   "Container of 5-8-bit weights: int8 (default, zero point 0) or uint8 (zero point 128; avoids "
                   "ONNX Runtime's U8S8 saturation on AVX2 CPUs without VNNI)");
@@ -336,6 +352,8 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
   add_quant_options(cmd, d.quant);
   cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   cmd->add_option("--out", d.out, "Bundle directory (model.onnx, precision.yaml, deploy.json)")->required();
+  cmd->add_option("--target", d.target,
+                  "Target profile (built-in name or .yaml): the export takes its form and refuses bits it does not run");
   cmd->add_option("--limit", d.limit, "Verify on the first N test images only")->check(kNonNegative);
   cmd->add_option("--runtime-threads", d.runtime_threads, "ONNX Runtime threads for the latency measurement (default 1)");
   cmd->add_option("--repeats", d.repeats, "Timed runs per model (default 50)")->check(kPositive);

@@ -45,19 +45,21 @@ int run_targets(const TargetsOptions& o) {
                     {"cost_model", target::to_string(p.cost_model.type)},
                     {"latency", p.has_latency()},
                     {"energy", p.has_energy()},
+                    {"format", quant::to_string(p.format)},
                     {"path", p.origin}});
     profiles.push_back(p);
   }
   if (o.json) {
-    print_json({{"targets_dir", target::builtin_targets_dir()}, {"targets", list}});
+    print_json({{"targets_dir", target::builtin_targets_dir()}, {"cpu_features", target::cpu_features().text()}, {"targets", list}});
     return 0;
   }
-  fmt::print("{:<12} {:<10} {:<8} {:<7} {}\n", "target", "model", "latency", "energy", "description");
+  fmt::print("{:<12} {:<10} {:<8} {:<7} {:<7} {}\n", "target", "model", "latency", "energy", "format", "description");
   for (const auto& p : profiles) {
-    fmt::print("{:<12} {:<10} {:<8} {:<7} {}\n", p.name, target::to_string(p.cost_model.type), p.has_latency() ? "yes" : "-",
-               p.has_energy() ? "yes" : "-", p.description);
+    fmt::print("{:<12} {:<10} {:<8} {:<7} {:<7} {}\n", p.name, target::to_string(p.cost_model.type),
+               p.has_latency() ? "yes" : "-", p.has_energy() ? "yes" : "-", quant::to_string(p.format), p.description);
   }
   fmt::print("\nprofiles in {}; a --target may also be a profile .yaml path\n", target::builtin_targets_dir());
+  fmt::print("this CPU: {}{}\n", target::cpu_features().text(), target::cpu_features().vnni() ? "" : " (no VNNI)");
   return 0;
 }
 
@@ -178,7 +180,7 @@ int run_cost(const CostOptions& o) {
   target::Profile profile = with_table(target::load_target(o.target), o.table);
   std::vector<target::Constraint> constraints;
   for (const auto& text : o.constraints) constraints.push_back(target::parse_constraint(text));
-  quant::PrecisionConfig config = load_config(o.quant);
+  quant::PrecisionConfig config = load_config(o.quant, &profile);
   target::ModelInfo model = target::load_model_info(o.model, config.options.quantize_activation_matmul);
   std::vector<std::string> names = quant::layer_names(model.layers);
   auto precision = quant::resolve(config, names);

@@ -327,6 +327,7 @@ std::map<std::string, quant::LayerPrecision> Search::precision_of(const Choice& 
 quant::PrecisionConfig Search::config_of(const Choice& choice) const {
   quant::PrecisionConfig config;
   config.default_precision = {8, 8};
+  config.options.format = profile_.format;  // simulate what the target runs
   for (size_t l = 0; l < choice.size(); ++l) {
     const auto& p = problem_.layers[l].options[choice[l]].precision;
     config.layers.push_back({problem_.layers[l].layer, {p.weight_bits, p.activation_bits}});
@@ -486,7 +487,8 @@ json Search::run() {
   eval::EvalOptions quiet;
   quiet.quiet = true;
   fp32_validation_ = eval::evaluate(*teacher_, validation_, quiet).top1;
-  stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images);
+  stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images, 256,
+                                          profile_.format == quant::QuantForm::Int);
   build_problem();
   env_ = std::make_unique<Environment>(problem_, layer_features(info_));
   if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.images);

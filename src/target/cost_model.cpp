@@ -1,5 +1,11 @@
 #include "target/cost_model.h"
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "target/measure.h"
+
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -280,6 +286,15 @@ TargetCosts evaluate_reference(const Profile& profile, const ModelInfo& model,
                                const std::map<std::string, quant::LayerPrecision>& precision,
                                quant::Granularity granularity, LayerCostSource* source) {
   try {
+    bool all_float = std::all_of(precision.begin(), precision.end(), [](const auto& p) {
+      return quant::is_float_bits(p.second.weight_bits) && quant::is_float_bits(p.second.activation_bits);
+    });
+    if (source && all_float && profile.measured() && profile.format == quant::QuantForm::Int && !model.path.empty()) {
+      TargetCosts out = evaluate(profile, model, precision, granularity, nullptr);
+      at::Tensor input = at::rand(model.summary.input_shape, at::detail::createCPUGenerator(0), at::kFloat);
+      out.latency_ms = measure_model_file(profile, model.path, input).ms;
+      return out;
+    }
     return evaluate(profile, model, precision, granularity, source);
   } catch (const UserError& e) {
     TargetCosts out = evaluate(profile, model, precision, granularity, nullptr);

@@ -140,7 +140,11 @@ TargetCosts evaluate(const Profile& profile, const ModelInfo& model,
 // relative bounds scale): when `source` cannot cost it (a cost table without
 // those bit-widths) the result has no latency and energy and says why in
 // missing_reason, instead of a UserError; only a latency or energy bound
-// relative to it then fails (target::resolve names the reason).
+// relative to it then fails (target::resolve names the reason). On a
+// measured target in the integer form the all-float reference latency is the
+// whole FP32 file timed on the target's runner: the form's float rows include
+// the boundaries a float layer adds to an integer chain, which an all-float
+// model does not have.
 TargetCosts evaluate_reference(const Profile& profile, const ModelInfo& model,
                                const std::map<std::string, quant::LayerPrecision>& precision,
                                quant::Granularity granularity, LayerCostSource* source);

@@ -19,6 +19,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "deploy/layer_model.h"
 #include "graph/qdq_format.h"
 #include "graph/tensor_proto.h"
 #include "runtime/runner.h"
@@ -102,7 +103,11 @@ std::string measurement_key(const Profile& profile, const LayerDesc& layer, int 
     for (const auto& [name, a] : layer.node->attributes) attrs += fmt::format("{}={};", name, attribute_text(a));
   }
   std::string bits;
-  if (profile.cost_model.type != CostModelType::CpuOrt) {
+  const bool integer_form = profile.format == quant::QuantForm::Int && profile.cost_model.export_form;
+  if (profile.cost_model.type == CostModelType::CpuOrt && integer_form) {
+    const bool integer = quantized(wb) && ab == 8;
+    bits = fmt::format("int|{}", integer ? "i8u8" : fmt::format("island-w{}", quantized(wb) ? "i8" : "f32"));
+  } else if (profile.cost_model.type != CostModelType::CpuOrt) {
     bits = fmt::format("w{}a{}|{}", wb, ab, profile.cost_model.export_form ? "export" : "kernel");
   } else if (profile.cost_model.export_form) {
     // What changes the exported layer: the weight container, and whether a
@@ -113,9 +118,11 @@ std::string measurement_key(const Profile& profile, const LayerDesc& layer, int 
   } else {
     bits = fmt::format("w{}a{}", quantized(wb) ? "i8" : "f32", quantized(ab) ? "u8" : "f32");
   }
-  return fmt::format("{}|{}|x={}|w={}|b={}|{}|{}|t{}|{}", profile.name, layer.op, dims(layer.input_shape),
+  // What ORT's integer kernels compute and how fast depends on the CPU's SIMD features.
+  std::string cpu = profile.cost_model.type == CostModelType::CpuOrt ? "|cpu=" + cpu_features().text() : "";
+  return fmt::format("{}|{}|x={}|w={}|b={}|{}|{}|t{}|{}{}", profile.name, layer.op, dims(layer.input_shape),
                      dims(layer.weight_shape), layer.has_bias ? 1 : 0, attrs, bits, profile.cost_model.threads,
-                     profile.cost_model.kernel_timing ? "kernels" : "wall");
+                     profile.cost_model.kernel_timing ? "kernels" : "wall", cpu);
 }
 
 namespace {
@@ -350,6 +357,41 @@ ModelLatency measure_model_file(const Profile& profile, const std::string& onnx_
   return latency_of(spec, runner.time({{runner.inputs().at(0).name, input}}, spec.warmup, spec.repeats));
 }
 
+namespace {
+
+// "x" of `shape` -> Identity -> "y": the runner's fixed cost; with `perm`,
+// a Transpose instead (ORT's layout change around an NHWC integer kernel).
+std::string copy_model(const std::vector<int64_t>& shape, int32_t type = TensorProto::UINT8,
+                       const std::vector<int64_t>& perm = {}) {
+  onnx::ModelProto model;
+  model.set_ir_version(7);
+  auto* opset = model.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(graph::kOpset8Bit);
+  onnx::GraphProto* g = model.mutable_graph();
+  g->set_name("copy");
+  for (auto* v : {g->add_input(), g->add_output()}) {
+    v->set_name(v == &g->input(0) ? "x" : "y");
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(type);
+    for (int64_t d : shape) t->mutable_shape()->add_dim()->set_dim_value(d);
+  }
+  if (perm.empty()) {
+    add_node(g, "Identity", {"x"}, {"y"});
+  } else {
+    auto* t = g->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+    for (size_t i = 0; i < perm.size(); ++i) t->mutable_dim(static_cast<int>(i))->set_dim_value(shape[perm[i]]);
+    auto* n = add_node(g, "Transpose", {"x"}, {"y"});
+    auto* a = n->add_attribute();
+    a->set_name("perm");
+    a->set_type(onnx::AttributeProto::INTS);
+    for (int64_t p : perm) a->add_ints(p);
+  }
+  return model.SerializeAsString();
+}
+
+}  // namespace
+
 struct MeasuredSource::Impl {
   Profile profile;
   const ModelInfo* model;
@@ -366,7 +408,7 @@ MeasuredSource::MeasuredSource(const Profile& profile, const ModelInfo& model, c
 MeasuredSource::~MeasuredSource() { impl_->runner.reset(); }
 
 double MeasuredSource::time_model(const std::string& key, const std::vector<int64_t>& shape, bool* from_cache,
-                                  const std::function<std::string()>& build) {
+                                  const std::function<std::string()>& build, bool uint8_input) {
   Impl& m = *impl_;
   if (auto hit = m.cache.find(key)) {
     *from_cache = true;
@@ -381,7 +423,7 @@ double MeasuredSource::time_model(const std::string& key, const std::vector<int6
   write_file_atomically(m.model_file->path(), build(), "single-layer model");
   m.runner->load(m.model_file->path());
   at::Generator gen = at::detail::createCPUGenerator(0);
-  at::Tensor x = at::rand(shape, gen, at::kFloat);
+  at::Tensor x = uint8_input ? at::randint(0, 256, shape, gen, at::kByte) : at::rand(shape, gen, at::kFloat);
   runtime::TimeResult t = m.runner->time({{"x", x}}, spec.warmup, spec.repeats);
   const double ms = latency_of(spec, t).ms;
   std::string ops;
@@ -394,11 +436,36 @@ double MeasuredSource::time_model(const std::string& key, const std::vector<int6
 LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
   Impl& m = *impl_;
   bool from_cache = false;
-  double raw = time_model(measurement_key(m.profile, layer, wb, ab), layer.input_shape, &from_cache,
-                          [&] { return single_layer_model(*m.model->graph, layer, wb, ab, m.profile.cost_model.export_form); });
+  const bool integer_form = m.profile.format == quant::QuantForm::Int && m.profile.cost_model.export_form;
+  double floor = 0;
+  if (integer_form && !m.profile.cost_model.kernel_timing) {
+    // Wall time holds the runner's fixed cost per inference, which a whole
+    // model pays once: subtract the wall time of a model that only copies
+    // the uint8 input through.
+    bool floor_cached = false;
+    auto floor_of = [&](const std::vector<int64_t>& shape, const std::vector<int64_t>& perm) {
+      return time_model(fmt::format("{}|floor|x={}|perm={}|t{}|wall", m.profile.name, dims(shape), dims(perm),
+                                    m.profile.cost_model.threads),
+                        shape, &floor_cached, [&] { return copy_model(shape, TensorProto::UINT8, perm); }, true);
+    };
+    floor = floor_of(layer.input_shape, {});
+    if (layer.op == "Conv" && quantized(wb) && ab == 8 && layer.input_shape.size() == 4 && layer.output_shape.size() == 4) {
+      // ORT wraps a lone QLinearConv in NCHW<->NHWC transposes that a whole
+      // model pays once, not per layer: subtract their time too.
+      floor += floor_of(layer.input_shape, {0, 2, 3, 1}) - floor_of(layer.input_shape, {});
+      floor += floor_of(layer.output_shape, {0, 2, 3, 1}) - floor_of(layer.output_shape, {});
+    }
+  }
+  double raw = time_model(
+      measurement_key(m.profile, layer, wb, ab), layer.input_shape, &from_cache,
+      [&] {
+        if (!integer_form) return single_layer_model(*m.model->graph, layer, wb, ab, m.profile.cost_model.export_form);
+        return deploy::integer_layer_model(*m.model->graph, *layer.node, layer.input_shape, layer.output_shape, wb, ab);
+      },
+      integer_form);
   ++(from_cache ? cached_ : measured_);
   LayerEstimate e;
-  e.latency_ms = raw;
+  e.latency_ms = std::max(0.0, raw - floor);
   return e;
 }
 

@@ -17,6 +17,12 @@
 //       output too, so that ORT fuses the group into QLinearConv/QGemm.
 //       Widths below 8 bits use 8-bit containers.
 // 16 and 32 bits run in float32 in both forms.
+// A profile with `format: int` measures form export as the integer form
+// writes the layer (deploy/layer_model.h, the export's own code path): uint8
+// in and out, integer kernel between, or, for a layer kept float, the float
+// layer with the DequantizeLinear and QuantizeLinear it adds to an integer
+// chain (the cost of a float island's boundaries).
+// The cpu-ort keys include the CPU's SIMD features (target::cpu_features()).
 // Inputs are uniform [0, 1) from a fixed seed; the latency is the median of
 // `repeats` runs after `warmup` runs.
 //
@@ -85,7 +91,7 @@ class MeasuredSource : public LayerCostSource {
   // The cached median of `key`, else measures the model `build` returns on a
   // uniform [0, 1) input of `shape` and caches it.
   double time_model(const std::string& key, const std::vector<int64_t>& shape, bool* from_cache,
-                    const std::function<std::string()>& build);
+                    const std::function<std::string()>& build, bool uint8_input = false);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -71,7 +72,7 @@ class Parser {
     p.origin = origin_;
     bool has_name = false;
     try {
-      for (const auto& [key, value, at] : entries(root, "the top level", {"name", "description", "precisions", "cost_model"})) {
+      for (const auto& [key, value, at] : entries(root, "the top level", {"name", "description", "precisions", "format", "cost_model"})) {
         if (key == "name") {
           p.name = string(value, at, "name");
           has_name = true;
@@ -82,6 +83,10 @@ class Parser {
           parse_precisions(value, at, p);
         } else if (key == "cost_model") {
           p.cost_model = parse_cost_model(value, at);
+        } else if (key == "format") {
+          std::string f = string(value, at, "format");
+          if (f != "int" && f != "qdq") error(at, fmt::format("format must be int or qdq, got '{}'", f));
+          p.format = quant::parse_quant_form(f, "format");
         }
       }
     } catch (const YAML::Exception& e) {
@@ -172,11 +177,18 @@ class Parser {
         if ((e.key == "default") != (pass == 0)) continue;
         PrecisionSupport s = pass == 0 ? PrecisionSupport{} : p.default_support;
         std::string where = "precisions." + e.key;
-        for (const auto& f : entries(e.value, where, {"weight_bits", "activation_bits", "mixed", "per_channel"})) {
+        std::optional<std::set<int>> without_vnni;
+        for (const auto& f : entries(e.value, where,
+                                     {"weight_bits", "weight_bits_without_vnni", "activation_bits", "mixed", "per_channel"})) {
           if (f.key == "weight_bits") s.weight_bits = bits(f.value, f.at, where + ".weight_bits");
+          if (f.key == "weight_bits_without_vnni") without_vnni = bits(f.value, f.at, where + ".weight_bits_without_vnni");
           if (f.key == "activation_bits") s.activation_bits = bits(f.value, f.at, where + ".activation_bits");
           if (f.key == "mixed") s.mixed = boolean(f.value, f.at, where + ".mixed");
           if (f.key == "per_channel") s.per_channel = boolean(f.value, f.at, where + ".per_channel");
+        }
+        if (without_vnni && !cpu_features().vnni()) {
+          s.weight_bits = *without_vnni;
+          s.without_vnni = true;
         }
         if (pass == 0) {
           p.default_support = s;
@@ -324,12 +336,47 @@ Profile load_target(const std::string& name_or_path) {
        names.empty() ? std::string("none found in ") + builtin_targets_dir() : join(names));
 }
 
+std::string CpuFeatures::text() const {
+  std::string out;
+  auto add = [&out](bool on, const char* name) {
+    if (on) out += (out.empty() ? "" : " ") + std::string(name);
+  };
+  add(avx2, "avx2");
+  add(fma, "fma");
+  add(avx512f, "avx512f");
+  add(avx512_vnni, "avx512_vnni");
+  add(avx_vnni, "avx_vnni");
+  return out.empty() ? "none" : out;
+}
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = [] {
+    CpuFeatures f;
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line.substr(line.find(':') + 1));
+      std::set<std::string> flags{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+      f.avx2 = flags.count("avx2");
+      f.fma = flags.count("fma");
+      f.avx512f = flags.count("avx512f");
+      f.avx512_vnni = flags.count("avx512_vnni");
+      f.avx_vnni = flags.count("avx_vnni");
+      break;
+    }
+    return f;
+  }();
+  return features;
+}
+
 bool allows(const Profile& profile, const std::string& op, int weight_bits, int activation_bits, bool per_channel,
             std::string* why) {
   const PrecisionSupport& s = profile.support(op);
   std::string reason;
   if (!s.weight_bits.count(weight_bits)) {
-    reason = fmt::format("{} runs {} weights at {} bits, not {}", profile.name, op, join_bits(s.weight_bits), weight_bits);
+    reason = fmt::format("{} runs {} weights at {} bits, not {}{}", profile.name, op, join_bits(s.weight_bits), weight_bits,
+                         s.without_vnni ? " (this CPU has no VNNI: 8-bit weights saturate ONNX Runtime's integer kernels)" : "");
   } else if (!s.activation_bits.count(activation_bits)) {
     reason = fmt::format("{} runs {} activations at {} bits, not {}", profile.name, op, join_bits(s.activation_bits),
                          activation_bits);
@@ -341,6 +388,17 @@ bool allows(const Profile& profile, const std::string& op, int weight_bits, int 
   }
   if (why) *why = reason;
   return reason.empty();
+}
+
+void require_allowed(const Profile& profile, const std::vector<quant::QuantLayer>& layers,
+                     const std::map<std::string, quant::LayerPrecision>& precision, quant::Granularity granularity) {
+  for (const quant::QuantLayer& layer : layers) {
+    const quant::LayerPrecision& p = precision.at(layer.name);
+    std::string why;
+    if (!allows(profile, layer.op, p.weight_bits, p.activation_bits, granularity == quant::Granularity::PerChannel, &why)) {
+      fail("layer '{}': {}", layer.name, why);
+    }
+  }
 }
 
 }  // namespace autoprec::target

@@ -12,6 +12,9 @@
 //       mixed: true               # weight bits may differ from activation bits
 //       per_channel: true         # per-output-channel weight scales allowed
 //     Gemm: {weight_bits: [8]}
+//     # weight_bits_without_vnni: [2, 3, 4, 5, 6, 7]  replaces weight_bits on a
+//     #   CPU without VNNI (cpu_features())
+//   format: int                   # the export form deploy and search use: qdq (default) | int
 //   cost_model:
 //     type: bitfusion             # generic | bitfusion | bismo | cpu-ort | lut | command
 //     bricks: 4096                # the parameters of the type (cost_model.h)
@@ -28,6 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "quant/config.h"
+#include "quant/layers.h"
+
 namespace autoprec::target {
 
 // What a device runs for one operator kind.
@@ -36,7 +42,21 @@ struct PrecisionSupport {
   std::set<int> activation_bits = {2, 3, 4, 5, 6, 7, 8, 16, 32};
   bool mixed = true;        // false: weight bits must equal activation bits
   bool per_channel = true;  // false: per-tensor weight scales only
+  // weight_bits came from weight_bits_without_vnni (this CPU has no VNNI).
+  bool without_vnni = false;
 };
+
+// The x86 SIMD features of this machine that change what and how fast ONNX
+// Runtime's integer kernels compute, read once from /proc/cpuinfo (all false
+// elsewhere). Without VNNI the U8S8 kernels sum pairs of u8*s8 products in
+// int16 (vpmaddubsw), which saturates with 8-bit weights; 7-bit weights
+// (|q| <= 63) cannot saturate.
+struct CpuFeatures {
+  bool avx2 = false, fma = false, avx512f = false, avx512_vnni = false, avx_vnni = false;
+  bool vnni() const { return avx512_vnni || avx_vnni; }
+  std::string text() const;  // "avx2 fma" ...; "none" when there is none of them
+};
+const CpuFeatures& cpu_features();
 
 enum class CostModelType { Generic, BitFusion, Bismo, CpuOrt, Lut, Command };
 
@@ -84,6 +104,7 @@ struct Profile {
   PrecisionSupport default_support;                // precisions.default
   std::map<std::string, PrecisionSupport> per_op;  // precisions.Conv / Gemm / MatMul
   CostModelSpec cost_model;
+  quant::QuantForm format = quant::QuantForm::Qdq;  // yaml: format
   std::string origin;  // file it came from
 
   // The support for `op` (its own entry or the default).
@@ -112,5 +133,10 @@ Profile load_target(const std::string& name_or_path);
 // "bitfusion runs Conv weights at 2, 4, 8 bits, not 3".
 bool allows(const Profile& profile, const std::string& op, int weight_bits, int activation_bits, bool per_channel,
             std::string* why = nullptr);
+
+// UserError (one line) naming the first layer whose bits `profile` does not
+// run: "layer 'conv1': cpu-ort-int runs Conv activations at 8, 32 bits, not 4".
+void require_allowed(const Profile& profile, const std::vector<quant::QuantLayer>& layers,
+                     const std::map<std::string, quant::LayerPrecision>& precision, quant::Granularity granularity);
 
 }  // namespace autoprec::target
