@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "deploy/qdq_export.h"
+#include "deploy/verify.h"
 #include "eval/evaluate.h"
 #include "runtime/runner.h"
 #include "cost/metrics.h"
@@ -120,85 +121,22 @@ struct VerifyCliOptions {
   bool json = false;
 };
 
-std::map<std::string, std::string> read_metadata(const std::string& path) {
-  onnx::ModelProto model;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read {}", path);
-  if (!model.ParseFromIstream(&in)) fail("{} is not an ONNX model", path);
-  std::map<std::string, std::string> out;
-  for (const auto& p : model.metadata_props()) out[p.key()] = p.value();
-  return out;
-}
-
-// Runs the exported model in ONNX Runtime and autoprec's simulation over the
-// same images; returns both accuracies, their agreement and the logit gap.
+// The CLI's verify options as a deploy::VerifyRequest over the data they name.
 json verify_export(const VerifyCliOptions& o) {
-  auto meta = read_metadata(o.model);
-  std::string source = o.source;
-  if (source.empty()) {
-    auto it = meta.find("autoprec.source_model");
-    if (it == meta.end()) fail("{} names no source model (metadata autoprec.source_model); pass --source", o.model);
-    source = it->second;
-  }
-  quant::PrecisionConfig config;
-  if (!o.precision.empty()) {
-    config = quant::load_precision_config(o.precision);
-  } else {
-    auto it = meta.find("autoprec.precision_config");
-    if (it == meta.end()) fail("{} holds no precision configuration (metadata); pass --precision", o.model);
-    config = quant::parse_precision_config(it->second, o.model + " metadata");
-  }
+  deploy::VerifyRequest request;
+  request.model = o.model;
+  request.source = o.source;
+  if (!o.precision.empty()) request.config = quant::load_precision_config(o.precision);
+  request.runtime_threads = o.runtime_threads;
+  request.batch = o.batch;
+  request.tolerance_points = o.tolerance_points;
+  request.quiet = o.json;
+  deploy::read_metadata(o.model);  // a file that is not ONNX is named before the data is read
   std::string why;
   if (!runtime::ort_available(&why)) fail("ONNX Runtime is not available: {}", why);
   data::Dataset d = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess());
   if (o.limit > 0) d = data::take(d, o.limit);
-
-  auto graph = exec::load_model(source);
-  quant::QuantizedModel simulation(graph, config, source);
-  if (!simulation.calibrated()) fail("the precision configuration holds no calibrated ranges; pass the one written with the export");
-  runtime::RunnerOptions ro;
-  ro.threads = o.runtime_threads;
-  runtime::OnnxRunner runner(ro);
-  runner.load(o.model);
-  const std::string input = runner.inputs().at(0).name;
-  const std::string output = runner.outputs().at(0).name;
-
-  int64_t ort_correct = 0, sim_correct = 0, agree = 0;
-  double max_diff = 0;
-  Progress progress("verify", d.size(), "images", o.json);
-  for (int64_t start = 0; start < d.size(); start += o.batch) {
-    int64_t n = std::min(o.batch, d.size() - start);
-    at::Tensor x = d.images.narrow(0, start, n).contiguous();
-    at::Tensor y = d.labels.narrow(0, start, n);
-    at::Tensor sim = simulation.executor().run({x}).at(0);  // first: it names a wrong input shape plainly
-    at::Tensor ort = runner.run({{input, x}}).at(output).to(at::kFloat);
-    if (ort.sizes() != sim.sizes()) fail("ONNX Runtime returned logits of another shape than the simulation");
-    ort_correct += eval::count_correct(ort, y, 1);
-    sim_correct += eval::count_correct(sim, y, 1);
-    agree += ort.argmax(1).eq(sim.argmax(1)).sum().item<int64_t>();
-    max_diff = std::max(max_diff, (ort - sim).abs().max().item<double>());
-    progress.advance(n);
-  }
-  progress.finish();
-  double examples = static_cast<double>(d.size());
-  double ort_top1 = ort_correct / examples, sim_top1 = sim_correct / examples;
-  double gap_points = 100 * std::abs(ort_top1 - sim_top1);
-  // A tolerance finer than one image cannot be judged on these images.
-  const double one_image_points = 100.0 / examples;
-  const double tolerance = std::max(o.tolerance_points, one_image_points);
-  const bool passed = gap_points <= tolerance + 1e-9;  // 1e-9: the gap is a difference of rounded ratios
-  return {{"model", o.model},
-          {"source", source},
-          {"examples", d.size()},
-          {"runtime", "onnxruntime-node"},
-          {"ort_top1", ort_top1},
-          {"simulated_top1", sim_top1},
-          {"gap_points", gap_points},
-          {"tolerance_points", tolerance},
-          {"requested_tolerance_points", o.tolerance_points},
-          {"top1_agreement", agree / examples},
-          {"max_logit_difference", max_diff},
-          {"passed", passed}};
+  return deploy::to_json(deploy::verify_export(request, d));
 }
 
 int run_verify(const VerifyCliOptions& o) {
@@ -232,7 +170,7 @@ json deploy_bundle(const DeployCliOptions& o) {
   std::optional<target::Profile> profile;
   if (!o.target.empty()) profile = target::load_target(o.target);
   {
-    // Refuse what the target cannot run before the output directory exists.
+    // Refuse what the target or the form cannot run before the output directory exists.
     quant::PrecisionConfig config = load_config(o.quant, profile ? &*profile : nullptr);
     auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
     auto precision = quant::resolve(config, quant::layer_names(layers));
@@ -241,51 +179,17 @@ json deploy_bundle(const DeployCliOptions& o) {
   }
   prepare_output_dir(o.out);
   auto quantized = build_quantized(graph, o.model, o.quant, &o.data, profile ? &*profile : nullptr);
-  deploy::ExportOptions options;
-  options.source_model = o.model;
-  deploy::QdqExport e = deploy::export_qdq(*quantized, options);
-  const std::string onnx_path = o.out + "/model.onnx";
-  deploy::save_qdq(e.model, onnx_path);
-  quant::PrecisionConfig calibrated = quantized->calibrated_config();
-  quant::save_precision_config(calibrated, o.out + "/precision.yaml");
-
-  VerifyCliOptions v;
-  v.model = onnx_path;
-  v.source = o.model;
-  v.data = o.data;
-  v.precision = o.out + "/precision.yaml";
-  v.limit = o.limit;
-  v.json = o.json;
-  json verification = verify_export(v);
-
-  // Latency of the export against the FP32 model, same runtime, batch 1.
-  at::Tensor one = data::take(data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess()), 1).images.contiguous();
-  runtime::RunnerOptions ro;
-  ro.threads = o.runtime_threads;
-  runtime::OnnxRunner runner(ro);
-  runner.load(onnx_path);
-  double quantized_ms = runner.time({{runner.inputs().at(0).name, one}}, 10, o.repeats).median_ms;
-  runner.load(o.model);
-  double fp32_ms = runner.time({{runner.inputs().at(0).name, one}}, 10, o.repeats).median_ms;
-
-  exec::Executor fp32(graph, o.model);
-  cost::CostSummary costs = cost::compute_costs(*graph, exec::summarize(fp32), quantized->layers(), quantized->precision(),
-                                                calibrated.options.weight_granularity);
-  auto bytes = static_cast<int64_t>(std::filesystem::file_size(onnx_path));
-  auto fp32_bytes = static_cast<int64_t>(std::filesystem::file_size(o.model));
-  json bundle = {{"model", o.model},
-                 {"precision", o.quant.precision},
-                 {"onnx", onnx_path},
-                 {"opset", e.opset},
-                 {"verification", verification},
-                 {"size", {{"onnx_bytes", bytes}, {"fp32_onnx_bytes", fp32_bytes},
-                           {"theoretical_weight_bytes", costs.weight_memory_bits / 8},
-                           {"fp32_weight_bytes", costs.fp32_weight_memory_bits / 8}}},
-                 {"latency", {{"runtime", "onnxruntime-node"}, {"threads", o.runtime_threads}, {"batch", 1},
-                              {"repeats", o.repeats}, {"quantized_ms", quantized_ms}, {"fp32_ms", fp32_ms},
-                              {"speedup", fp32_ms / quantized_ms}}}};
-  write_file_atomically(o.out + "/deploy.json", bundle.dump(2) + "\n", "deployment report");
-  return bundle;
+  data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
+  at::Tensor one = data::take(test, 1).images.contiguous();
+  if (o.limit > 0) test = data::take(test, o.limit);
+  deploy::BundleRequest request;
+  request.model = o.model;
+  request.out = o.out;
+  request.runtime_threads = o.runtime_threads;
+  request.repeats = o.repeats;
+  request.quiet = o.json;
+  deploy::BundleReport report = deploy::write_bundle(*quantized, request, test, one, o.quant.precision);
+  return deploy::to_json(report, request, o.quant.precision);
 }
 
 void print_deploy_summary(const json& bundle) {

@@ -1,0 +1,80 @@
+// Verification and deployment bundles: an exported file run in ONNX Runtime
+// against autoprec's simulation of the same configuration, and the
+// export + verify + latency bundle that `autoprec deploy` and the end of a
+// search write.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "data/dataset.h"
+#include "deploy/qdq_export.h"
+#include "quant/config.h"
+#include "quant/quantized_model.h"
+
+namespace autoprec::deploy {
+
+struct VerifyRequest {
+  std::string model;   // the exported file
+  std::string source;  // float model the simulation runs; empty: the file's autoprec.source_model
+  std::optional<quant::PrecisionConfig> config;  // empty: the file's autoprec.precision_config
+  int runtime_threads = 0;        // ONNX Runtime intra-op threads; 0: its default
+  int64_t batch = 250;            // images per run
+  double tolerance_points = 0.1;  // allowed top-1 gap, points; never finer than one image
+  bool quiet = false;             // no progress line
+};
+
+struct VerifyReport {
+  std::string model, source;
+  int64_t examples = 0;
+  double ort_top1 = 0, simulated_top1 = 0;  // fractions in [0, 1]
+  double gap_points = 0;                    // |ort - simulated| in points
+  double tolerance_points = 0;              // the tolerance used (>= one image)
+  double requested_tolerance_points = 0;
+  double top1_agreement = 0;                // fraction of images with the same prediction
+  double max_logit_difference = 0;          // largest |ORT - simulation| over every logit
+  bool passed = false;                      // gap_points <= tolerance_points
+};
+
+// Runs `request.model` in ONNX Runtime (default graph optimizations) and the
+// simulation rebuilt from the source model and the calibrated configuration
+// over `data`, batch by batch. UserError when ONNX Runtime is unavailable,
+// the file names no source or configuration and none is given, or the
+// configuration holds no calibrated ranges. A failed comparison is reported
+// (passed = false), not thrown.
+VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& data);
+nlohmann::json to_json(const VerifyReport& report);
+
+// The key/value metadata of an ONNX file. UserError when it is not one.
+std::map<std::string, std::string> read_metadata(const std::string& path);
+
+struct BundleRequest {
+  std::string model;  // the float model `quantized` was built from (recorded as the source)
+  std::string out;    // bundle directory, already created
+  int runtime_threads = 1;  // for the latency measurement
+  int repeats = 50;         // timed runs per model (10 warm-up runs first)
+  bool quiet = false;
+};
+
+struct BundleReport {
+  std::string onnx;  // OUT/model.onnx
+  QdqExport exported;
+  VerifyReport verification;
+  int64_t onnx_bytes = 0, fp32_onnx_bytes = 0;
+  int64_t theoretical_weight_bytes = 0, fp32_weight_bytes = 0;
+  double quantized_ms = 0, fp32_ms = 0;  // batch-1 median wall time in ONNX Runtime
+};
+
+// Exports `quantized` to OUT/model.onnx (and its calibrated configuration to
+// OUT/precision.yaml), verifies it on `test`, times it and the float model at
+// batch 1 on `one` ([1, ...]) and writes OUT/deploy.json (to_json of the
+// report plus `precision`, the config path the caller names).
+BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRequest& request, const data::Dataset& test,
+                          const at::Tensor& one, const std::string& precision_path);
+nlohmann::json to_json(const BundleReport& report, const BundleRequest& request, const std::string& precision_path);
+
+}  // namespace autoprec::deploy
