@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "deploy/layer_model.h"
 #include "deploy/qdq_export.h"
 #include "exec/executor.h"
 #include "exec/model.h"
@@ -108,6 +109,13 @@ TEST(IntegerPlan, FloatLayerIsAnIsland) {
   EXPECT_EQ(plan.float_nodes, (std::vector<std::string>{"conv2"}));
   EXPECT_TRUE(plan.integer_nodes.count("add"));  // still reads r1, an integer tensor
   EXPECT_TRUE(plan.find("c2")->from_float);
+  // A float-weight layer keeps its (unused) 8-bit activation setting: the
+  // model still counts as calibrated once every tensor is.
+  c.layers.push_back({"conv1", {32, 8}});
+  auto model = std::make_unique<quant::QuantizedModel>(g, c, "residual");
+  at::manual_seed(4);
+  model->calibrate(at::randn({32, 2, 6, 6}));
+  EXPECT_TRUE(model->calibrated());
 }
 
 TEST(IntegerPlan, NarrowActivationsAreRefusedNamingTheLayer) {
@@ -232,6 +240,36 @@ TEST(IntegerExport, ValidationRefusesABiasOffTheProductScale) {
   } catch (const UserError& err) {
     EXPECT_NE(std::string(err.what()).find("bias scale"), std::string::npos) << err.what();
   }
+}
+
+std::vector<std::string> op_types(const onnx::ModelProto& m) {
+  std::vector<std::string> out;
+  for (const auto& n : m.graph().node()) out.push_back(n.op_type());
+  return out;
+}
+
+TEST(IntegerLayerModel, IntegerLayerBetweenUint8TensorsAndFloatLayerWithItsBoundaries) {
+  auto g = residual_model(false);
+  const graph::Node& conv = *g->find_node("conv2");
+  onnx::ModelProto integer;
+  ASSERT_TRUE(integer.ParseFromString(deploy::integer_layer_model(*g, conv, {1, 4, 6, 6}, {1, 4, 6, 6}, 5, 8)));
+  EXPECT_EQ(integer.graph().input(0).name(), "x");
+  EXPECT_EQ(integer.graph().input(0).type().tensor_type().elem_type(), onnx::TensorProto::UINT8);
+  EXPECT_EQ(integer.graph().output(0).name(), "y");
+  EXPECT_EQ(integer.graph().output(0).type().tensor_type().elem_type(), onnx::TensorProto::UINT8);
+  std::vector<std::string> ops = op_types(integer);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "Conv"), 1);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "QuantizeLinear"), 1);  // the output's; the input's is gone
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "DequantizeLinear"), 3);  // input, weight, int32 bias
+  EXPECT_NE(find_initializer(integer, "b2_int32"), nullptr);
+
+  onnx::ModelProto island;
+  ASSERT_TRUE(island.ParseFromString(deploy::integer_layer_model(*g, conv, {1, 4, 6, 6}, {1, 4, 6, 6}, 32, 32)));
+  EXPECT_EQ(island.graph().input(0).type().tensor_type().elem_type(), onnx::TensorProto::UINT8);
+  EXPECT_EQ(op_types(island), (std::vector<std::string>{"DequantizeLinear", "Conv", "QuantizeLinear"}));
+  bool per_axis = false;
+  for (const auto& a : island.graph().node(0).attribute()) per_axis = per_axis || (a.name() == "axis" && a.i() == 1);
+  EXPECT_TRUE(per_axis) << "a float layer reads a per-axis DequantizeLinear (ORT leaves it float)";
 }
 
 }  // namespace

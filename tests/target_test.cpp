@@ -131,6 +131,41 @@ TEST(TargetModel, EvaluateAddsLayersAndFlagsUnsupportedPrecisions) {
   EXPECT_FALSE(g.energy_mj);
 }
 
+TEST(TargetProfile, FormatAndWeightBitsWithoutVnniFollowThisCpu) {
+  target::Profile p = target::parse_profile(
+      "name: d\nformat: int\nprecisions:\n  default: {weight_bits: [4, 7, 8, 32], weight_bits_without_vnni: [4, 7, 32], "
+      "activation_bits: [8, 32]}\ncost_model: {type: cpu-ort}\n",
+      "dev.yaml");
+  EXPECT_EQ(p.format, quant::QuantForm::Int);
+  const bool vnni = target::cpu_features().vnni();
+  EXPECT_EQ(p.default_support.weight_bits, vnni ? (std::set<int>{4, 7, 8, 32}) : (std::set<int>{4, 7, 32}));
+  std::string why;
+  EXPECT_EQ(target::allows(p, "Conv", 8, 8, true, &why), vnni);
+  if (!vnni) EXPECT_NE(why.find("no VNNI"), std::string::npos) << why;
+  EXPECT_EQ(target::parse_profile("name: d\n", "dev.yaml").format, quant::QuantForm::Qdq);
+  EXPECT_THROW(target::parse_profile("name: d\nformat: fast\n", "dev.yaml"), UserError);
+  // The built-in integer profile parses and names its form.
+  EXPECT_EQ(target::load_target("cpu-ort-int").format, quant::QuantForm::Int);
+}
+
+TEST(TargetProfile, RequireAllowedNamesTheLayer) {
+  target::Profile p;
+  p.name = "dev";
+  p.default_support.activation_bits = {8, 32};
+  TempDir dir;
+  auto m = target::load_model_info(two_layer_model(dir));
+  std::map<std::string, quant::LayerPrecision> precision;
+  for (const auto& l : m.layers) precision[l.name] = {8, 8};
+  target::require_allowed(p, m.layers, precision, quant::Granularity::PerChannel);
+  precision[m.layers.back().name] = {8, 4};
+  try {
+    target::require_allowed(p, m.layers, precision, quant::Granularity::PerChannel);
+    FAIL() << "4-bit activations allowed";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("layer '" + m.layers.back().name + "': dev runs"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TargetProfile, AllowsSaysWhy) {
   target::Profile p;
   p.name = "dev";

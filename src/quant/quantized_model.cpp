@@ -235,6 +235,7 @@ bool QuantizedModel::calibrated() const {
   for (const auto& [value, q] : tensors_) {
     if (!q->enabled) return false;
   }
+  if (plan_) return true;  // the integer form quantizes tensors, not layer inputs
   for (const QuantLayer& layer : layers_) {
     if (!is_float_bits(precision_.at(layer.name).activation_bits) && !activations_.at(layer.name)->enabled) return false;
   }
