@@ -88,5 +88,22 @@ if [ "$code" -ne 2 ] || [ "$(wc -l <"$WORK/err")" -ne 1 ] || ! grep -q "'/featur
 else
   echo "ok: refused: $(cat "$WORK/err")"
 fi
+# On the cpu-ort-int target the refusal names what the target runs, before
+# the bundle directory exists.
+"$BIN" deploy "$MODEL" --precision "$WORK/w7a8.yaml" --target cpu-ort-int --data "$DATA" --out "$WORK/bundle_ok" --limit 200 --json >"$WORK/deploy.json" 2>"$WORK/err"
+if [ $? -ne 0 ] || ! grep -q '"format": "int"' "$WORK/deploy.json"; then
+  fail "deploy --target cpu-ort-int: $(tail -c 300 "$WORK/err")"
+else
+  echo "ok: deploy --target cpu-ort-int writes the integer form"
+fi
+printf 'default: {weight_bits: 7, activation_bits: 8}\nlayers:\n  "/features/features.4/Conv": {activation_bits: 4}\n' >"$WORK/a4w7.yaml"
+"$BIN" deploy "$MODEL" --precision "$WORK/a4w7.yaml" --target cpu-ort-int --data "$DATA" --out "$WORK/bundle" >"$WORK/out" 2>"$WORK/err"
+code=$?
+if [ "$code" -ne 2 ] || [ "$(wc -l <"$WORK/err")" -ne 1 ] || [ -e "$WORK/bundle" ] ||
+   ! grep -q "layer '/features/features.4/Conv': cpu-ort-int runs Conv activations at 8, 32 bits, not 4" "$WORK/err"; then
+  fail "deploy --target cpu-ort-int with 4-bit activations: exit $code, stderr: $(cat "$WORK/err")"
+else
+  echo "ok: refused: $(cat "$WORK/err")"
+fi
 [ "$failed" -eq 0 ] || { echo "$failed failure(s)"; exit 1; }
 echo "integer exports run on ORT's integer kernels and match the simulation"

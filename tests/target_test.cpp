@@ -144,8 +144,17 @@ TEST(TargetProfile, FormatAndWeightBitsWithoutVnniFollowThisCpu) {
   if (!vnni) EXPECT_NE(why.find("no VNNI"), std::string::npos) << why;
   EXPECT_EQ(target::parse_profile("name: d\n", "dev.yaml").format, quant::QuantForm::Qdq);
   EXPECT_THROW(target::parse_profile("name: d\nformat: fast\n", "dev.yaml"), UserError);
-  // The built-in integer profile parses and names its form.
-  EXPECT_EQ(target::load_target("cpu-ort-int").format, quant::QuantForm::Int);
+  // The built-in integer profile: its form, and a layer is integer or float.
+  target::Profile cpu = target::load_target("cpu-ort-int");
+  EXPECT_EQ(cpu.format, quant::QuantForm::Int);
+  EXPECT_FALSE(target::allows(cpu, "Conv", 7, 32, true, &why));
+  EXPECT_NE(why.find("quantized weights only on quantized activations"), std::string::npos) << why;
+  EXPECT_FALSE(target::allows(cpu, "Conv", 32, 8, true, &why));
+  EXPECT_TRUE(target::allows(cpu, "Conv", 32, 32, true, &why));
+  EXPECT_TRUE(target::allows(cpu, "Conv", 4, 8, true, &why));
+  for (auto [wb, ab] : target::supported_pairs(cpu, "Conv")) {
+    EXPECT_EQ(quant::is_float_bits(wb), quant::is_float_bits(ab)) << wb << " " << ab;
+  }
 }
 
 TEST(TargetProfile, RequireAllowedNamesTheLayer) {

@@ -20,6 +20,8 @@
 #include <spdlog/spdlog.h>
 
 #include "deploy/layer_model.h"
+#include "deploy/qdq_export.h"
+#include "quant/quantized_model.h"
 #include "graph/qdq_format.h"
 #include "graph/tensor_proto.h"
 #include "runtime/runner.h"
@@ -466,7 +468,58 @@ LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
   ++(from_cache ? cached_ : measured_);
   LayerEstimate e;
   e.latency_ms = std::max(0.0, raw - floor);
+  if (integer_form && !m.model->path.empty() && !in_context_) {
+    // Rows in context: the integer rows scaled so that they add up to the
+    // whole model timed all integer (which also runs the Adds, pools and
+    // Quantize the rows leave out); a float row is the layer's scaled
+    // integer row plus what making it float does to the whole model.
+    in_context_ = true;
+    double scale = integer_scale();
+    double integer_row = (quantized(wb) && ab == 8) ? *e.latency_ms : *estimate(layer, 7, 8).latency_ms;
+    e.latency_ms = scale * integer_row + ((quantized(wb) && ab == 8) ? 0.0 : island_cost(layer));
+    in_context_ = false;
+  }
   return e;
+}
+
+double MeasuredSource::integer_scale() {
+  if (integer_scale_) return *integer_scale_;
+  double rows = 0;
+  for (const LayerDesc& d : impl_->model->descs) rows += *estimate(d, 7, 8).latency_ms;
+  double whole = whole_integer_ms("");
+  integer_scale_ = rows > 0 ? whole / rows : 1.0;
+  spdlog::debug("integer rows sum to {:.4f} ms, the whole model all integer takes {:.4f} ms: scale {:.3f}", rows, whole,
+                *integer_scale_);
+  return *integer_scale_;
+}
+
+double MeasuredSource::whole_integer_ms(const std::string& float_layer) {
+  Impl& m = *impl_;
+  const std::string key = fmt::format("{}|whole|{}|{}|{}|t{}|{}|cpu={}", m.profile.name, m.model->path,
+                                      m.model->graph->nodes.size(), float_layer.empty() ? "all-int" : "float=" + float_layer,
+                                      m.profile.cost_model.threads, m.profile.cost_model.kernel_timing ? "kernels" : "wall",
+                                      cpu_features().text());
+  {
+    if (auto hit = m.cache.find(key)) return *hit;
+    quant::PrecisionConfig config = quant::uniform(7, 8);
+    config.options.format = quant::QuantForm::Int;
+    if (!float_layer.empty()) config.layers.push_back({float_layer, {32, 32}});
+    quant::QuantizedModel model(m.model->graph, config, m.model->path);
+    std::vector<int64_t> batch = m.model->summary.input_shape;
+    batch[0] = 8;
+    at::Generator gen = at::detail::createCPUGenerator(0);
+    model.calibrate(at::rand(batch, gen, at::kFloat));  // latency does not depend on the ranges
+    TemporaryFile file(".onnx");
+    deploy::save_qdq(deploy::export_qdq(model).model, file.path());
+    double ms = measure_model_file(m.profile, file.path(), at::rand(m.model->summary.input_shape, gen, at::kFloat)).ms;
+    m.cache.add(key, ms);
+    ++measured_;
+    return ms;
+  }
+}
+
+double MeasuredSource::island_cost(const LayerDesc& layer) {
+  return std::max(0.0, whole_integer_ms(layer.name) - whole_integer_ms(""));
 }
 
 std::string default_cache_path(const Profile& profile) {
@@ -499,6 +552,8 @@ std::vector<std::pair<int, int>> supported_pairs(const Profile& profile, const s
     for (int ab : s.activation_bits) {
       if (!only_a.empty() && !only_a.count(ab)) continue;
       if (!s.mixed && wb != ab) continue;
+      if (!s.weight_only && !quant::is_float_bits(wb) && quant::is_float_bits(ab)) continue;
+      if (!s.activation_only && quant::is_float_bits(wb) && !quant::is_float_bits(ab)) continue;
       pairs.emplace_back(wb, ab);
     }
   }

@@ -21,7 +21,12 @@
 // writes the layer (deploy/layer_model.h, the export's own code path): uint8
 // in and out, integer kernel between, or, for a layer kept float, the float
 // layer with the DequantizeLinear and QuantizeLinear it adds to an integer
-// chain (the cost of a float island's boundaries).
+// chain. The rows are then put in context: the integer rows are scaled so
+// that they add up to the whole model timed all integer (W7A8, which also
+// runs the Adds, pools and QuantizeLinear no row holds), and a float row is
+// the layer's scaled integer row plus the whole model with only that layer
+// float minus the whole model all integer (island_cost): what an island
+// costs is what it does to the chain.
 // The cpu-ort keys include the CPU's SIMD features (target::cpu_features()).
 // Inputs are uniform [0, 1) from a fixed seed; the latency is the median of
 // `repeats` runs after `warmup` runs.
@@ -92,6 +97,17 @@ class MeasuredSource : public LayerCostSource {
   // uniform [0, 1) input of `shape` and caches it.
   double time_model(const std::string& key, const std::vector<int64_t>& shape, bool* from_cache,
                     const std::function<std::string()>& build, bool uint8_input = false);
+
+  // Integer form: the whole model with only `layer` float minus the whole
+  // model all integer (W7A8), timed on the runner, cached per model and layer.
+  double island_cost(const LayerDesc& layer);
+  // The whole model in the integer form at W7A8 with `float_layer` (if any)
+  // float, timed on the runner; cached per model and layer.
+  double whole_integer_ms(const std::string& float_layer);
+  // whole_integer_ms("") over the sum of the layers' integer rows.
+  double integer_scale();
+  std::optional<double> integer_scale_;
+  bool in_context_ = false;
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

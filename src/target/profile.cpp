@@ -179,12 +179,15 @@ class Parser {
         std::string where = "precisions." + e.key;
         std::optional<std::set<int>> without_vnni;
         for (const auto& f : entries(e.value, where,
-                                     {"weight_bits", "weight_bits_without_vnni", "activation_bits", "mixed", "per_channel"})) {
+                                     {"weight_bits", "weight_bits_without_vnni", "activation_bits", "mixed", "per_channel",
+                                      "weight_only", "activation_only"})) {
           if (f.key == "weight_bits") s.weight_bits = bits(f.value, f.at, where + ".weight_bits");
           if (f.key == "weight_bits_without_vnni") without_vnni = bits(f.value, f.at, where + ".weight_bits_without_vnni");
           if (f.key == "activation_bits") s.activation_bits = bits(f.value, f.at, where + ".activation_bits");
           if (f.key == "mixed") s.mixed = boolean(f.value, f.at, where + ".mixed");
           if (f.key == "per_channel") s.per_channel = boolean(f.value, f.at, where + ".per_channel");
+          if (f.key == "weight_only") s.weight_only = boolean(f.value, f.at, where + ".weight_only");
+          if (f.key == "activation_only") s.activation_only = boolean(f.value, f.at, where + ".activation_only");
         }
         if (without_vnni && !cpu_features().vnni()) {
           s.weight_bits = *without_vnni;
@@ -383,6 +386,13 @@ bool allows(const Profile& profile, const std::string& op, int weight_bits, int 
   } else if (!s.mixed && weight_bits != activation_bits) {
     reason = fmt::format("{} runs {} with equal weight and activation bits only, not W{}A{}", profile.name, op, weight_bits,
                          activation_bits);
+  } else if (!s.weight_only && !quant::is_float_bits(weight_bits) && quant::is_float_bits(activation_bits)) {
+    reason = fmt::format("{} runs {} with quantized weights only on quantized activations, not W{}A{} (a weight-only "
+                         "layer runs DequantizeLinear and a float kernel)",
+                         profile.name, op, weight_bits, activation_bits);
+  } else if (!s.activation_only && quant::is_float_bits(weight_bits) && !quant::is_float_bits(activation_bits)) {
+    reason = fmt::format("{} runs {} with quantized activations only with quantized weights, not W{}A{}", profile.name, op,
+                         weight_bits, activation_bits);
   } else if (!s.per_channel && per_channel) {
     reason = fmt::format("{} has no per-channel weight scales for {}; use weight_granularity: per_tensor", profile.name, op);
   }

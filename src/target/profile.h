@@ -14,6 +14,8 @@
 //     Gemm: {weight_bits: [8]}
 //     # weight_bits_without_vnni: [2, 3, 4, 5, 6, 7]  replaces weight_bits on a
 //     #   CPU without VNNI (cpu_features())
+//     # weight_only: false       quantized weights need quantized activations
+//     # activation_only: false   quantized activations need quantized weights
 //   format: int                   # the export form deploy and search use: qdq (default) | int
 //   cost_model:
 //     type: bitfusion             # generic | bitfusion | bismo | cpu-ort | lut | command
@@ -42,6 +44,11 @@ struct PrecisionSupport {
   std::set<int> activation_bits = {2, 3, 4, 5, 6, 7, 8, 16, 32};
   bool mixed = true;        // false: weight bits must equal activation bits
   bool per_channel = true;  // false: per-tensor weight scales only
+  // false: quantized weights only with quantized activations (weight-only
+  // layers run DequantizeLinear + a float kernel, slower than float on a CPU)
+  bool weight_only = true;
+  // false: quantized activations only with quantized weights
+  bool activation_only = true;
   // weight_bits came from weight_bits_without_vnni (this CPU has no VNNI).
   bool without_vnni = false;
 };
