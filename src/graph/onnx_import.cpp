@@ -184,6 +184,22 @@ void pin_conv_kernel_shapes(onnx::GraphProto* g, const std::string& origin) {
   }
 }
 
+// libonnx 1.12's Gemm shape inference indexes A's and B's two dimensions
+// without checking their rank, so a declared vector or scalar crashes it.
+void check_gemm_ranks(const onnx::GraphProto& g, const std::string& origin) {
+  const auto dims = declared_dims(g);
+  for (const auto& node : g.node()) {
+    if (node.op_type() != "Gemm" || (!node.domain().empty() && node.domain() != "ai.onnx")) continue;
+    for (int i = 0; i < 2 && i < node.input_size(); ++i) {
+      auto d = dims.find(node.input(i));
+      if (d != dims.end() && d->second.size() != 2) {
+        fail("{}: node '{}' (Gemm) input '{}' has rank {}; Gemm multiplies matrices (rank 2)", origin, node.name(),
+             node.input(i), d->second.size());
+      }
+    }
+  }
+}
+
 // Errors here name no file; the caller prefixes the origin.
 Graph convert_graph(const onnx::ModelProto& model, int64_t opset, const std::string& base_dir) {
   const onnx::GraphProto& g = model.graph();
@@ -264,6 +280,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& origin, con
   check_window_attributes(model.graph(), origin);
   check_dense_values(model.graph(), origin);
   pin_conv_kernel_shapes(model.mutable_graph(), origin);
+  check_gemm_ranks(model.graph(), origin);
   try {
     onnx::ShapeInferenceOptions options{false, 0, false};
     onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
