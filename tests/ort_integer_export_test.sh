@@ -88,6 +88,22 @@ if [ "$code" -ne 2 ] || [ "$(wc -l <"$WORK/err")" -ne 1 ] || ! grep -q "'/featur
 else
   echo "ok: refused: $(cat "$WORK/err")"
 fi
+# eval --target cpu-ort-int simulates the integer form: its top-1 is the
+# one verify found in ONNX Runtime on the same images.
+"$BIN" verify "$WORK/w7a8.onnx" --data "$DATA" --limit 1000 --json >"$WORK/verify.json" 2>/dev/null
+"$BIN" eval "$MODEL" --precision "$WORK/w7a8.yaml" --target cpu-ort-int --data "$DATA" --limit 1000 --json >"$WORK/eval.json" 2>"$WORK/err"
+if /usr/bin/python3 - "$WORK/verify.json" "$WORK/eval.json" <<'PY'
+import json, sys
+v, e = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+print(f"  eval --target cpu-ort-int top-1 {e['top1']:.4f}; ORT {v['ort_top1']:.4f}, verify's simulation {v['simulated_top1']:.4f}")
+assert abs(e["top1"] - v["simulated_top1"]) < 1e-9 and abs(e["top1"] - v["ort_top1"]) <= 0.002
+PY
+then
+  echo "ok: eval --target cpu-ort-int simulates what ORT runs"
+else
+  fail "eval --target cpu-ort-int does not match ORT: $(tail -c 300 "$WORK/err")"
+fi
+
 # On the cpu-ort-int target the refusal names what the target runs, before
 # the bundle directory exists.
 "$BIN" deploy "$MODEL" --precision "$WORK/w7a8.yaml" --target cpu-ort-int --data "$DATA" --out "$WORK/bundle_ok" --limit 200 --json >"$WORK/deploy.json" 2>"$WORK/err"

@@ -220,6 +220,7 @@ void register_model_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--input", run.input, "Input array (.npy)")->required();
   cmd->add_option("--output", run.output, "Where to write the output array (.npy)")->required();
   add_quant_options(cmd, run.quant);
+  add_target_option(cmd, run.quant);
   add_data_options(cmd, run.data, false);
   cmd->callback([&runner] { runner = [] { return run_run(run); }; });
 
@@ -231,6 +232,7 @@ void register_model_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--limit", eval_options.limit, "Evaluate only the first N examples")->check(kNonNegative);
   cmd->add_option("--batch", eval_options.batch, "Batch size")->check(kPositive);
   add_quant_options(cmd, eval_options.quant);
+  add_target_option(cmd, eval_options.quant);
   cmd->add_flag("--json", eval_options.json, "Print one JSON object");
   cmd->callback([&runner] { runner = [] { return run_eval(eval_options); }; });
 }

@@ -57,7 +57,17 @@ void add_quant_options(CLI::App* cmd, QuantOptionsCli& o) {
       ->check(CLI::IsMember({"int", "qdq"}));
 }
 
+void add_target_option(CLI::App* cmd, QuantOptionsCli& o) {
+  cmd->add_option("--target", o.target,
+                  "Target profile (built-in name or .yaml): simulate its form (format) and refuse bits it does not run");
+}
+
 quant::PrecisionConfig load_config(const QuantOptionsCli& options, const target::Profile* target) {
+  std::optional<target::Profile> named;
+  if (!target && !options.target.empty()) {
+    named = target::load_target(options.target);
+    target = &*named;
+  }
   quant::PrecisionConfig config = quant::load_precision_config(options.precision);
   std::optional<quant::QuantForm> form;
   if (!options.format.empty()) form = quant::parse_quant_form(options.format, "--format");
@@ -139,6 +149,11 @@ data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed)
 std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const graph::Graph> graph, const std::string& origin,
                                                        const QuantOptionsCli& options, const DataOptions* data,
                                                        const target::Profile* target) {
+  std::optional<target::Profile> named;
+  if (!target && !options.target.empty()) {
+    named = target::load_target(options.target);
+    target = &*named;
+  }
   quant::PrecisionConfig config = load_config(options, target);
   if (target) {
     auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);

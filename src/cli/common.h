@@ -40,10 +40,15 @@ struct QuantOptionsCli {
   int64_t calib = 512;       // calibration examples from the training split
   uint64_t seed = 0;         // which examples
   std::string format;        // --format int|qdq; empty: the config's (options.format)
+  std::string target;        // --target of run/eval/quantize/finetune: its form and precisions
 };
 
 void add_data_options(CLI::App* cmd, DataOptions& o, bool required);
 void add_quant_options(CLI::App* cmd, QuantOptionsCli& o);
+// --target for commands that have no target of their own (run, eval,
+// quantize, finetune): build_quantized() then follows its form and refuses
+// bits it does not run.
+void add_target_option(CLI::App* cmd, QuantOptionsCli& o);
 
 // Creates `dir` if needed and checks that it is writable (UserError otherwise),
 // before any long work starts.

@@ -159,6 +159,7 @@ void register_quant_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("model", quantize.model, "ONNX model")->required();
   add_data_options(cmd, quantize.data, true);
   add_quant_options(cmd, quantize.quant);
+  add_target_option(cmd, quantize.quant);
   cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   cmd->add_option("--out", quantize.out, "Output directory (precision.yaml, quantize.json)")->required();
   cmd->add_option("--limit", quantize.limit, "Evaluate on the first N test examples only")->check(kNonNegative);

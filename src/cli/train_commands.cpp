@@ -199,6 +199,7 @@ void register_train_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("model", o.model, "ONNX model (the FP32 teacher and the student's starting point)")->required();
   add_data_options(cmd, o.data, true);
   add_quant_options(cmd, o.quant);
+  add_target_option(cmd, o.quant);
   cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   auto* steps = cmd->add_option("--steps", o.train.steps, "Short fine-tune: optimizer steps (teacher logits cached)")
                     ->check(kPositive);
