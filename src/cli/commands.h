@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
 
 namespace autoprec::cli {
 
@@ -29,5 +30,10 @@ void register_search_commands(CLI::App& app, Runner& runner);
 
 // export.
 void register_deploy_commands(CLI::App& app, Runner& runner);
+
+// report.
+void register_report_commands(CLI::App& app, Runner& runner);
+// Writes RUN_DIR/report.html; a failure is logged as a warning, never thrown.
+void write_search_report(const std::string& run_dir, bool quiet);
 
 }  // namespace autoprec::cli

@@ -30,6 +30,7 @@ int run(int argc, char** argv) {
   autoprec::cli::register_search_commands(app, runner);
   autoprec::cli::register_target_commands(app, runner);
   autoprec::cli::register_deploy_commands(app, runner);
+  autoprec::cli::register_report_commands(app, runner);
 
   // `autoprec help [COMMAND]` is --help; an unknown first word is named as such.
   if (argc >= 2 && std::string(argv[1]) == "help") {

@@ -146,6 +146,7 @@ int run_search_command(const SearchCliOptions& o) {
   }
   nlohmann::json result = search::run_search(config, options);
   nlohmann::json bundle = deploy_result(result, o.json);
+  const std::string run_dir = std::filesystem::path(result["outputs"]["best"].get<std::string>()).parent_path().string();
   if (o.json) {
     print_json(result);
   } else {
@@ -164,6 +165,7 @@ int run_search_command(const SearchCliOptions& o) {
       }
     }
   }
+  write_search_report(run_dir, o.json);
   if (!bundle.is_null() && !bundle["verification"]["passed"].get<bool>()) {
     return check_failed(fmt::format("the search result does not verify in ONNX Runtime; see {}",
                                     result["deploy"]["report"].get<std::string>()));

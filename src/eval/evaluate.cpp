@@ -37,6 +37,11 @@ EvalResult evaluate(const exec::Executor& executor, const data::Dataset& dataset
       fail("dataset {} has label {} but the model predicts only {} classes", dataset.source, max_label, logits.size(1));
     }
     correct1 += count_correct(logits, batch.labels, 1);
+    if (options.keep_outcomes) {
+      at::Tensor hit = std::get<1>(logits.topk(1, 1)).reshape({-1}).eq(batch.labels.reshape({-1})).to(at::kByte).contiguous();
+      const uint8_t* h = hit.data_ptr<uint8_t>();
+      result.top1_correct.insert(result.top1_correct.end(), h, h + hit.numel());
+    }
     correct5 += count_correct(logits, batch.labels, 5);
     result.examples += batch.images.size(0);
     progress.advance(batch.images.size(0),

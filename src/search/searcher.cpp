@@ -72,6 +72,22 @@ json totals_json(const target::TargetCosts& c) {
   return j;
 }
 
+// DIR/outcomes.json: per test example, whether the FP32 model and the result
+// predicted its label ("1"/"0" per example, dataset order), so a report can
+// give paired bootstrap intervals without evaluating again.
+void write_outcomes(const std::string& path, const std::string& source, const eval::EvalResult& fp32,
+                    const eval::EvalResult& result) {
+  auto bits = [](const std::vector<uint8_t>& v) {
+    std::string s(v.size(), '0');
+    for (size_t i = 0; i < v.size(); ++i) s[i] = v[i] ? '1' : '0';
+    return s;
+  };
+  json j = {{"format", "autoprec-outcomes"}, {"version", 1}, {"split", "test"}, {"source", source},
+            {"examples", fp32.examples}, {"fp32_top1_correct", bits(fp32.top1_correct)},
+            {"result_top1_correct", bits(result.top1_correct)}};
+  write_file_atomically(path, j.dump() + "\n", "test outcomes");
+}
+
 json constraints_json(const std::vector<target::ConstraintResult>& results) {
   json out = json::array();
   for (const auto& r : results) {
@@ -626,8 +642,13 @@ json Search::finish(double search_seconds) {
     data::Dataset final_train = cfg_.final_finetune.examples > 0 ? data::take(train_, cfg_.final_finetune.examples) : train_;
     final_result = train::finetune(model, *teacher_, final_train, &validation_, o);
   }
-  double fp32_test = eval::evaluate(*teacher_, test_, quiet).top1;
-  double final_test = eval::evaluate(model.executor(), test_, quiet).top1;
+  eval::EvalOptions keep = quiet;
+  keep.keep_outcomes = true;
+  eval::EvalResult fp32_on_test = eval::evaluate(*teacher_, test_, keep);
+  eval::EvalResult final_on_test = eval::evaluate(model.executor(), test_, keep);
+  double fp32_test = fp32_on_test.top1;
+  double final_test = final_on_test.top1;
+  write_outcomes(dir_ + "/outcomes.json", test_.source, fp32_on_test, final_on_test);
   double final_validation = eval::evaluate(model.executor(), validation_, quiet).top1;
 
   quant::PrecisionConfig calibrated = model.calibrated_config();
@@ -667,7 +688,7 @@ json Search::finish(double search_seconds) {
                  {"short_finetunes_this_run", finetuned_run_},
                  {"outputs",
                   {{"best", dir_ + "/best.yaml"}, {"model", dir_ + "/model.onnx"}, {"pareto", dir_ + "/pareto.json"},
-                   {"journal", dir_ + "/journal.sqlite"}}}};
+                   {"journal", dir_ + "/journal.sqlite"}, {"outcomes", dir_ + "/outcomes.json"}}}};
   if (!feasible) result["infeasible"] = infeasible_reason;
   write_file_atomically(dir_ + "/result.json", result.dump(2) + "\n", "search result");
   return result;
