@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/mpi.h"
 
 namespace {
 
@@ -65,25 +66,45 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "autoprec: error: %s (see autoprec%s --help)\n", message.c_str(), command.c_str());
     return 2;
   }
+  // Under mpirun only `search` is distributed; the other ranks of any other
+  // command leave rank 0 to run it alone.
+  const bool worker = autoprec::mpi::is_worker();
+  std::string command;
+  for (const CLI::App* sub : app.get_subcommands()) command = sub->get_name();
+  if (worker && command != "search") return 0;
+  if (!autoprec::mpi::active() && autoprec::mpi::launched_ranks() > 1 && command == "search") {
+    std::fprintf(stderr, "autoprec: error: started by mpirun with %d ranks, but this autoprec was built without MPI "
+                         "(install libopenmpi-dev and rebuild; scripts/setup does)\n",
+                 autoprec::mpi::launched_ranks());
+    return 2;
+  }
   try {
-    autoprec::init_logging(verbosity);
+    autoprec::init_logging(worker ? -1 : verbosity);
     if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(threads);
     spdlog::info("using {} compute thread(s)", threads);
     return runner();
   } catch (const autoprec::UserError& e) {
-    std::fprintf(stderr, "autoprec: error: %s\n", e.what());
+    // Rank 0 speaks for the job: a worker's failure reaches it as a task result.
+    if (!worker) std::fprintf(stderr, "autoprec: error: %s\n", e.what());
     return 2;
   } catch (const c10::Error& e) {
     std::string message = e.what_without_backtrace();
-    std::fprintf(stderr, "autoprec: internal error: %s\n", message.substr(0, message.find('\n')).c_str());
+    if (!worker) std::fprintf(stderr, "autoprec: internal error: %s\n", message.substr(0, message.find('\n')).c_str());
     return 3;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "autoprec: internal error: %s\n", e.what());
+    if (!worker) std::fprintf(stderr, "autoprec: internal error: %s\n", e.what());
     return 3;
   }
 }
 
 }  // namespace
 
-int main(int argc, char** argv) { return run(argc, argv); }
+int main(int argc, char** argv) {
+  autoprec::mpi::init_if_launched(&argc, &argv);
+  // Workers never write to stdout: `--json` stays one object, rank 0's.
+  if (autoprec::mpi::is_worker()) std::freopen("/dev/null", "w", stdout);
+  const int code = run(argc, argv);
+  autoprec::mpi::finalize();
+  return code;
+}

@@ -145,6 +145,7 @@ int run_search_command(const SearchCliOptions& o) {
     config.out = o.resume;
   }
   nlohmann::json result = search::run_search(config, options);
+  if (result.is_null()) return 0;  // a worker rank of an MPI job: rank 0 reports
   nlohmann::json bundle = deploy_result(result, o.json);
   const std::string run_dir = std::filesystem::path(result["outputs"]["best"].get<std::string>()).parent_path().string();
   if (o.json) {

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -81,7 +82,7 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
                                          "weight_bits", "activation_bits", "validation", "validation_data",
                                          "validation_split", "calibration",
                                          "sensitivity_examples", "staged", "short_finetune", "final_finetune",
-                                         "reward", "warm_start", "deploy", "ddpg"};
+                                         "reward", "warm_start", "deploy", "ddpg", "parallel"};
   each_key(root, "", keys, origin, [&](const std::string& key, const YAML::Node& v) {
     if (key == "model") c.model = scalar<std::string>(v, key, origin, "a path");
     else if (key == "data") c.data = scalar<std::string>(v, key, origin, "a dataset spec");
@@ -108,6 +109,11 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
       if (v.IsNull()) return;
       if (!v.IsSequence()) fail("{}: 'constraints' must be a list of expressions", where(origin, v));
       for (const auto& item : v) c.constraints.push_back(scalar<std::string>(item, key, origin, "an expression"));
+    } else if (key == "parallel") {
+      each_key(v, key, {"batch", "threads"}, origin, [&](const std::string& k, const YAML::Node& x) {
+        if (k == "batch") c.parallel.batch = count(x, k, origin, 1);
+        else c.parallel.threads = count(x, k, origin, 0);
+      });
     } else if (key == "staged") {
       each_key(v, key, {"enabled", "examples", "margin"}, origin, [&](const std::string& k, const YAML::Node& x) {
         if (k == "enabled") c.staged.enabled = scalar<bool>(x, k, origin, "true or false");
@@ -185,11 +191,27 @@ void validate(const RunConfig& c) {
   if (!(c.short_finetune.learning_rate > 0) || !(c.final_finetune.learning_rate > 0)) {
     fail("fine-tune learning rates must be > 0");
   }
+  for (auto [name, value] : {std::pair{"accuracy", c.reward.accuracy}, std::pair{"weight_memory", c.reward.weight_memory},
+                              std::pair{"bops", c.reward.bops}, std::pair{"latency", c.reward.latency},
+                              std::pair{"energy", c.reward.energy}}) {
+    if (!std::isfinite(value)) fail("reward.{} must be a finite number, got {}", name, value);
+  }
+  if (!std::isfinite(c.staged.margin)) fail("staged.margin must be a finite number");
+  for (auto [name, value] : {std::pair{"short_finetune.temperature", c.short_finetune.temperature},
+                              std::pair{"short_finetune.alpha", c.short_finetune.alpha}}) {
+    if (!std::isfinite(value)) fail("{} must be a finite number, got {}", name, value);
+  }
+  if (c.parallel.batch < 1) fail("parallel.batch must be >= 1, got {}", c.parallel.batch);
+  if (c.parallel.threads < 0) fail("parallel.threads must be >= 0, got {}", c.parallel.threads);
+  // The agent's options are checked here, before any work, not when the agent is built.
+  DdpgOptions d = c.ddpg;
+  d.state_dim = 1;
+  validate_ddpg_options(d);
 }
 
 nlohmann::json to_json(const RunConfig& c) {
   const auto& d = c.ddpg;
-  return {{"model", c.model},
+  nlohmann::json j = {{"model", c.model},
           {"data", c.data},
           {"target", c.target},
           {"constraints", c.constraints},
@@ -222,6 +244,11 @@ nlohmann::json to_json(const RunConfig& c) {
             {"warmup_episodes", d.warmup_episodes}, {"noise_sigma", d.noise_sigma}, {"noise_decay", d.noise_decay},
             {"replay", d.replay_capacity}, {"batch_size", d.batch_size}, {"tau", d.tau}, {"discount", d.discount},
             {"baseline_momentum", d.baseline_momentum}, {"updates_per_step", d.updates_per_step}}}};
+  // Written only when set, so that journals from before the key still resume.
+  if (c.parallel.batch != 1 || c.parallel.threads != 0) {
+    j["parallel"] = {{"batch", c.parallel.batch}, {"threads", c.parallel.threads}};
+  }
+  return j;
 }
 
 RunConfig from_json(const nlohmann::json& j) {

@@ -71,6 +71,17 @@ struct RewardConfig {
   double energy = 0;
 };
 
+// How episodes are evaluated in parallel (docs/search.md, "Distributed
+// search"): the agent proposes `batch` episodes from one policy snapshot, they
+// are evaluated (on the workers of `mpirun -n N`, or here), and it learns from
+// them in episode order. `threads` compute threads per evaluation (0: the
+// process's --threads). Both shape the results and are journaled; the number
+// of workers is not: a seed gives the same journal for any worker count.
+struct ParallelConfig {
+  int64_t batch = 1;
+  int64_t threads = 0;
+};
+
 struct RunConfig {
   std::string model;
   std::string data;
@@ -94,6 +105,7 @@ struct RunConfig {
   bool warm_start = true;
   bool deploy = true;  // read by the CLI: export + verify in ONNX Runtime + latency after the search
   DdpgOptions ddpg;  // state_dim and seed are set by the search
+  ParallelConfig parallel;
   std::string origin = "run configuration";
 };
 

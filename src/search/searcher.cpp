@@ -26,6 +26,7 @@
 #include "search/journal.h"
 #include "search/pareto.h"
 #include "search/problem.h"
+#include "search/task_pool.h"
 #include "target/constraints.h"
 #include "target/cost_model.h"
 #include "target/measure.h"
@@ -34,6 +35,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/mpi.h"
 
 namespace autoprec::search {
 namespace {
@@ -111,11 +113,31 @@ class Search {
   void build_problem();
   quant::PrecisionConfig config_of(const Choice& choice) const;
   std::map<std::string, quant::LayerPrecision> precision_of(const Choice& choice) const;
-  // Evaluates (or looks up) a configuration; returns its record.
-  EvaluationRecord evaluate(const Choice& choice, int64_t episode);
+  void load_data();
+  void prepare_run();  // resume, validation, output directory: everything before the long work
+  json run_prepared(Clock::time_point start);
+  // The worker side of an MPI job: set up from rank 0's configuration, then answer tasks.
+  void serve_as_worker();
+  std::string fingerprint() const;
+  std::vector<quant::LayerPrecision> bits_of(const Choice& choice) const;
+  quant::PrecisionConfig config_of_bits(const std::vector<quant::LayerPrecision>& bits) const;
+  // One candidate's work, wherever it runs: {"kind": "staged"|"full"|"both", "key": config key}
+  // -> {"cheap": top-1 on the staged subset, "accuracy": validation top-1 after the short fine-tune, "seconds"}.
+  json evaluate_task(const json& task) const;
+  struct Candidate {
+    Choice choice;
+    int64_t episode = 0;
+  };
+  // Evaluates (or looks up) a batch of configurations, in episode order:
+  // journaled keys are looked up, repeated keys evaluated once, staged scores
+  // computed (in the pool), staging decided in episode order, promising
+  // candidates fine-tuned (in the pool), and the records written in episode
+  // order. Returns one record per candidate.
+  std::vector<EvaluationRecord> evaluate_batch(const std::vector<Candidate>& batch);
+  EvaluationRecord evaluate(const Choice& choice, int64_t episode) { return evaluate_batch({{choice, episode}}).front(); }
+  void learn(DdpgAgent& agent, const Environment::Episode& played, const EvaluationRecord& record, int64_t episode);
   double reward_of(const EvaluationRecord& r) const;
   void update_fronts();
-  void run_episode_ddpg(DdpgAgent& agent, int64_t episode, const Choice* forced);
   json finish(double search_seconds);
 
   RunConfig cfg_;
@@ -140,6 +162,7 @@ class Search {
   ChoiceProblem problem_;
   std::unique_ptr<Environment> env_;  // built from problem_ once its sensitivities are known
   std::unique_ptr<Journal> journal_;
+  std::unique_ptr<TaskPool> pool_;
   double best_cheap_ = -1;
   int64_t evaluations_run_ = 0;
   int64_t finetuned_run_ = 0;
@@ -197,6 +220,10 @@ void Search::prepare() {
     seen.insert(c.metric);
   }
 
+  load_data();
+}
+
+void Search::load_data() {
   // Data: validation carved from the training split (or drawn from
   // validation_data); calibration, the staged subset and the short fine-tune
   // subset from the training part.
@@ -340,35 +367,37 @@ std::map<std::string, quant::LayerPrecision> Search::precision_of(const Choice& 
   return out;
 }
 
-quant::PrecisionConfig Search::config_of(const Choice& choice) const {
+quant::PrecisionConfig Search::config_of(const Choice& choice) const { return config_of_bits(bits_of(choice)); }
+
+quant::PrecisionConfig Search::config_of_bits(const std::vector<quant::LayerPrecision>& bits) const {
+  if (bits.size() != info_.layers.size()) {
+    throw std::logic_error(fmt::format("configuration of {} layers for a model of {}", bits.size(), info_.layers.size()));
+  }
   quant::PrecisionConfig config;
   config.default_precision = {8, 8};
   config.options.format = profile_.format;  // simulate what the target runs
-  for (size_t l = 0; l < choice.size(); ++l) {
-    const auto& p = problem_.layers[l].options[choice[l]].precision;
-    config.layers.push_back({problem_.layers[l].layer, {p.weight_bits, p.activation_bits}});
+  for (size_t l = 0; l < bits.size(); ++l) {
+    config.layers.push_back({info_.layers[l].name, {bits[l].weight_bits, bits[l].activation_bits}});
   }
   return config;
 }
 
-EvaluationRecord Search::evaluate(const Choice& choice, int64_t episode) {
+std::vector<quant::LayerPrecision> Search::bits_of(const Choice& choice) const {
   std::vector<quant::LayerPrecision> bits;
   for (size_t l = 0; l < choice.size(); ++l) bits.push_back(problem_.layers[l].options[choice[l]].precision);
-  std::string key = config_key(bits);
-  if (auto found = journal_->find_evaluation(key)) return *found;
+  return bits;
+}
 
+json Search::evaluate_task(const json& task) const {
+  const std::string kind = task.at("kind").get<std::string>();
   auto start = Clock::now();
-  quant::PrecisionConfig config = config_of(choice);
-  quant::QuantizedModel model(info_.graph, config, cfg_.model);
+  quant::QuantizedModel model(info_.graph, config_of_bits(parse_config_key(task.at("key").get<std::string>())), cfg_.model);
   model.calibrate(stats_);
   eval::EvalOptions quiet;
   quiet.quiet = true;
-  double cheap = eval::evaluate(model.executor(), stage_set_, quiet).top1;
-  bool promising = !cfg_.staged.enabled || cheap >= best_cheap_ - cfg_.staged.margin;
-  best_cheap_ = std::max(best_cheap_, cheap);
-  bool finetuned = false;
-  double accuracy = cheap;
-  if (promising) {
+  json result = json::object();
+  if (kind == "staged" || kind == "both") result["cheap"] = eval::evaluate(model.executor(), stage_set_, quiet).top1;
+  if (kind == "full" || kind == "both") {
     if (cfg_.short_finetune.steps > 0) {
       train::FinetuneOptions o;
       o.steps = cfg_.short_finetune.steps;
@@ -379,28 +408,78 @@ EvaluationRecord Search::evaluate(const Choice& choice, int64_t episode) {
       o.seed = cfg_.seed;
       o.quiet = true;
       train::finetune(model, *teacher_, short_set_, nullptr, o, cache_.get());
-      ++finetuned_run_;
     }
-    finetuned = true;
-    accuracy = eval::evaluate(model.executor(), validation_, quiet).top1;
+    result["accuracy"] = eval::evaluate(model.executor(), validation_, quiet).top1;
   }
-  target::TargetCosts costs = target::evaluate(profile_, info_, precision_of(choice), granularity_, source_.get());
-  auto checks = target::check(constraints_, costs, accuracy, fp32_validation_);
-  bool feasible = std::all_of(checks.begin(), checks.end(), [](const auto& r) { return r.holds; });
+  result["seconds"] = seconds_since(start);
+  return result;
+}
 
-  EvaluationRecord record;
-  record.episode = episode;
-  record.config_key = key;
-  record.precision = quant::to_yaml(config);
-  record.accuracy = accuracy;
-  record.feasible = feasible;
-  record.seconds = seconds_since(start);
-  record.metrics = {{"cheap_top1", cheap},   {"finetuned", finetuned}, {"validation_top1", accuracy},
-                    {"costs", totals_json(costs)}, {"constraints", constraints_json(checks)}};
-  record.id = journal_->record_evaluation(record);
-  ++evaluations_run_;
-  update_fronts();
-  return record;
+std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate>& batch) {
+  std::vector<std::optional<EvaluationRecord>> out(batch.size());
+  std::vector<std::vector<quant::LayerPrecision>> bits;
+  std::vector<std::string> keys;
+  std::map<std::string, size_t> first;  // key -> the candidate that evaluates it
+  std::vector<size_t> fresh;            // candidates to evaluate, in episode order
+  for (size_t i = 0; i < batch.size(); ++i) {
+    bits.push_back(bits_of(batch[i].choice));
+    keys.push_back(config_key(bits.back()));
+    if (auto found = journal_->find_evaluation(keys[i])) {
+      out[i] = *found;
+    } else if (!first.count(keys[i])) {
+      first[keys[i]] = i;
+      fresh.push_back(i);
+    }
+  }
+  if (!fresh.empty()) {
+    const bool staged = cfg_.staged.enabled;
+    std::vector<json> tasks;
+    for (size_t i : fresh) tasks.push_back({{"kind", staged ? "staged" : "both"}, {"key", keys[i]}});
+    std::vector<json> first_pass = pool_->run(tasks);
+    // Staging is decided here, in episode order, whatever order the pool ran the tasks in.
+    std::vector<bool> promising(fresh.size(), true);
+    tasks.clear();
+    for (size_t j = 0; j < fresh.size(); ++j) {
+      const double cheap = first_pass[j].at("cheap").get<double>();
+      promising[j] = !staged || cheap >= best_cheap_ - cfg_.staged.margin;
+      best_cheap_ = std::max(best_cheap_, cheap);
+      if (staged && promising[j]) tasks.push_back({{"kind", "full"}, {"key", keys[fresh[j]]}});
+    }
+    std::vector<json> second_pass = staged ? pool_->run(tasks) : first_pass;
+    size_t next_full = 0;
+    for (size_t j = 0; j < fresh.size(); ++j) {
+      const size_t i = fresh[j];
+      const double cheap = first_pass[j].at("cheap").get<double>();
+      double accuracy = cheap;
+      double seconds = first_pass[j].at("seconds").get<double>();
+      if (promising[j]) {
+        const json& full = second_pass[staged ? next_full++ : j];
+        accuracy = full.at("accuracy").get<double>();
+        if (staged) seconds += full.at("seconds").get<double>();
+        if (cfg_.short_finetune.steps > 0) ++finetuned_run_;
+      }
+      std::map<std::string, quant::LayerPrecision> precision;
+      for (size_t l = 0; l < bits[i].size(); ++l) precision[problem_.layers[l].layer] = bits[i][l];
+      target::TargetCosts costs = target::evaluate(profile_, info_, precision, granularity_, source_.get());
+      auto checks = target::check(constraints_, costs, accuracy, fp32_validation_);
+      EvaluationRecord record;
+      record.episode = batch[i].episode;
+      record.config_key = keys[i];
+      record.precision = quant::to_yaml(config_of_bits(bits[i]));
+      record.accuracy = accuracy;
+      record.feasible = std::all_of(checks.begin(), checks.end(), [](const auto& r) { return r.holds; });
+      record.seconds = seconds;
+      record.metrics = {{"cheap_top1", cheap},   {"finetuned", bool(promising[j])}, {"validation_top1", accuracy},
+                        {"costs", totals_json(costs)}, {"constraints", constraints_json(checks)}};
+      record.id = journal_->record_evaluation(record);
+      ++evaluations_run_;
+      out[i] = record;
+    }
+    update_fronts();
+  }
+  std::vector<EvaluationRecord> records;
+  for (size_t i = 0; i < batch.size(); ++i) records.push_back(out[i] ? *out[i] : *out[first.at(keys[i])]);
+  return records;
 }
 
 double Search::reward_of(const EvaluationRecord& r) const {
@@ -420,6 +499,7 @@ void Search::update_fronts() {
   std::vector<EvaluationRecord> all = journal_->evaluations();
   std::optional<int64_t> best_id;
   double best_accuracy = -1;
+  int64_t best_episode = 0;
   std::vector<ParetoPoint> points;
   std::vector<int64_t> ids;
   for (const auto& r : all) {
@@ -430,8 +510,10 @@ void Search::update_fronts() {
     if (c.contains("energy_mj")) costs.push_back(c.at("energy_mj"));
     points.push_back({r.accuracy, costs});
     ids.push_back(r.id);
-    if (r.feasible && r.accuracy > best_accuracy) {
+    // Ties go to the earliest episode: journal ids follow recording order, episodes do not depend on it.
+    if (r.feasible && (r.accuracy > best_accuracy || (r.accuracy == best_accuracy && r.episode < best_episode))) {
       best_accuracy = r.accuracy;
+      best_episode = r.episode;
       best_id = r.id;
     }
   }
@@ -455,14 +537,8 @@ void Search::update_fronts() {
   }
 }
 
-void Search::run_episode_ddpg(DdpgAgent& agent, int64_t episode, const Choice* forced) {
-  std::vector<double> forced_actions;
-  if (forced != nullptr) forced_actions = env_->actions_of(*forced);
-  Environment::Episode played = env_->play([&](size_t step, const std::vector<double>& state) {
-    return forced != nullptr ? forced_actions[step] : agent.select_action(state, episode);
-  });
-  EvaluationRecord record = evaluate(played.choice, episode);
-  double reward = reward_of(record);
+void Search::learn(DdpgAgent& agent, const Environment::Episode& played, const EvaluationRecord& record,
+                   int64_t episode) {
   // The replay buffer learns from the configuration actually evaluated (after projection).
   std::vector<double> evaluated = env_->actions_of(played.choice);
   const size_t steps = env_->steps().size();
@@ -474,11 +550,73 @@ void Search::run_episode_ddpg(DdpgAgent& agent, int64_t episode, const Choice* f
     t.next_state = t.done ? played.states[s] : played.states[s + 1];
     agent.observe(t);
   }
-  agent.end_episode(reward, episode);
+  agent.end_episode(reward_of(record), episode);
+}
+
+std::string Search::fingerprint() const {
+  // What must be equal on every rank for their evaluations to be interchangeable.
+  std::ifstream model(cfg_.model, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(model)), std::istreambuf_iterator<char>());
+  json run = to_json(cfg_);
+  run.erase("out");
+  const double images = validation_.images.to(at::kDouble).sum().item<double>() +
+                        short_set_.images.to(at::kDouble).sum().item<double>();
+  return fmt::format("{:016x}-{:016x}-{}-{}-{:.6e}-{}", std::hash<std::string>{}(bytes),
+                     std::hash<std::string>{}(run.dump()), train_.size(), validation_.size(), images,
+                     std::hash<std::string>{}(std::string(__DATE__ " " __TIME__)));
+}
+
+void Search::serve_as_worker() {
+  json message = json::parse(mpi::broadcast(""));
+  if (message.value("stop", false)) return;  // rank 0 refused the run; it says why
+  std::string error;
+  try {
+    cfg_ = from_json(message.at("config"));
+    cfg_.out = "(rank 0's)";  // workers write nothing
+    if (cfg_.parallel.threads > 0) at::set_num_threads(static_cast<int>(cfg_.parallel.threads));
+    validate(cfg_);
+    profile_ = target::load_target(cfg_.target);
+    info_ = target::load_model_info(cfg_.model);
+    load_data();
+    stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images, 256,
+                                            profile_.format == quant::QuantForm::Int);
+    if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.images);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  send_hello(error.empty() ? fingerprint() : "", error);
+  serve_tasks([&](const json& task) {
+    if (!error.empty()) fail("{}", error);
+    return evaluate_task(task);
+  });
 }
 
 json Search::run() {
   auto start = Clock::now();
+  if (mpi::is_worker()) {
+    serve_as_worker();
+    return nullptr;
+  }
+  const bool distributed = mpi::size() > 1;
+  try {
+    prepare_run();
+  } catch (...) {
+    if (distributed) mpi::broadcast(json{{"stop", true}}.dump());
+    throw;
+  }
+  if (distributed) {
+    json run_json = to_json(cfg_);
+    run_json.erase("out");
+    mpi::broadcast(json{{"config", run_json}}.dump());
+    pool_ = std::make_unique<MpiPool>();
+    spdlog::info("search: {} worker rank(s) evaluate, rank 0 coordinates", mpi::size() - 1);
+  } else {
+    pool_ = std::make_unique<LocalPool>([this](const json& task) { return evaluate_task(task); });
+  }
+  return run_prepared(start);
+}
+
+void Search::prepare_run() {
   if (opt_.resume) {
     if (!std::filesystem::exists(cfg_.out + "/journal.sqlite")) fail("--resume {}: no journal.sqlite there", cfg_.out);
     Journal probe = Journal::open(cfg_.out);
@@ -498,7 +636,16 @@ json Search::run() {
     if (!f || !(f << "x") || !f.flush()) fail("output directory {} is not writable", dir_);
     std::filesystem::remove(probe, ec);
   }
-  spdlog::info("search: agent {}, {} episode(s), seed {}", cfg_.agent, cfg_.episodes, cfg_.seed);
+  if (!opt_.resume && std::filesystem::exists(dir_ + "/journal.sqlite")) {
+    fail("{} already holds a search; pass --resume {} to continue it, or choose another output directory", dir_, dir_);
+  }
+  if (cfg_.parallel.threads > 0) at::set_num_threads(static_cast<int>(cfg_.parallel.threads));
+}
+
+json Search::run_prepared(Clock::time_point start) {
+  spdlog::info("search: agent {}, {} episode(s), seed {}, batch {}", cfg_.agent, cfg_.episodes, cfg_.seed,
+               cfg_.parallel.batch);
+  if (mpi::size() > 1) check_workers(fingerprint());
 
   eval::EvalOptions quiet;
   quiet.quiet = true;
@@ -509,13 +656,12 @@ json Search::run() {
   env_ = std::make_unique<Environment>(problem_, layer_features(info_));
   if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.images);
 
-  if (!opt_.resume && std::filesystem::exists(dir_ + "/journal.sqlite")) {
-    fail("{} already holds a search; pass --resume {} to continue it, or choose another output directory", dir_, dir_);
-  }
   journal_ = std::make_unique<Journal>(Journal::open(dir_));
   json run_json = to_json(cfg_);
   run_json.erase("out");
   journal_->record_run_config(run_json, cfg_.seed);
+  // A resumed run stages as the uninterrupted one did: the threshold is the best staged score journaled so far.
+  for (const auto& r : journal_->evaluations()) best_cheap_ = std::max(best_cheap_, r.metrics.value("cheap_top1", -1.0));
   update_fronts();
 
   int64_t episodes = (cfg_.agent == "ddpg" || cfg_.agent == "random") ? cfg_.episodes : 1;
@@ -562,23 +708,45 @@ json Search::run() {
       Choice greedy = greedy_lowering(problem_);
       if (greedy != warm.front()) warm.push_back(greedy);
     }
-    for (int64_t episode = first; episode < episodes; ++episode) {
-      run_episode_ddpg(agent, episode, episode < static_cast<int64_t>(warm.size()) ? &warm[episode] : nullptr);
-      journal_->save_checkpoint(episode, agent.save_bytes());
-      report(episode);
+    // Batches of K episodes from one policy snapshot; the agent learns from them in episode order.
+    const int64_t batch = cfg_.parallel.batch;
+    for (int64_t begin = first; begin < episodes; begin += batch) {
+      const int64_t end = std::min(episodes, begin + batch);
+      std::vector<Environment::Episode> played;
+      std::vector<Candidate> candidates;
+      for (int64_t episode = begin; episode < end; ++episode) {
+        const Choice* forced = episode < static_cast<int64_t>(warm.size()) ? &warm[episode] : nullptr;
+        std::vector<double> forced_actions;
+        if (forced != nullptr) forced_actions = env_->actions_of(*forced);
+        played.push_back(env_->play([&](size_t step, const std::vector<double>& state) {
+          return forced != nullptr ? forced_actions[step] : agent.select_action(state, episode);
+        }));
+        candidates.push_back({played.back().choice, episode});
+      }
+      std::vector<EvaluationRecord> records = evaluate_batch(candidates);
+      for (int64_t episode = begin; episode < end; ++episode) {
+        learn(agent, played[episode - begin], records[episode - begin], episode);
+      }
+      journal_->save_checkpoint(end - 1, agent.save_bytes());
+      for (int64_t episode = begin; episode < end; ++episode) report(episode);
     }
   } else if (cfg_.agent == "random") {
     random_agent_rng_.seed(cfg_.seed);
-    for (int64_t episode = 0; episode < episodes; ++episode) {
-      Decisions d;
-      for (size_t l = 0; l < problem_.layers.size(); ++l) {
-        const auto &ws = env_->weight_set(l), &as = env_->activation_set(l);
-        std::uniform_int_distribution<size_t> w(0, ws.size() - 1), a(0, as.size() - 1);
-        d.weight_bits.push_back(ws[w(random_agent_rng_)]);
-        d.activation_bits.push_back(as[a(random_agent_rng_)]);
+    for (int64_t begin = 0; begin < episodes; begin += cfg_.parallel.batch) {
+      const int64_t end = std::min(episodes, begin + cfg_.parallel.batch);
+      std::vector<Candidate> candidates;
+      for (int64_t episode = begin; episode < end; ++episode) {
+        Decisions d;
+        for (size_t l = 0; l < problem_.layers.size(); ++l) {
+          const auto &ws = env_->weight_set(l), &as = env_->activation_set(l);
+          std::uniform_int_distribution<size_t> w(0, ws.size() - 1), a(0, as.size() - 1);
+          d.weight_bits.push_back(ws[w(random_agent_rng_)]);
+          d.activation_bits.push_back(as[a(random_agent_rng_)]);
+        }
+        candidates.push_back({project(problem_, env_->nearest_choice(d)), episode});
       }
-      evaluate(project(problem_, env_->nearest_choice(d)), episode);
-      report(episode);
+      evaluate_batch(candidates);
+      for (int64_t episode = begin; episode < end; ++episode) report(episode);
     }
   } else {
     Choice choice;
@@ -607,6 +775,7 @@ json Search::run() {
     report(0);
   }
   progress.finish();
+  pool_.reset();  // the workers stop; the final fine-tune runs here
   return finish(seconds_since(start));
 }
 

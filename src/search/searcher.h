@@ -34,7 +34,9 @@ struct SearchOptions {
   bool quiet = false;   // no progress line
 };
 
-// Runs (or resumes) a search and returns result.json's content. UserError for
+// Runs (or resumes) a search and returns result.json's content. Under
+// `mpirun -n N` (N > 1) rank 0 runs the search and ranks 1..N-1 evaluate its
+// candidates; on those ranks this returns null once rank 0 is done. UserError for
 // bad input, unreachable budgets, an unwritable output directory, or a resume
 // without a journal; all raised before any training.
 nlohmann::json run_search(RunConfig config, const SearchOptions& options);

@@ -12,9 +12,10 @@ namespace autoprec {
 void init_logging(int verbosity) {
   auto logger = spdlog::stderr_color_mt("autoprec");
   logger->set_pattern("[%H:%M:%S] %^%l%$ %v");
-  logger->set_level(verbosity >= 2 ? spdlog::level::debug
+  logger->set_level(verbosity >= 2  ? spdlog::level::debug
                     : verbosity == 1 ? spdlog::level::info
-                                     : spdlog::level::warn);
+                    : verbosity == 0 ? spdlog::level::warn
+                                     : spdlog::level::off);
   spdlog::set_default_logger(logger);
 }
 

@@ -1,0 +1,63 @@
+// Where a search's candidate evaluations run: in this process (LocalPool) or
+// on the worker ranks of an MPI job (MpiPool, rank 0 only; the workers run
+// serve_tasks()). A task and its result are JSON objects; a task is a pure
+// function of itself and the run's seeded data, so the results do not depend
+// on where or in which order the tasks ran. Protocol: docs/search.md,
+// "Distributed search".
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace autoprec::search {
+
+using TaskFunction = std::function<nlohmann::json(const nlohmann::json& task)>;
+
+class TaskPool {
+ public:
+  virtual ~TaskPool() = default;
+  // Results in task order. A task that throws on a worker comes back as
+  // {"error": message, "user_error": bool}; run() rethrows the first one.
+  virtual std::vector<nlohmann::json> run(const std::vector<nlohmann::json>& tasks) = 0;
+  virtual int workers() const = 0;
+};
+
+class LocalPool : public TaskPool {
+ public:
+  explicit LocalPool(TaskFunction fn) : fn_(std::move(fn)) {}
+  std::vector<nlohmann::json> run(const std::vector<nlohmann::json>& tasks) override;
+  int workers() const override { return 1; }
+
+ private:
+  TaskFunction fn_;
+};
+
+// Rank 0 of an MPI job with at least one worker: hands each free worker the
+// next task (dynamic scheduling) and collects the results. The destructor
+// tells every worker to stop.
+class MpiPool : public TaskPool {
+ public:
+  MpiPool();
+  ~MpiPool() override;
+  std::vector<nlohmann::json> run(const std::vector<nlohmann::json>& tasks) override;
+  int workers() const override;
+};
+
+// Message tags.
+inline constexpr int kTagHello = 10;   // worker -> 0: {"fingerprint": ..} or {"error": ..}
+inline constexpr int kTagTask = 11;    // 0 -> worker: {"id": i, "task": {...}} or {"stop": true}
+inline constexpr int kTagResult = 12;  // worker -> 0: {"id": i, "result": {...}}
+
+// A worker's loop: answers tasks with fn until rank 0 says stop.
+void serve_tasks(const TaskFunction& fn);
+
+// Rank 0: every worker's hello; UserError naming the first worker whose
+// fingerprint differs from `expected` or whose set-up failed.
+void check_workers(const std::string& expected);
+// A worker: its hello (set-up succeeded with `fingerprint`, or failed with `error`).
+void send_hello(const std::string& fingerprint, const std::string& error = "");
+
+}  // namespace autoprec::search
