@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/autoprec ] || bash scripts/build >/dev/null
-# KEEP_DIR=DIR keeps every run (journal, result.json) under DIR.
+# KEEP_DIR=DIR keeps every run (journal, result.json) under DIR and writes DIR/report.html, all runs on one page.
 if [ -n "${KEEP_DIR:-}" ]; then
   TMP=$KEEP_DIR
   mkdir -p "$TMP"
@@ -60,3 +60,9 @@ PY
     done
   done
 done
+# With KEEP_DIR, the table's runs as one page: every run on one front.
+if [ -n "${KEEP_DIR:-}" ]; then
+  runs=()
+  for d in "$TMP"/*/; do [ -f "$d/journal.sqlite" ] && runs+=("$d"); done
+  ((${#runs[@]})) && build/autoprec report "${runs[@]}" --out "$TMP/report.html"
+fi

@@ -6,14 +6,9 @@ set -u
 BIN=$1
 SRC=$2
 PY=/usr/bin/python3
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
 MODEL=$SRC/models/small_cnn_fmnist.onnx
 FMNIST=idx:/usr/share/datasets/fashion-mnist
-passed=0
-failed=0
-
-# ok, bad, expect_error, expect_check_failed, expect_ok (they use $WORK).
+# $WORK, ok, bad, expect_error, expect_check_failed, expect_ok.
 source "$(dirname "$0")/test_lib.sh"
 
 # Fixtures made here, not committed.

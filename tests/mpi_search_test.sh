@@ -13,10 +13,6 @@ if ! command -v mpirun >/dev/null; then
   echo "skip: the distributed search test needs mpirun (scripts/setup installs openmpi-bin)"
   exit 77
 fi
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
 source "$(dirname "$0")/test_lib.sh"
 # Open MPI refuses root unless told; CI runs as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -18,10 +18,6 @@ if ! command -v node >/dev/null || [ ! -d "$SRC/tools/node_modules/playwright-co
   echo "skip: the report's browser test needs node, tools/node_modules (scripts/setup) and Debian's chromium"
   exit 77
 fi
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
 source "$(dirname "$0")/test_lib.sh"
 
 # A model whose quantizable layers are named with markup, quotes and script,

@@ -765,5 +765,43 @@ TEST(SearchRunConfig, HeldOutValidationKeysRoundTrip) {
   EXPECT_EQ(plain.validation_split, "train");
 }
 
+RunConfig minimal_run(const std::string& extra) {
+  return parse_run_config("model: m.onnx\ndata: npy:x.npy,y.npy\nout: o\n" + extra, "run.yaml");
+}
+
+TEST(RunConfig, EveryListedAgentValidatesAndOthersAreNamed) {
+  for (const auto& a : agent_descriptions()) EXPECT_NO_THROW(validate(minimal_run(std::string("agent: ") + a.name)));
+  try {
+    validate(minimal_run("agent: ppo\n"));
+    FAIL() << "ppo accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find(agent_names()), std::string::npos) << e.what();
+  }
+}
+
+TEST(RunConfig, AgentAndRewardOptionsAreCheckedBeforeWork) {
+  for (const char* bad : {"ddpg: {tau: 0}\n", "ddpg: {lr_actor: -1}\n", "reward: {accuracy: .nan}\n",
+                          "reward: {latency: .inf}\n", "parallel: {batch: 0}\n"}) {
+    bool refused = false;
+    try {
+      validate(minimal_run(bad));
+    } catch (const UserError&) {
+      refused = true;
+    }
+    EXPECT_TRUE(refused) << bad;
+  }
+  EXPECT_NO_THROW(validate(minimal_run("ddpg: {tau: 0.5}\nparallel: {batch: 4, threads: 1}\n")));
+}
+
+TEST(RunConfig, ParallelIsJournaledOnlyWhenSet) {
+  EXPECT_FALSE(to_json(minimal_run("")).contains("parallel"));
+  nlohmann::json j = to_json(minimal_run("parallel: {batch: 4, threads: 1}\n"));
+  ASSERT_TRUE(j.contains("parallel"));
+  EXPECT_EQ(j["parallel"]["batch"], 4);
+  RunConfig back = from_json(j);
+  EXPECT_EQ(back.parallel.batch, 4);
+  EXPECT_EQ(back.parallel.threads, 1);
+}
+
 }  // namespace
 }  // namespace autoprec::search

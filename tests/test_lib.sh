@@ -1,5 +1,10 @@
-# Helpers of the command-line test scripts; the caller sets WORK (a scratch
-# directory) and passed=0 failed=0, and ends with its own summary.
+# Helpers of the command-line test scripts: a scratch directory $WORK
+# (removed on exit), the pass/fail counters, and the expect_* checks. The
+# caller sources this after its skip checks and ends with its own summary.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+passed=0
+failed=0
 
 ok() { passed=$((passed + 1)); }
 bad() { failed=$((failed + 1)); echo "FAIL: $*"; }

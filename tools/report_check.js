@@ -6,7 +6,7 @@
 // every check passes, 1 when one fails, 77 when Chromium or playwright-core
 // is missing.
 //   node tools/report_check.js REPORT.html [--expect-file names.json]
-//        [--screenshot out.png] [--width 1200]
+//        [--screenshot out.png] [--width 1200] [--height H (the top H pixels only)]
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -36,6 +36,7 @@ if (!executablePath) {
 const expected = arg('--expect-file') ? JSON.parse(fs.readFileSync(arg('--expect-file'), 'utf8')) : [];
 const screenshot = arg('--screenshot');
 const width = Number(arg('--width', '1200'));
+const height = arg('--height') ? Number(arg('--height')) : 0;
 
 (async () => {
   const browser = await playwright.chromium.launch({executablePath, headless: true,
@@ -71,7 +72,10 @@ const width = Number(arg('--width', '1200'));
   const text = await page.evaluate(() => document.body.innerText);
   const missingTexts = expected.filter((t) => !text.includes(t));
   const injected = await page.evaluate(() => window.__autoprec_injected === true);
-  if (screenshot) await page.screenshot({path: screenshot, fullPage: true});
+  if (screenshot) {
+    await page.screenshot(height ? {path: screenshot, fullPage: true, clip: {x: 0, y: 0, width, height}}
+                                 : {path: screenshot, fullPage: true});
+  }
   await browser.close();
   const emptyPlots = plots.filter((p) => !(p.width > 0 && p.height > 0 && p.marks > 0)).map((p) => p.id);
   const result = {

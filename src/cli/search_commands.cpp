@@ -209,7 +209,9 @@ void register_search_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--data", o.data, "Dataset (idx:DIR or npy:IMAGES.npy,LABELS.npy)");
   cmd->add_option("--target", o.target, "Target profile: built-in name or YAML path (default generic)");
   cmd->add_option("--constraint", o.constraints, "METRIC<=VALUE, e.g. weight_memory<=0.125*fp32 (repeatable)");
-  cmd->add_option("--agent", o.agent, "ddpg (default), ilp, greedy, random or uniform");
+  std::string agents;
+  for (const auto& a : search::agent_descriptions()) agents += fmt::format("\n  {}: {}", a.name, a.summary);
+  cmd->add_option("--agent", o.agent, "Search agent (default ddpg):" + agents);
   cmd->add_option("--episodes", o.episodes, "Episodes (ddpg, random)")->check(kPositive);
   cmd->add_option("--seed", o.seed, "Seed of every random choice (default 0)")->check(kNonNegative);
   cmd->add_option("--out", o.out, "Output directory");

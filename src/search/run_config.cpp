@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -180,12 +181,30 @@ RunConfig load_run_config(const std::string& path) {
   return parse_run_config(text.str(), path);
 }
 
+const std::vector<AgentDescription>& agent_descriptions() {
+  static const std::vector<AgentDescription> agents = {
+      {"ddpg", "`episodes` episodes of the DDPG policy (HAQ); warm_start makes the ilp and greedy solutions the first"},
+      {"ilp", "the HAWQ-V3-style ILP solution over the sensitivity table (one evaluation)"},
+      {"greedy", "sensitivity-ordered lowering from the highest precision (AIMET-like; one evaluation)"},
+      {"random", "`episodes` uniformly random assignments, projected onto the budgets"},
+      {"uniform", "the highest uniform weight precision that fits (activations at their highest)"}};
+  return agents;
+}
+
+std::string agent_names() {
+  std::string names;
+  for (const auto& a : agent_descriptions()) names += (names.empty() ? "" : ", ") + std::string(a.name);
+  return names;
+}
+
 void validate(const RunConfig& c) {
   if (c.model.empty()) fail("no model: set 'model' in the run configuration or pass --model");
   if (c.data.empty()) fail("no data: set 'data' in the run configuration or pass --data");
   if (c.out.empty()) fail("no output directory: set 'out' in the run configuration or pass --out");
-  static const std::set<std::string> agents = {"ddpg", "ilp", "greedy", "random", "uniform"};
-  if (!agents.count(c.agent)) fail("unknown agent '{}'; valid: ddpg, ilp, greedy, random, uniform", c.agent);
+  const auto& agents = agent_descriptions();
+  if (std::none_of(agents.begin(), agents.end(), [&](const AgentDescription& a) { return c.agent == a.name; })) {
+    fail("unknown agent '{}'; valid: {}", c.agent, agent_names());
+  }
   if (c.episodes < 1) fail("episodes must be >= 1, got {}", c.episodes);
   if (c.staged.margin < 0) fail("staged.margin must be >= 0, got {}", c.staged.margin);
   if (!(c.short_finetune.learning_rate > 0) || !(c.final_finetune.learning_rate > 0)) {

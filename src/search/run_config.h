@@ -109,6 +109,16 @@ struct RunConfig {
   std::string origin = "run configuration";
 };
 
+// The search agents, in the order help and errors list them, each with one
+// line on what it evaluates (docs/search.md, "Agents").
+struct AgentDescription {
+  const char* name;
+  const char* summary;
+};
+const std::vector<AgentDescription>& agent_descriptions();
+// "ddpg, ilp, greedy, random, uniform".
+std::string agent_names();
+
 // Parses run.yaml text; `origin` names it in errors.
 RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin);
 RunConfig load_run_config(const std::string& path);
