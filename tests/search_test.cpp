@@ -26,6 +26,8 @@
 #include "search/journal.h"
 #include "search/pareto.h"
 #include "search/run_config.h"
+#include "search/simulated_pool.h"
+#include "search/task_pool.h"
 #include "onnx_builder.h"
 #include "target/cost_model.h"
 #include "temp_dir.h"
@@ -801,6 +803,72 @@ TEST(RunConfig, ParallelIsJournaledOnlyWhenSet) {
   RunConfig back = from_json(j);
   EXPECT_EQ(back.parallel.batch, 4);
   EXPECT_EQ(back.parallel.threads, 1);
+}
+
+TEST(Coordinator, SimulatedPoolSchedulesOnTheEarliestFreeWorker) {
+  SimulatedPool pool(2, [](const nlohmann::json& t) {
+    return std::pair<nlohmann::json, double>{{{"cheap", 0.5}}, t.at("seconds").get<double>()};
+  });
+  pool.run({{{"seconds", 1.0}}, {{"seconds", 1.0}}, {{"seconds", 1.0}}, {{"seconds", 1.0}}});
+  EXPECT_DOUBLE_EQ(pool.clock(), 2.0);
+  EXPECT_DOUBLE_EQ(pool.utilisation(), 1.0);
+  pool.run({{{"seconds", 3.0}}, {{"seconds", 1.0}}, {{"seconds", 1.0}}});  // 3 | 1+1
+  EXPECT_DOUBLE_EQ(pool.clock(), 5.0);
+  EXPECT_DOUBLE_EQ(pool.busy_seconds(), 9.0);
+}
+
+TEST(Coordinator, StagingIsDecidedInEpisodeOrderOverAFakeEvaluator) {
+  const std::map<std::string, double> staged = {{"a", 0.5}, {"b", 0.9}, {"c", 0.88}, {"d", 0.6}};
+  std::vector<std::string> fine_tuned;
+  LocalPool pool([&](const nlohmann::json& t) {
+    const std::string key = t.at("key");
+    nlohmann::json r = {{"seconds", 1.0}};
+    if (t.at("kind") != "full") r["cheap"] = staged.at(key);
+    if (t.at("kind") != "staged") {
+      fine_tuned.push_back(key);
+      r["accuracy"] = staged.at(key) + 0.05;
+    }
+    return r;
+  });
+  double best = -1;
+  auto scores = score_candidates(pool, {"a", "b", "c", "d"}, true, 0.05, best);
+  ASSERT_EQ(scores.size(), 4u);
+  EXPECT_TRUE(scores[0].promising);   // 0.5 against -1
+  EXPECT_TRUE(scores[1].promising);   // 0.9 against 0.5
+  EXPECT_TRUE(scores[2].promising);   // 0.88 within 0.05 of 0.9
+  EXPECT_FALSE(scores[3].promising);  // 0.6 below 0.85
+  EXPECT_EQ(fine_tuned, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_DOUBLE_EQ(best, 0.9);
+  EXPECT_DOUBLE_EQ(scores[1].accuracy, 0.95);
+  EXPECT_DOUBLE_EQ(scores[3].accuracy, 0.6);  // staged only: its staged score
+  EXPECT_DOUBLE_EQ(scores[0].seconds, 2.0);
+  // The threshold carries over: a later batch is staged against 0.9.
+  scores = score_candidates(pool, {"a"}, true, 0.05, best);
+  EXPECT_FALSE(scores[0].promising);
+  // Without staging every candidate is fine-tuned in one task.
+  fine_tuned.clear();
+  scores = score_candidates(pool, {"d", "a"}, false, 0.05, best);
+  EXPECT_TRUE(scores[0].promising && scores[1].promising);
+  EXPECT_EQ(fine_tuned.size(), 2u);
+}
+
+TEST(Coordinator, SimulatedSearchScalesWithTheBatch) {
+  std::vector<EvaluationRecord> journal;
+  for (int i = 0; i < 20; ++i) {
+    EvaluationRecord r;
+    r.accuracy = 0.8 + 0.01 * (i % 7);
+    r.seconds = i % 3 == 0 ? 1.0 : 6.0;
+    r.metrics = {{"finetuned", i % 3 != 0}, {"cheap_top1", 0.7 + 0.01 * (i % 5)}};
+    journal.push_back(r);
+  }
+  ScalingResult one = simulate_search(journal, 64, 1, 1, 0.03, 0.0, 7);
+  ScalingResult narrow = simulate_search(journal, 64, 1, 8, 0.03, 0.0, 7);
+  ScalingResult wide = simulate_search(journal, 64, 8, 8, 0.03, 0.0, 7);
+  EXPECT_NEAR(narrow.makespan_seconds, one.makespan_seconds, 1e-9);  // batch 1 keeps 7 of 8 workers idle
+  EXPECT_LT(wide.makespan_seconds, one.makespan_seconds / 3);
+  EXPECT_GT(wide.utilisation, narrow.utilisation);
+  EXPECT_EQ(wide.finetuned, one.finetuned);  // staging does not depend on the worker count
+  EXPECT_THROW(simulate_search({}, 8, 1, 1, 0.03, 0.0, 0), std::invalid_argument);
 }
 
 }  // namespace

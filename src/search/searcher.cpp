@@ -432,32 +432,17 @@ std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate
     }
   }
   if (!fresh.empty()) {
-    const bool staged = cfg_.staged.enabled;
-    std::vector<json> tasks;
-    for (size_t i : fresh) tasks.push_back({{"kind", staged ? "staged" : "both"}, {"key", keys[i]}});
-    std::vector<json> first_pass = pool_->run(tasks);
-    // Staging is decided here, in episode order, whatever order the pool ran the tasks in.
-    std::vector<bool> promising(fresh.size(), true);
-    tasks.clear();
-    for (size_t j = 0; j < fresh.size(); ++j) {
-      const double cheap = first_pass[j].at("cheap").get<double>();
-      promising[j] = !staged || cheap >= best_cheap_ - cfg_.staged.margin;
-      best_cheap_ = std::max(best_cheap_, cheap);
-      if (staged && promising[j]) tasks.push_back({{"kind", "full"}, {"key", keys[fresh[j]]}});
-    }
-    std::vector<json> second_pass = staged ? pool_->run(tasks) : first_pass;
-    size_t next_full = 0;
+    std::vector<std::string> fresh_keys;
+    for (size_t i : fresh) fresh_keys.push_back(keys[i]);
+    const std::vector<CandidateScore> scores =
+        score_candidates(*pool_, fresh_keys, cfg_.staged.enabled, cfg_.staged.margin, best_cheap_);
     for (size_t j = 0; j < fresh.size(); ++j) {
       const size_t i = fresh[j];
-      const double cheap = first_pass[j].at("cheap").get<double>();
-      double accuracy = cheap;
-      double seconds = first_pass[j].at("seconds").get<double>();
-      if (promising[j]) {
-        const json& full = second_pass[staged ? next_full++ : j];
-        accuracy = full.at("accuracy").get<double>();
-        if (staged) seconds += full.at("seconds").get<double>();
-        if (cfg_.short_finetune.steps > 0) ++finetuned_run_;
-      }
+      const double cheap = scores[j].staged;
+      const double accuracy = scores[j].accuracy;
+      const double seconds = scores[j].seconds;
+      const bool promising = scores[j].promising;
+      if (promising && cfg_.short_finetune.steps > 0) ++finetuned_run_;
       std::map<std::string, quant::LayerPrecision> precision;
       for (size_t l = 0; l < bits[i].size(); ++l) precision[problem_.layers[l].layer] = bits[i][l];
       target::TargetCosts costs = target::evaluate(profile_, info_, precision, granularity_, source_.get());
@@ -469,7 +454,7 @@ std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate
       record.accuracy = accuracy;
       record.feasible = std::all_of(checks.begin(), checks.end(), [](const auto& r) { return r.holds; });
       record.seconds = seconds;
-      record.metrics = {{"cheap_top1", cheap},   {"finetuned", bool(promising[j])}, {"validation_top1", accuracy},
+      record.metrics = {{"cheap_top1", cheap},   {"finetuned", promising}, {"validation_top1", accuracy},
                         {"costs", totals_json(costs)}, {"constraints", constraints_json(checks)}};
       record.id = journal_->record_evaluation(record);
       ++evaluations_run_;

@@ -1,5 +1,6 @@
 #include "search/task_pool.h"
 
+#include <algorithm>
 #include <deque>
 #include <stdexcept>
 
@@ -70,6 +71,37 @@ std::vector<json> MpiPool::run(const std::vector<json>& tasks) {
     if (r.contains("error")) rethrow(r);
   }
   return results;
+}
+
+std::vector<CandidateScore> score_candidates(TaskPool& pool, const std::vector<std::string>& keys, bool staging,
+                                             double margin, double& best_staged) {
+  std::vector<CandidateScore> scores(keys.size());
+  if (keys.empty()) return scores;
+  std::vector<json> tasks;
+  for (const auto& key : keys) tasks.push_back({{"kind", staging ? "staged" : "both"}, {"key", key}});
+  const std::vector<json> first = pool.run(tasks);
+  tasks.clear();
+  std::vector<size_t> full_of;
+  for (size_t j = 0; j < keys.size(); ++j) {
+    CandidateScore& c = scores[j];
+    c.staged = first[j].at("cheap").get<double>();
+    c.accuracy = staging ? c.staged : first[j].at("accuracy").get<double>();
+    c.seconds = first[j].at("seconds").get<double>();
+    c.promising = !staging || c.staged >= best_staged - margin;
+    best_staged = std::max(best_staged, c.staged);
+    if (staging && c.promising) {
+      tasks.push_back({{"kind", "full"}, {"key", keys[j]}});
+      full_of.push_back(j);
+    }
+  }
+  if (tasks.empty()) return scores;
+  const std::vector<json> second = pool.run(tasks);
+  for (size_t t = 0; t < second.size(); ++t) {
+    CandidateScore& c = scores[full_of[t]];
+    c.accuracy = second[t].at("accuracy").get<double>();
+    c.seconds += second[t].at("seconds").get<double>();
+  }
+  return scores;
 }
 
 void serve_tasks(const TaskFunction& fn) {
