@@ -574,7 +574,7 @@ TEST(BatchLoader, InOrderWithPartialLastBatch) {
     for (int64_t v : to_vector(batch.labels)) seen.push_back(v);
   }
   EXPECT_EQ(seen, to_vector(at::arange(10, at::kLong)));
-  EXPECT_THROW(loader.batch(3), std::out_of_range);
+  EXPECT_THROW(loader.batch(3), InternalError);
   EXPECT_EQ(BatchLoader(d, 5, false, 0).num_batches(), 2);
   EXPECT_EQ(BatchLoader(d, 100, true, 0).num_batches(), 1);
   EXPECT_THROW(BatchLoader(d, 0, false, 0), UserError);

@@ -190,7 +190,7 @@ options:
   activation_calibration: mse
   percentile: 100
   lsq: true
-  quantize_activation_matmul: True
+  quantize_activation_matmul: true
 calibration:
   seed: 18446744073709551615
   layers:
@@ -262,7 +262,7 @@ TEST(QuantConfigErrors, WrongTypes) {
   expect_contains(parse_error("\n\ncalibration: {seed: -1}\n"),
                   {"cfg.yaml:3:", "calibration.seed must be an unsigned integer, got '-1'"});
   expect_contains(parse_error("calibration: {samples: 0}\n"),
-                  {"cfg.yaml:1:", "calibration.samples must be a positive integer, got '0'"});
+                  {"cfg.yaml:1:", "calibration.samples must be an integer >= 1, got 0"});
   expect_contains(parse_error("layers:\n  conv1: 4\n"),
                   {"cfg.yaml:2:", "layers['conv1'] must be a mapping", "got '4'"});
   expect_contains(parse_error("layers: [conv1]\n"), {"cfg.yaml:1:", "layers must be a mapping"});
@@ -370,7 +370,7 @@ TEST(QuantConfigErrors, CalibrationValues) {
 
 TEST(QuantConfigErrors, MultipleDocuments) {
   expect_contains(parse_error("default: {weight_bits: 4}\n---\ndefault: {weight_bits: 2}\n"),
-                  {"cfg.yaml", "2 YAML documents"});
+                  {"cfg.yaml:2", "more than one YAML document"});
 }
 
 // ---------------------------------------------------------------------------
@@ -494,7 +494,7 @@ TEST(QuantConfigYaml, SaveFailureKeepsOldFile) {
 TEST(QuantConfigYaml, LoadErrors) {
   TempDir dir;
   expect_contains(user_error([&] { load_precision_config(dir.file("missing.yaml")); }),
-                  {"missing.yaml", "No such file"});
+                  {"missing.yaml", "does not exist"});
   expect_contains(user_error([&] { load_precision_config(dir.path().string()); }),
                   {dir.path().string(), "directory"});
   const std::string bad = dir.file("bad.yaml");

@@ -227,18 +227,18 @@ TEST(TargetProfile, StrictValidationWithLines) {
   EXPECT_EQ(p.support("Conv").weight_bits, (std::set<int>{4, 8}));
   EXPECT_EQ(p.cost_model.table, "/x/t.csv");
   expect_profile_error("name: d\nfoo: 1\n", "dev.yaml:2: unknown key 'foo'");
-  expect_profile_error("name: d\nprecisions:\n  default: {weight_bits: [4, 9]}\n", "dev.yaml:3: precisions.default.weight_bits holds 9");
+  expect_profile_error("name: d\nprecisions:\n  default: {weight_bits: [4, 9]}\n", "dev.yaml:3: precisions.default.weight_bits[1] must be one of 2, 3, 4, 5, 6, 7, 8, 16, 32 (16 and 32: float), got 9");
   expect_profile_error("name: d\nprecisions:\n  Relu: {}\n", "unknown key 'Relu' in precisions");
   expect_profile_error("name: d\nprecisions:\n  default: {weight_bits: []}\n", "must not be empty");
-  expect_profile_error("name: d\ncost_model: {type: tpu}\n", "unknown cost model 'tpu'");
-  expect_profile_error("name: d\ncost_model:\n  type: bitfusion\n  bricks: -3\n", "dev.yaml:4: cost_model.bricks must be positive");
-  expect_profile_error("name: d\ncost_model:\n  type: bitfusion\n  dk: 3\n", "unknown key 'dk' in cost_model (bitfusion)");
+  expect_profile_error("name: d\ncost_model: {type: tpu}\n", "cost_model.type must be one of generic, bitfusion, bismo, cpu-ort, lut, command, got 'tpu'");
+  expect_profile_error("name: d\ncost_model:\n  type: bitfusion\n  bricks: -3\n", "dev.yaml:4: cost_model.bricks must be an integer >= 1, got -3");
+  expect_profile_error("name: d\ncost_model:\n  type: bitfusion\n  dk: 3\n", "unknown key 'dk' in cost_model of type bitfusion");
   expect_profile_error("name: d\ncost_model: {type: lut}\n", "needs `table");
   expect_profile_error("name: d\ncost_model: {type: command}\n", "needs `command");
   EXPECT_TRUE(target::parse_profile("name: d\ncost_model: {type: cpu-ort}\n", "dev.yaml").cost_model.export_form);
   EXPECT_FALSE(target::parse_profile("name: d\ncost_model: {type: cpu-ort, form: kernel}\n", "dev.yaml").cost_model.export_form);
-  expect_profile_error("name: d\ncost_model:\n  type: cpu-ort\n  form: fast\n", "dev.yaml:4: cost_model.form must be export or kernel");
-  expect_profile_error("name: d\ncost_model: {type: bismo, form: kernel}\n", "unknown key 'form' in cost_model (bismo)");
+  expect_profile_error("name: d\ncost_model:\n  type: cpu-ort\n  form: fast\n", "dev.yaml:4: cost_model.form must be one of export, kernel, got 'fast'");
+  expect_profile_error("name: d\ncost_model: {type: bismo, form: kernel}\n", "unknown key 'form' in cost_model of type bismo");
   expect_profile_error("description: x\n", "needs a `name`");
   expect_profile_error("name: [d\n", "malformed YAML");
 }
@@ -275,7 +275,7 @@ TEST(TargetLut, ParsesAndLooksUp) {
 TEST(TargetLut, ClearErrors) {
   expect_lut_error("layer,weight_bits,latency_ms\nconv,8,1\n", "t.csv:1: cost table lacks column 'activation_bits'");
   expect_lut_error("layer,weight_bits,activation_bits,latency_ms\nconv,8,8,-1\n", "t.csv:2: latency_ms must not be negative");
-  expect_lut_error("layer,weight_bits,activation_bits,latency_ms\nconv,8,8,fast\n", "t.csv:2: latency_ms must be a number");
+  expect_lut_error("layer,weight_bits,activation_bits,latency_ms\nconv,8,8,fast\n", "t.csv:2: latency_ms must be a finite number, got 'fast'");
   expect_lut_error("layer,weight_bits,activation_bits,latency_ms\nconv,9,8,1\n", "t.csv:2: weight_bits must be one of");
   expect_lut_error("layer,weight_bits,activation_bits,latency_ms\nconv,8,8\n", "t.csv:2: 3 fields, the header has 4");
   expect_lut_error("layer,weight_bits,activation_bits,latency_ms\nconv,8,8,1\nconv,8,8,2\n", "already given on line 2");
@@ -329,8 +329,9 @@ TEST(TargetConstraints, ResolvesAndChecksWithSlack) {
     return target::evaluate(p, m, prec, quant::Granularity::PerChannel, source.get());
   };
   auto fp32 = costs_of(32, 32), int8 = costs_of(8, 8), w4 = costs_of(4, 4);
-  YAML::Node list = YAML::Load("- weight_memory<=0.5*fp32\n- latency<=0.5*int8\n- accuracy_drop<=0.01\n- energy>=1J\n");
-  auto constraints = target::resolve(target::parse_constraints(list, "run.yaml"), p, fp32, int8);
+  yaml::Node list = yaml::parse("- weight_memory<=0.5*fp32\n- latency<=0.5*int8\n- accuracy_drop<=0.01\n- energy>=1J\n",
+                                "run.yaml", "run configuration");
+  auto constraints = target::resolve(target::parse_constraints(list), p, fp32, int8);
   EXPECT_EQ(constraints[1].origin, "run.yaml:2");
   EXPECT_DOUBLE_EQ(*constraints[0].bound, 0.5 * fp32.bits.weight_memory_bits);
   auto results = target::check(constraints, w4, 0.90, 0.905);
@@ -354,7 +355,7 @@ TEST(TargetConstraints, ResolvesAndChecksWithSlack) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("target generic has no latency model"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(target::parse_constraints(YAML::Load("- [1]\n"), "run.yaml"), UserError);
+  EXPECT_THROW(target::parse_constraints(yaml::parse("- [1]\n", "run.yaml", "run configuration")), UserError);
 }
 
 // ---- runners ---------------------------------------------------------------

@@ -33,6 +33,8 @@ void register_deploy_commands(CLI::App& app, Runner& runner);
 
 // report.
 void register_report_commands(CLI::App& app, Runner& runner);
+// schema
+void register_schema_commands(CLI::App& app, Runner& runner);
 // Writes RUN_DIR/report.html; a failure is logged as a warning, never thrown.
 void write_search_report(const std::string& run_dir, bool quiet);
 

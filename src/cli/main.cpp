@@ -32,6 +32,7 @@ int run(int argc, char** argv) {
   autoprec::cli::register_target_commands(app, runner);
   autoprec::cli::register_deploy_commands(app, runner);
   autoprec::cli::register_report_commands(app, runner);
+  autoprec::cli::register_schema_commands(app, runner);
 
   // `autoprec help [COMMAND]` is --help; an unknown first word is named as such.
   if (argc >= 2 && std::string(argv[1]) == "help") {
@@ -93,7 +94,7 @@ int run(int argc, char** argv) {
     if (!worker) std::fprintf(stderr, "autoprec: internal error: %s\n", message.substr(0, message.find('\n')).c_str());
     return 3;
   } catch (const std::exception& e) {
-    if (!worker) std::fprintf(stderr, "autoprec: internal error: %s\n", e.what());
+    if (!worker) std::fprintf(stderr, "autoprec: internal error (a bug in autoprec, not in the input): %s\n", e.what());
     return 3;
   }
 }

@@ -180,8 +180,8 @@ int run_search_command(const SearchCliOptions& o) {
 
 void print_search_summary(const nlohmann::json& result) {
   const auto& costs = result["final"]["costs"];
-  fmt::print("test top-1: FP32 {:.2f}%, searched configuration {:.2f}% ({} agent, {} evaluations, {:.0f} s)\n",
-             100 * result["fp32"]["test_top1"].get<double>(), 100 * result["final"]["test_top1"].get<double>(),
+  fmt::print("{} top-1: FP32 {:.2f}%, searched configuration {:.2f}% ({} agent, {} evaluations, {:.0f} s)\n",
+             result.value("evaluated_on", "test"), 100 * result["fp32"]["test_top1"].get<double>(), 100 * result["final"]["test_top1"].get<double>(),
              result["agent"].get<std::string>(), result["evaluations"].get<int64_t>(),
              result["search_seconds"].get<double>());
   fmt::print("weight memory {} ({:.1f}% of FP32)", human_bits(costs["weight_bits"].get<double>()),

@@ -31,7 +31,7 @@ struct FinetuneCliOptions {
   std::string activation_ranges = "freeze";
   std::string weight_scales = "freeze";
   bool lsq = false;
-  int64_t validation = 5000;  // examples carved from the training split, or drawn from validation_data
+  int64_t validation = -1;    // examples carved from the training split, or drawn from validation_data; -1 adapts
   std::string validation_data;             // a held-out dataset spec (optional)
   std::string validation_split = "train";  // its split for idx: specs
   int64_t subset = 0;         // training examples used (0: all, or steps × batch for --steps)
@@ -78,11 +78,28 @@ int run_finetune(FinetuneCliOptions o) {
   std::optional<data::Dataset> held_out;
   if (!o.validation_data.empty()) {
     held_out = data::load_dataset(o.validation_data, data::parse_split(o.validation_split), o.data.preprocess());
-  } else if (o.validation >= full_train.size()) {
-    fail("--validation {} leaves no training examples (the training split has {})", o.validation, full_train.size());
+  }
+  int64_t validation_size = o.validation;
+  if (validation_size != 0) {
+    validation_size =
+        held_out ? data::example_count("validation", std::max<int64_t>(0, o.validation), held_out->size(), 1.0, 5000,
+                                       "examples of " + o.validation_data)
+                 : data::example_count("validation", std::max<int64_t>(0, o.validation), full_train.size(), 0.2, 5000,
+                                       "training examples", 1);
   }
   data::TrainValidation split =
-      data::train_and_validation(full_train, held_out ? &*held_out : nullptr, o.validation, o.quant.seed);
+      data::train_and_validation(full_train, held_out ? &*held_out : nullptr, validation_size, o.quant.seed);
+  // An npy: dataset has one split: what the summary reports is measured on the
+  // validation examples (held out from training), never called a test score.
+  std::string evaluated_on = "test";
+  if (!data::has_test_split(o.data.spec)) {
+    if (validation_size > 0) {
+      test = o.limit > 0 ? data::take(split.validation, o.limit) : split.validation;
+      evaluated_on = "validation";
+    } else {
+      evaluated_on = "training data";
+    }
+  }
   data::Dataset train_set = split.train;
   int64_t subset = o.subset;
   if (subset == 0 && t.steps > 0) subset = t.steps * t.batch_size;
@@ -110,7 +127,7 @@ int run_finetune(FinetuneCliOptions o) {
   eval::EvalResult fp32_test = eval::evaluate(teacher, test, quiet_eval);
   eval::EvalResult before_test = eval::evaluate(student->executor(), test, quiet_eval);
   double before_validation = -1;
-  if (o.validation > 0) before_validation = eval::evaluate(student->executor(), split.validation, quiet_eval).top1;
+  if (validation_size > 0) before_validation = eval::evaluate(student->executor(), split.validation, quiet_eval).top1;
   spdlog::info("seed {}; {} training and {} validation examples", t.seed, train_set.size(), split.validation.size());
 
   json report = {{"model", o.model},
@@ -128,6 +145,7 @@ int run_finetune(FinetuneCliOptions o) {
                    {"teacher_cache", t.steps > 0}}},
                  {"examples", {{"train", train_set.size()}, {"validation", split.validation.size()}, {"test", test.size()}}},
                  {"validation_source", split.validation.source},
+                 {"evaluated_on", evaluated_on},
                  {"fp32", {{"test_top1", fp32_test.top1}}},
                  {"before", {{"test_top1", before_test.top1}, {"validation_top1", before_validation}}},
                  {"epochs", json::array()}};
@@ -159,7 +177,7 @@ int run_finetune(FinetuneCliOptions o) {
 
   std::unique_ptr<train::TeacherCache> cache;
   if (t.steps > 0) cache = std::make_unique<train::TeacherCache>(teacher, train_set.images);
-  const data::Dataset* validation = o.validation > 0 ? &split.validation : nullptr;
+  const data::Dataset* validation = validation_size > 0 ? &split.validation : nullptr;
   train::FinetuneResult result;
   try {
     result = train::finetune(*student, teacher, train_set, validation, t, cache.get(), on_epoch);
@@ -185,8 +203,8 @@ int run_finetune(FinetuneCliOptions o) {
     print_json(report);
     return 0;
   }
-  fmt::print("test top-1: FP32 {:.2f}%, quantized {:.2f}% before, {:.2f}% after fine-tuning ({} steps, {:.0f} s)\n",
-             100 * fp32_test.top1, 100 * before_test.top1, 100 * after_test.top1, result.steps, result.seconds);
+  fmt::print("{} top-1: FP32 {:.2f}%, quantized {:.2f}% before, {:.2f}% after fine-tuning ({} steps, {:.0f} s)\n",
+             evaluated_on == "training data" ? "training-data" : evaluated_on, 100 * fp32_test.top1, 100 * before_test.top1, 100 * after_test.top1, result.steps, result.seconds);
   fmt::print("wrote {}, {} and {}\n", model_path, config_path, log_path);
   return 0;
 }
@@ -226,7 +244,8 @@ void register_train_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--weight-scales", o.weight_scales,
                   "freeze (default: calibrated scales stay fixed) or refresh (min/max after every step)");
   cmd->add_option("--validation", o.validation,
-                  "Validation examples: carved from the training split, or drawn from --validation-data (default 5000)")
+                  "Validation examples: carved from the training split, or drawn from --validation-data (default: 20% of "
+                  "the training split or all of --validation-data, at most 5000; 0: none)")
       ->check(kNonNegative);
   cmd->add_option("--validation-data", o.validation_data,
                   "Held-out validation dataset (idx:DIR or npy:IMAGES.npy,LABELS.npy); the training split stays whole");

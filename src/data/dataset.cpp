@@ -1,5 +1,7 @@
 #include "data/dataset.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -15,6 +17,7 @@
 #include "data/idx.h"
 #include "data/npy.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace autoprec::data {
 namespace {
@@ -203,6 +206,25 @@ TrainValidation train_and_validation(const Dataset& train, const Dataset* held_o
   return TrainValidation{train, split_train_validation(*held_out, validation_size, seed).validation};
 }
 
+int64_t example_count(const std::string& what, int64_t requested, int64_t available, double fraction, int64_t cap,
+                      const std::string& of, int64_t keep) {
+  if (available - keep < 1) fail("{}: the data has {} {}, too few to take any", what, available, of);
+  if (requested > 0) {
+    if (requested > available - keep) {
+      if (keep > 0) fail("{} {} needs fewer than the {} {}, some of which must stay for training", what, requested, available, of);
+      fail("{} {} needs more than the {} {} available", what, requested, available, of);
+    }
+    return requested;
+  }
+  const int64_t n = std::clamp<int64_t>(static_cast<int64_t>(std::floor(fraction * static_cast<double>(available))), 1,
+                                        std::min(cap, available - keep));
+  notice(fmt::format("{}: {} of {} {} ({:.0f}%)", what, n, available, of,
+                     100.0 * static_cast<double>(n) / static_cast<double>(available)));
+  return n;
+}
+
+bool has_test_split(const std::string& spec) { return spec.rfind("idx:", 0) == 0; }
+
 Dataset take(const Dataset& d, int64_t n) {
   if (n < 0) fail("dataset {}: cannot take {} examples", d.source, n);
   if (n >= d.size()) return d;
@@ -223,7 +245,7 @@ void BatchLoader::start_epoch(int64_t epoch) {
 
 BatchLoader::Batch BatchLoader::batch(int64_t index) const {
   if (index < 0 || index >= num_batches())
-    throw std::out_of_range(fmt::format("batch index {} out of range [0, {})", index, num_batches()));
+    throw InternalError(fmt::format("batch index {} out of range [0, {})", index, num_batches()));
   const int64_t start = index * batch_size_;
   const int64_t count = std::min(batch_size_, data_.size() - start);
   if (!shuffle_) return Batch{data_.images.narrow(0, start, count), data_.labels.narrow(0, start, count)};
@@ -233,7 +255,7 @@ BatchLoader::Batch BatchLoader::batch(int64_t index) const {
 
 at::Tensor BatchLoader::batch_indices(int64_t index) const {
   if (index < 0 || index >= num_batches())
-    throw std::out_of_range(fmt::format("batch index {} out of range [0, {})", index, num_batches()));
+    throw InternalError(fmt::format("batch index {} out of range [0, {})", index, num_batches()));
   const int64_t start = index * batch_size_;
   const int64_t count = std::min(batch_size_, data_.size() - start);
   if (!shuffle_) return at::arange(start, start + count, at::TensorOptions().dtype(at::kLong));

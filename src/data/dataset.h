@@ -72,6 +72,19 @@ TrainValidation split_train_validation(const Dataset& d, int64_t validation_size
 TrainValidation train_and_validation(const Dataset& train, const Dataset* held_out, int64_t validation_size,
                                      uint64_t seed);
 
+// How many examples a step uses (docs/configuration.md, "Example counts").
+// `requested` > 0 is what the user gave: UserError naming `what` when only
+// `available` - `keep` (< requested) can be taken (`keep` examples must stay
+// for training). `requested` == 0 adapts: `fraction` of `available`, at least
+// 1 and at most min(`cap`, available - keep), logged once as
+// "validation: 259 of 1297 training examples (20%)". UserError when nothing can be taken.
+int64_t example_count(const std::string& what, int64_t requested, int64_t available, double fraction, int64_t cap,
+                      const std::string& of = "examples", int64_t keep = 0);
+
+// Whether `spec` names a dataset with a test split of its own (idx:); an npy:
+// dataset is one set, so what a command evaluates on it is not a test score.
+bool has_test_split(const std::string& spec);
+
 // The first n examples (views, no copy); n >= size gives the whole set.
 // UserError if n < 0.
 Dataset take(const Dataset& d, int64_t n);

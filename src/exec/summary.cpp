@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "graph/op_traits.h"
 #include "graph/tensor_proto.h"
 #include "util/error.h"
 
@@ -65,21 +66,13 @@ ModelSummary summarize(const Executor& executor) {
     if (node.inputs.empty() || node.outputs.empty()) continue;
     layer.input_shape = shape_of(node.inputs[0]);
     layer.output_shape = shape_of(node.outputs[0]);
-    const bool weight_is_init = node.inputs.size() > 1 && g.initializers.count(node.inputs[1]) != 0;
-    if (node.op_type == "Conv" && weight_is_init) {
-      layer.weight_shape = shape_of(node.inputs[1]);
-      int64_t per_output = numel(layer.weight_shape) / std::max<int64_t>(1, layer.weight_shape[0]);
-      layer.macs = numel(layer.output_shape) * per_output;
-      layer.quantizable = true;
-    } else if (node.op_type == "Gemm" && weight_is_init) {
-      layer.weight_shape = shape_of(node.inputs[1]);
-      layer.macs = numel(layer.output_shape) * (node.get_int("transB", 0) ? layer.weight_shape[1] : layer.weight_shape[0]);
-      layer.quantizable = true;
-    } else if (node.op_type == "MatMul" && weight_is_init) {
-      layer.weight_shape = shape_of(node.inputs[1]);
-      int64_t k = layer.weight_shape.size() >= 2 ? layer.weight_shape[layer.weight_shape.size() - 2] : layer.weight_shape[0];
-      layer.macs = numel(layer.output_shape) * k;
-      layer.quantizable = true;
+    const graph::WeightedOpTraits* traits = graph::weighted_op(node);
+    const bool weighted = traits != nullptr && node.inputs.size() > static_cast<size_t>(traits->weight_input) &&
+                          g.initializers.count(node.inputs[traits->weight_input]) != 0;
+    if (weighted) {
+      layer.weight_shape = shape_of(node.inputs[traits->weight_input]);
+      layer.macs = numel(layer.output_shape) * traits->macs_per_output(node, layer.weight_shape);
+      layer.quantizable = traits->accepts(node, static_cast<int64_t>(layer.weight_shape.size()));
     } else if ((node.op_type == "BatchNormalization" || node.op_type == "LayerNormalization" ||
                 node.op_type == "InstanceNormalization") && param_count(node, 1) > 0) {
       layer.macs = 0;

@@ -24,7 +24,8 @@
 //
 // Every section and every key is optional (an empty file is W8A8 with default
 // options); a null section (`layers:` with nothing after it) is empty. Bits
-// are integers in {2..8, 16, 32}. Unknown keys, duplicate keys (outside
+// are integers in {2..8, 16, 32}. The grammar is util/yaml.h's (booleans
+// true/false, decimal numbers). Unknown keys, duplicate keys (outside
 // `layers`), wrong types, out-of-range values, activation_min >
 // activation_max, non-positive or non-finite weight scales and files with
 // more than one YAML document are errors. Every error is an
@@ -39,6 +40,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "util/yaml.h"
 
 namespace autoprec::quant {
 
@@ -135,6 +138,12 @@ inline bool operator!=(const PrecisionConfig& a, const PrecisionConfig& b) { ret
 // Parses and validates YAML text; `origin` names it in error messages.
 PrecisionConfig parse_precision_config(const std::string& yaml_text, const std::string& origin);
 
+// Reads a parsed document (util/yaml.h) as a precision config.
+PrecisionConfig read_precision_config(const yaml::Node& root);
+
+// Every key of the format (docs/configuration.md, `autoprec schema precision`).
+std::vector<yaml::KeyInfo> precision_config_schema();
+
 // Reads and parses a file; UserError if it is missing, unreadable or invalid.
 PrecisionConfig load_precision_config(const std::string& path);
 
@@ -149,10 +158,7 @@ std::string to_yaml(const PrecisionConfig& config);
 // file is removed).
 void save_precision_config(const PrecisionConfig& config, const std::string& path);
 
-// fnmatch(3)-style glob without flags: `*` any run of characters (including
-// '.' and '/'), `?` one character, `[abc]`, `[a-z]`, `[!a]` or `[^a]` one
-// character in/not in a set, `\x` a literal x; a `[` with no closing `]` is
-// literal. A key without any of `*?[` is a literal name (is_pattern false).
+// Layer keys are globs (util/text.h).
 bool is_pattern(const std::string& key);
 bool glob_match(const std::string& pattern, const std::string& name);
 
@@ -165,8 +171,7 @@ bool glob_match(const std::string& pattern, const std::string& name);
 // and the key that set it, and listing the allowed set).
 std::map<std::string, LayerPrecision> resolve(const PrecisionConfig& config,
                                               const std::vector<std::string>& layer_names,
-                                              const std::set<int>& allowed_bits = {2, 3, 4, 5, 6, 7,
-                                                                                  8, 16, 32});
+                                              const std::set<int>& allowed_bits = valid_bits());
 
 // Config with one default and no layer entries, e.g. uniform(4, 8) = W4A8.
 // UserError if a bit-width is not in valid_bits().

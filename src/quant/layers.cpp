@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "graph/op_traits.h"
+
 namespace autoprec::quant {
 
 bool produces_nonnegative(const graph::Graph& graph, const std::string& value) {
@@ -25,27 +27,21 @@ bool produces_nonnegative(const graph::Graph& graph, const std::string& value) {
 std::vector<QuantLayer> find_quantizable_layers(const graph::Graph& graph, bool include_activation_matmul) {
   std::vector<QuantLayer> layers;
   for (const graph::Node& node : graph.nodes) {
-    if (!node.domain.empty() || node.inputs.size() < 2) continue;
-    if (node.op_type != "Conv" && node.op_type != "Gemm" && node.op_type != "MatMul") continue;
-    auto weight = graph.initializers.find(node.inputs[1]);
-    bool has_weight = weight != graph.initializers.end() && weight->second.is_floating_point() && weight->second.dim() >= 2;
+    const graph::WeightedOpTraits* traits = graph::weighted_op(node);
+    if (traits == nullptr || node.inputs.size() <= static_cast<size_t>(traits->weight_input)) continue;
+    auto weight = graph.initializers.find(node.inputs[traits->weight_input]);
+    const bool has_weight = weight != graph.initializers.end() && weight->second.is_floating_point() &&
+                            weight->second.dim() >= 2 && traits->accepts(node, weight->second.dim());
     QuantLayer layer;
     layer.name = node.name;
     layer.op = node.op_type;
+    layer.weight_input = traits->weight_input;
     layer.activation = node.inputs[0];
     layer.nonnegative_input = produces_nonnegative(graph, node.inputs[0]);
     if (has_weight) {
       const at::Tensor& w = weight->second;
-      if (node.op_type == "Conv") {
-        layer.channel_axis = 0;
-        int64_t groups = node.get_int("group", 1);
-        layer.depthwise = groups > 1 && w.size(1) == 1;
-      } else if (node.op_type == "Gemm") {
-        if (node.get_int("transA", 0) != 0) continue;
-        layer.channel_axis = node.get_int("transB", 0) ? 0 : 1;
-      } else {
-        layer.channel_axis = w.dim() - 1;
-      }
+      layer.channel_axis = traits->channel_axis(node, w.sizes().vec());
+      layer.depthwise = node.op_type == "Conv" && node.get_int("group", 1) > 1 && w.size(1) == 1;
     } else if (node.op_type == "MatMul" && include_activation_matmul && !graph.initializers.count(node.inputs[0])) {
       layer.weight_input = -1;
       layer.second_activation = node.inputs[1];

@@ -1,7 +1,7 @@
 // Which layers a precision configuration acts on.
 //
-// A quantizable layer is a Conv, Gemm or MatMul node whose weight is an
-// initializer; its weight (input 1) and the activation entering it (input 0)
+// A quantizable layer is a node of an operator kind in graph/op_traits.h
+// (Conv, Gemm, MatMul) whose weight is an initializer; its weight and the activation entering it (input 0)
 // each get a quantizer. A MatMul between two activations is quantizable on
 // both inputs when the configuration asks for it. Other nodes stay float.
 #pragma once

@@ -1,4 +1,5 @@
 #include "quant/sensitivity.h"
+#include "util/error.h"
 
 #include <ATen/ATen.h>
 
@@ -30,7 +31,7 @@ const SensitivityRow& SensitivityTable::at(const std::string& layer, const std::
   for (const auto& r : rows) {
     if (r.layer == layer && r.tensor == tensor && r.bits == b) return r;
   }
-  throw std::out_of_range("no sensitivity row for " + layer + " " + tensor + " " + std::to_string(b));
+  throw InternalError("no sensitivity row for " + layer + " " + tensor + " " + std::to_string(b));
 }
 
 SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, const data::Dataset& calibration,

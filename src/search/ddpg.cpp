@@ -104,7 +104,7 @@ std::vector<Stored> read_transitions(torch::serialize::InputArchive& archive, co
   archive.read(prefix + "_actions", actions);
   archive.read(prefix + "_rewards", rewards);
   archive.read(prefix + "_dones", dones);
-  if (states.dim() != 2 || states.size(1) != dim) throw std::runtime_error("replay state width differs");
+  if (states.dim() != 2 || states.size(1) != dim) throw InternalError("replay state width differs");
   states = states.contiguous();
   next = next.contiguous();
   std::vector<Stored> out(static_cast<size_t>(states.size(0)));
@@ -140,25 +140,6 @@ std::string read_string(torch::serialize::InputArchive& archive, const std::stri
 
 }  // namespace
 
-void validate_ddpg_options(const DdpgOptions& o) {
-  if (o.state_dim <= 0) fail("ddpg: state_dim must be positive, got {}", o.state_dim);
-  if (o.hidden1 <= 0 || o.hidden2 <= 0) fail("ddpg: hidden1 and hidden2 must be positive, got {} and {}", o.hidden1, o.hidden2);
-  if (!(o.lr_actor > 0) || !(o.lr_critic > 0)) fail("ddpg: lr_actor and lr_critic must be positive");
-  if (o.batch_size <= 0) fail("ddpg: batch_size must be positive, got {}", o.batch_size);
-  if (o.replay_capacity < o.batch_size) {
-    fail("ddpg: replay_capacity ({}) must be at least batch_size ({})", o.replay_capacity, o.batch_size);
-  }
-  if (!(o.tau > 0 && o.tau <= 1)) fail("ddpg: tau must be in (0, 1], got {}", o.tau);
-  if (!(o.discount >= 0 && o.discount <= 1)) fail("ddpg: discount must be in [0, 1], got {}", o.discount);
-  if (!(o.noise_sigma >= 0)) fail("ddpg: noise_sigma must be >= 0, got {}", o.noise_sigma);
-  if (!(o.noise_decay > 0 && o.noise_decay <= 1)) fail("ddpg: noise_decay must be in (0, 1], got {}", o.noise_decay);
-  if (o.warmup_episodes < 0) fail("ddpg: warmup_episodes must be >= 0, got {}", o.warmup_episodes);
-  if (!(o.baseline_momentum >= 0 && o.baseline_momentum < 1)) {
-    fail("ddpg: baseline_momentum must be in [0, 1), got {}", o.baseline_momentum);
-  }
-  if (o.updates_per_step < 0) fail("ddpg: updates_per_step must be >= 0, got {}", o.updates_per_step);
-}
-
 struct DdpgAgent::Impl {
   explicit Impl(const DdpgOptions& o)
       : options(o),
@@ -183,7 +164,7 @@ struct DdpgAgent::Impl {
 
   torch::Tensor to_tensor(const std::vector<double>& state) const {
     if (static_cast<int>(state.size()) != options.state_dim) {
-      throw std::invalid_argument(
+      throw InternalError(
           fmt::format("ddpg: state has {} values, the agent expects {}", state.size(), options.state_dim));
     }
     torch::Tensor t = torch::empty({1, options.state_dim});
@@ -221,7 +202,7 @@ DdpgAgent::DdpgAgent(const DdpgOptions& options) {
   try {
     validate_ddpg_options(options);
   } catch (const UserError& e) {
-    throw std::invalid_argument(e.what());
+    throw InternalError(e.what());
   }
   impl_ = std::make_unique<Impl>(options);
 }
@@ -263,7 +244,7 @@ double DdpgAgent::select_action(const std::vector<double>& state, int64_t episod
 void DdpgAgent::observe(const Transition& t) {
   const int dim = impl_->options.state_dim;
   if (static_cast<int>(t.state.size()) != dim || (!t.done && static_cast<int>(t.next_state.size()) != dim)) {
-    throw std::invalid_argument(fmt::format("ddpg: transition states must have {} values", dim));
+    throw InternalError(fmt::format("ddpg: transition states must have {} values", dim));
   }
   Stored s;
   s.state.assign(t.state.begin(), t.state.end());

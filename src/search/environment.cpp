@@ -124,7 +124,7 @@ int Environment::bits_of_action(size_t step, double action) const {
 double Environment::action_of_bits(size_t step, int bits) const {
   const std::vector<int>& set = bit_set(step);
   auto it = std::find(set.begin(), set.end(), bits);
-  if (it == set.end()) throw std::invalid_argument("bit-width not supported at this step");
+  if (it == set.end()) throw InternalError("bit-width not supported at this step");
   return (static_cast<double>(it - set.begin()) + 0.5) / static_cast<double>(set.size());
 }
 

@@ -76,12 +76,12 @@ Choice project(const ChoiceProblem& problem, const Choice& start) {
   validate(problem);
   check_reachable(problem);
   if (start.size() != problem.layers.size()) {
-    throw std::invalid_argument("project: the choice has a different number of layers than the problem");
+    throw InternalError("project: the choice has a different number of layers than the problem");
   }
   Choice choice = start;
   for (size_t l = 0; l < choice.size(); ++l) {
     if (choice[l] < 0 || static_cast<size_t>(choice[l]) >= problem.layers[l].options.size()) {
-      throw std::out_of_range("project: option index out of range");
+      throw InternalError("project: option index out of range");
     }
   }
   std::vector<Covers> covers;

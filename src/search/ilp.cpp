@@ -126,7 +126,7 @@ IlpResult solve_ilp(const ChoiceProblem& problem, const IlpOptions& options) {
   result.objective = total_sensitivity(problem, result.choice);
   result.totals = totals(problem, result.choice);
   if (!is_feasible(problem, result.choice)) {
-    throw std::logic_error("solve_ilp: GLPK returned a choice that violates a budget");
+    throw InternalError("solve_ilp: GLPK returned a choice that violates a budget");
   }
   return result;
 }

@@ -42,7 +42,7 @@ class Statement {
     int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    if (rc == SQLITE_CONSTRAINT) throw std::logic_error(std::string("journal constraint: ") + sqlite3_errmsg(db_));
+    if (rc == SQLITE_CONSTRAINT) throw InternalError(std::string("journal constraint: ") + sqlite3_errmsg(db_));
     sql_fail(db_, path_, "query failed");
   }
   void run() {
@@ -112,16 +112,25 @@ CREATE TABLE front(kind TEXT NOT NULL CHECK (kind IN ('best', 'pareto')),
                    evaluation_id INTEGER NOT NULL REFERENCES evaluations(id), PRIMARY KEY(kind, evaluation_id));
 )sql";
 
+// A JSON column of the journal; a damaged value is the user's file, not a bug.
+nlohmann::json parse_column(const std::string& text, const std::string& path, const char* what) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    fail("journal {} is damaged: its {} is not JSON; start a new output directory", path, what);
+  }
+}
+
 const char* kEvaluationColumns =
     "id, episode, config_key, precision, metrics, accuracy, feasible, seconds, created";
 
-EvaluationRecord read_evaluation(const Statement& s) {
+EvaluationRecord read_evaluation(const Statement& s, const std::string& path) {
   EvaluationRecord r;
   r.id = s.integer(0);
   r.episode = s.integer(1);
   r.config_key = s.text(2);
   r.precision = s.text(3);
-  r.metrics = nlohmann::json::parse(s.text(4));
+  r.metrics = parse_column(s.text(4), path, "evaluation metrics");
   r.accuracy = s.real(5);
   r.feasible = s.integer(6) != 0;
   r.seconds = s.real(7);
@@ -221,7 +230,7 @@ void Journal::record_run_config(const nlohmann::json& config, uint64_t seed) {
   Transaction t(db_, path_);
   Statement query(db_, path_, "SELECT config, seed FROM run WHERE id = 1");
   if (query.step()) {
-    nlohmann::json old = nlohmann::json::parse(query.text(0));
+    nlohmann::json old = parse_column(query.text(0), path_, "run configuration");
     uint64_t old_seed = static_cast<uint64_t>(query.integer(1));
     if (old != config) {
       std::string key = "(the whole configuration)";
@@ -268,7 +277,7 @@ std::optional<RunRecord> Journal::run_config() const {
   Statement s(db_, path_, "SELECT config, seed, created FROM run WHERE id = 1");
   if (!s.step()) return std::nullopt;
   RunRecord r;
-  r.config = nlohmann::json::parse(s.text(0));
+  r.config = parse_column(s.text(0), path_, "run configuration");
   r.seed = static_cast<uint64_t>(s.integer(1));
   r.created = s.text(2);
   return r;
@@ -278,7 +287,7 @@ std::optional<EvaluationRecord> Journal::find_evaluation(const std::string& conf
   Statement s(db_, path_, std::string("SELECT ") + kEvaluationColumns + " FROM evaluations WHERE config_key = ?1");
   s.bind(1, config_key);
   if (!s.step()) return std::nullopt;
-  return read_evaluation(s);
+  return read_evaluation(s, path_);
 }
 
 int64_t Journal::record_evaluation(const EvaluationRecord& record) {
@@ -303,7 +312,7 @@ int64_t Journal::record_evaluation(const EvaluationRecord& record) {
 std::vector<EvaluationRecord> Journal::evaluations() const {
   Statement s(db_, path_, std::string("SELECT ") + kEvaluationColumns + " FROM evaluations ORDER BY id");
   std::vector<EvaluationRecord> out;
-  while (s.step()) out.push_back(read_evaluation(s));
+  while (s.step()) out.push_back(read_evaluation(s, path_));
   return out;
 }
 
@@ -314,7 +323,7 @@ int64_t Journal::evaluation_count() const {
 }
 
 void Journal::save_checkpoint(int64_t episode, const std::string& data, int keep) {
-  if (keep < 1) throw std::invalid_argument("save_checkpoint: keep must be at least 1");
+  if (keep < 1) throw InternalError("save_checkpoint: keep must be at least 1");
   Transaction t(db_, path_);
   Statement(db_, path_,
             std::string("INSERT OR REPLACE INTO checkpoints(episode, data, created) VALUES (?1, ?2, ") + kNow + ")")
@@ -354,7 +363,7 @@ std::optional<EvaluationRecord> Journal::best() const {
               std::string("SELECT ") + kEvaluationColumns +
                   " FROM evaluations WHERE id IN (SELECT evaluation_id FROM front WHERE kind = 'best')");
   if (!s.step()) return std::nullopt;
-  return read_evaluation(s);
+  return read_evaluation(s, path_);
 }
 
 std::vector<EvaluationRecord> Journal::pareto() const {
@@ -362,7 +371,7 @@ std::vector<EvaluationRecord> Journal::pareto() const {
               std::string("SELECT ") + kEvaluationColumns +
                   " FROM evaluations WHERE id IN (SELECT evaluation_id FROM front WHERE kind = 'pareto') ORDER BY id");
   std::vector<EvaluationRecord> out;
-  while (s.step()) out.push_back(read_evaluation(s));
+  while (s.step()) out.push_back(read_evaluation(s, path_));
   return out;
 }
 

@@ -1,4 +1,5 @@
 #include "search/pareto.h"
+#include "util/error.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -19,7 +20,7 @@ bool identical(const ParetoPoint& a, const ParetoPoint& b) { return a.accuracy =
 }  // namespace
 
 bool dominates(const ParetoPoint& a, const ParetoPoint& b) {
-  if (a.costs.size() != b.costs.size()) throw std::invalid_argument("dominates: points have different cost counts");
+  if (a.costs.size() != b.costs.size()) throw InternalError("dominates: points have different cost counts");
   if (a.accuracy < b.accuracy) return false;
   bool strict = a.accuracy > b.accuracy;
   for (size_t k = 0; k < a.costs.size(); ++k) {

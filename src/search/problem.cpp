@@ -40,7 +40,7 @@ void validate(const ChoiceProblem& problem) {
 }
 
 std::vector<double> totals(const ChoiceProblem& problem, const Choice& choice) {
-  if (choice.size() != problem.layers.size()) throw std::out_of_range("choice size differs from the layer count");
+  if (choice.size() != problem.layers.size()) throw InternalError("choice size differs from the layer count");
   std::vector<double> sum(problem.resources.size(), 0.0);
   for (size_t l = 0; l < choice.size(); ++l) {
     const Option& o = problem.layers[l].options.at(static_cast<size_t>(choice[l]));
@@ -50,7 +50,7 @@ std::vector<double> totals(const ChoiceProblem& problem, const Choice& choice) {
 }
 
 double total_sensitivity(const ChoiceProblem& problem, const Choice& choice) {
-  if (choice.size() != problem.layers.size()) throw std::out_of_range("choice size differs from the layer count");
+  if (choice.size() != problem.layers.size()) throw InternalError("choice size differs from the layer count");
   double sum = 0;
   for (size_t l = 0; l < choice.size(); ++l) sum += problem.layers[l].options.at(static_cast<size_t>(choice[l])).sensitivity;
   return sum;

@@ -5,181 +5,233 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <type_traits>
 
+#include "quant/config.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace autoprec::search {
 namespace {
 
-std::string where(const std::string& origin, const YAML::Node& node) {
-  if (node.Mark().line >= 0) return fmt::format("{}:{}", origin, node.Mark().line + 1);
-  return origin;
-}
+using RKey = yaml::Key<RunConfig>;
+using Reader = std::function<void(const yaml::Node&, RunConfig&)>;
 
-template <typename T>
-T scalar(const YAML::Node& node, const std::string& key, const std::string& origin, const char* kind) {
-  if (!node.IsScalar()) fail("{}: '{}' must be {}", where(origin, node), key, kind);
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    fail("{}: '{}' must be {}, got '{}'", where(origin, node), key, kind, node.Scalar());
+const yaml::KeyFactory<RunConfig> key;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// A number in an interval: "(0, 1]", "> 0", ">= 0", "any".
+struct Interval {
+  double lo = -kInf, hi = kInf;
+  bool lo_open = false, hi_open = false;
+  std::string text() const {
+    if (lo == -kInf && hi == kInf) return "";
+    if (hi == kInf) return fmt::format(" {} {}", lo_open ? ">" : ">=", lo);
+    return fmt::format(" in {}{}, {}{}", lo_open ? "(" : "[", lo, hi, hi_open ? ")" : "]");
   }
-}
+  bool contains(double v) const {
+    return (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+  }
+};
+const Interval kPositive{0, kInf, true, false};
+const Interval kNonNegative{0, kInf, false, false};
+const Interval kUnit{0, 1, false, false};           // [0, 1]
+const Interval kUnitOpenLow{0, 1, true, false};     // (0, 1]
+const Interval kUnitOpenHigh{0, 1, false, true};    // [0, 1)
 
-int64_t count(const YAML::Node& node, const std::string& key, const std::string& origin, int64_t min) {
-  auto v = scalar<int64_t>(node, key, origin, "an integer");
-  if (v < min) fail("{}: '{}' must be >= {}, got {}", where(origin, node), key, min, v);
+double read_number(const yaml::Node& n, const Interval& range) {
+  const double v = n.number();
+  if (!range.contains(v)) n.fail(fmt::format("{} must be a number{}, got {}", n.what(), range.text(), n.text("")));
   return v;
 }
 
-double number(const YAML::Node& node, const std::string& key, const std::string& origin) {
-  return scalar<double>(node, key, origin, "a number");
+template <typename Field>
+RKey number_key(std::string path, Interval range, std::string default_text, std::string description, std::string invalid,
+                Field field) {
+  return key(std::move(path), "number" + range.text(), std::move(default_text), std::move(description),
+             std::move(invalid), [range, field](const yaml::Node& n, RunConfig& c) { field(c) = read_number(n, range); });
 }
 
-std::set<int> bit_set(const YAML::Node& node, const std::string& key, const std::string& origin) {
-  if (!node.IsSequence()) fail("{}: '{}' must be a list of bit-widths", where(origin, node), key);
+template <typename Field>
+RKey integer_key(std::string path, int64_t min, std::string default_text, std::string description, std::string invalid,
+                 Field field) {
+  return key(std::move(path), fmt::format("integer >= {}", min), std::move(default_text), std::move(description),
+             std::move(invalid), [min, field](const yaml::Node& n, RunConfig& c) {
+               field(c) = static_cast<std::remove_reference_t<decltype(field(c))>>(n.integer(min, INT32_MAX));
+             });
+}
+
+template <typename Field>
+RKey bool_key(std::string path, std::string default_text, std::string description, std::string invalid, Field field) {
+  return key(std::move(path), "true | false", std::move(default_text), std::move(description), std::move(invalid),
+             [field](const yaml::Node& n, RunConfig& c) { field(c) = n.boolean(); });
+}
+
+template <typename Field>
+RKey string_key(std::string path, std::string type, std::string default_text, std::string description,
+                std::string invalid, Field field) {
+  return key(std::move(path), std::move(type), std::move(default_text), std::move(description), std::move(invalid),
+             [field](const yaml::Node& n, RunConfig& c) { field(c) = n.string(); });
+}
+
+std::set<int> read_bit_set(const yaml::Node& n) {
+  if (!n.is_list()) n.fail(fmt::format("{} must be a list of bit-widths like [2, 4, 8], got {}", n.what(), n.describe()));
   std::set<int> out;
-  for (const auto& item : node) {
-    int b = static_cast<int>(scalar<int64_t>(item, key, origin, "a bit-width"));
-    if (!((b >= 2 && b <= 8) || b == 16 || b == 32)) {
-      fail("{}: '{}' holds {}; bit-widths are 2..8, 16 or 32", where(origin, item), key, b);
+  for (const yaml::Node& item : n.items()) {
+    const int64_t b = item.integer();
+    if (!quant::valid_bits().count(static_cast<int>(b)) || b > 64 || b < 0) {
+      item.fail(fmt::format("{} must be one of {} (16 and 32 keep float), got {}", item.what(),
+                            join_ints(quant::valid_bits()), b));
     }
-    out.insert(b);
+    out.insert(static_cast<int>(b));
   }
   return out;  // empty: the target's set
 }
 
-// Calls `on_key(key, value)` for every entry of a mapping, rejecting keys not in `known`.
-template <typename F>
-void each_key(const YAML::Node& map, const std::string& section, const std::vector<std::string>& known,
-              const std::string& origin, F on_key) {
-  if (!map.IsMap()) fail("{}: '{}' must be a mapping", where(origin, map), section);
-  for (const auto& entry : map) {
-    std::string key = entry.first.as<std::string>();
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      std::string valid;
-      for (const auto& k : known) valid += (valid.empty() ? "" : ", ") + k;
-      fail("{}: unknown key '{}'{}; valid: {}", where(origin, entry.first), key,
-           section.empty() ? "" : " in '" + section + "'", valid);
-    }
-    on_key(key, entry.second);
-  }
+std::vector<std::string> agent_name_list() {
+  std::vector<std::string> names;
+  for (const auto& a : agent_descriptions()) names.emplace_back(a.name);
+  return names;
+}
+
+const std::vector<RKey>& keys() {
+  static const std::vector<RKey> all = [] {
+    const RunConfig d;
+    const auto num = [](double v) { return fmt::format("{}", v); };
+    std::vector<RKey> k = {
+        string_key("model", "path of an ONNX file", "required (or --model)", "the trained FP32 model",
+                   "/nonexistent/model.onnx", [](RunConfig& c) -> std::string& { return c.model; }),
+        string_key("data", "dataset spec (idx:DIR, npy:X.npy,Y.npy)", "required (or --data)", "training and test data",
+                   "npy:/nonexistent/x.npy,/nonexistent/y.npy", [](RunConfig& c) -> std::string& { return c.data; }),
+        string_key("target", "built-in target name or profile path", "generic", "the device (`autoprec targets`)",
+                   "no-such-target", [](RunConfig& c) -> std::string& { return c.target; }),
+        key("constraints", "list of constraint expressions", "[]",
+            "METRIC OP VALUE, e.g. weight_memory<=0.125*fp32 (docs/cli.md)", "[\"weight_memory<=64\"]",
+            [](const yaml::Node& n, RunConfig& c) {
+              if (!n.is_list() && !n.is_null()) {
+                n.fail(fmt::format("{} must be a list of expressions like [\"latency<=0.6*int8\"], got {}", n.what(),
+                                   n.describe()));
+              }
+              for (const yaml::Node& item : n.items()) c.constraints.push_back(item.text("an expression"));
+            }),
+        key("agent", agent_names(), "ddpg", "the search agent (docs/search.md)", "haq",
+            [](const yaml::Node& n, RunConfig& c) { c.agent = agent_name_list()[n.choice(agent_name_list())]; }),
+        integer_key("episodes", 1, std::to_string(d.episodes), "episodes of ddpg and random (the others evaluate once)",
+                    "0", [](RunConfig& c) -> int64_t& { return c.episodes; }),
+        key("seed", "unsigned integer", "0", "seeds every random choice (data split, agent, fine-tuning)", "-1",
+            [](const yaml::Node& n, RunConfig& c) { c.seed = n.unsigned_integer(); }),
+        string_key("out", "directory", "required (or --out)", "where the run writes; must not hold a search", "{}",
+                   [](RunConfig& c) -> std::string& { return c.out; }),
+        key("weight_bits", "list of bit-widths", "the target's", "restricts the target's weight bit-widths", "[9]",
+            [](const yaml::Node& n, RunConfig& c) { c.weight_bits = read_bit_set(n); }),
+        key("activation_bits", "list of bit-widths", "the target's", "restricts the target's activation bit-widths", "[1]",
+            [](const yaml::Node& n, RunConfig& c) { c.activation_bits = read_bit_set(n); }),
+        integer_key("validation", 0, "0: 20% of the training split (all of validation_data), at most 2000",
+                    "validation examples: carved from the training split, or drawn from validation_data", "-1",
+                    [](RunConfig& c) -> int64_t& { return c.validation; }),
+        string_key("validation_data", "dataset spec", "none", "a held-out validation set the model never saw",
+                   "npy:/nonexistent/x.npy,/nonexistent/y.npy", [](RunConfig& c) -> std::string& { return c.validation_data; }),
+        key("validation_split", "train | test", "train", "the split of validation_data for idx: specs", "val",
+            [](const yaml::Node& n, RunConfig& c) {
+              c.validation_split = std::vector<std::string>{"train", "test"}[n.choice({"train", "test"})];
+            }),
+        integer_key("calibration", 0, "0: half the training examples, at most 512",
+                    "calibration examples (drawn from the training examples)", "-1",
+                    [](RunConfig& c) -> int64_t& { return c.calibration; }),
+        integer_key("sensitivity_examples", 0, "0: the validation examples, at most 500",
+                    "validation examples of the sensitivity table", "-1",
+                    [](RunConfig& c) -> int64_t& { return c.sensitivity_examples; }),
+        bool_key("staged.enabled", "true", "score candidates cheaply first; fine-tune the promising ones", "maybe",
+                 [](RunConfig& c) -> bool& { return c.staged.enabled; }),
+        integer_key("staged.examples", 0, "0: the validation examples, at most 500",
+                    "validation examples of the cheap score", "-1", [](RunConfig& c) -> int64_t& { return c.staged.examples; }),
+        number_key("staged.margin", kNonNegative, num(d.staged.margin),
+                   "fine-tune when the cheap top-1 is within this of the best so far", "-0.1",
+                   [](RunConfig& c) -> double& { return c.staged.margin; }),
+        integer_key("short_finetune.steps", 0, std::to_string(d.short_finetune.steps),
+                    "KD steps per candidate (0: calibration only)", "-1",
+                    [](RunConfig& c) -> int64_t& { return c.short_finetune.steps; }),
+        integer_key("short_finetune.batch_size", 1, std::to_string(d.short_finetune.batch_size), "examples per KD step", "0",
+                    [](RunConfig& c) -> int64_t& { return c.short_finetune.batch_size; }),
+        number_key("short_finetune.learning_rate", kPositive, num(d.short_finetune.learning_rate), "learning rate of the short fine-tune", "0",
+                   [](RunConfig& c) -> double& { return c.short_finetune.learning_rate; }),
+        number_key("short_finetune.temperature", kPositive, num(d.short_finetune.temperature),
+                   "distillation temperature", "0", [](RunConfig& c) -> double& { return c.short_finetune.temperature; }),
+        number_key("short_finetune.alpha", kUnit, num(d.short_finetune.alpha),
+                   "weight of the distillation loss (1 - alpha: the label loss)", "1.5",
+                   [](RunConfig& c) -> double& { return c.short_finetune.alpha; }),
+        integer_key("final_finetune.epochs", 0, std::to_string(d.final_finetune.epochs),
+                    "epochs of the selected configuration's fine-tune (0: none)", "-1",
+                    [](RunConfig& c) -> int64_t& { return c.final_finetune.epochs; }),
+        integer_key("final_finetune.examples", 0, "0 (the whole training split)", "training examples used", "-1",
+                    [](RunConfig& c) -> int64_t& { return c.final_finetune.examples; }),
+        integer_key("final_finetune.batch_size", 1, std::to_string(d.final_finetune.batch_size), "examples per KD step", "0",
+                    [](RunConfig& c) -> int64_t& { return c.final_finetune.batch_size; }),
+        number_key("final_finetune.learning_rate", kPositive, num(d.final_finetune.learning_rate), "learning rate of the final fine-tune", "-1",
+                   [](RunConfig& c) -> double& { return c.final_finetune.learning_rate; }),
+        number_key("reward.accuracy", kNonNegative, num(d.reward.accuracy), "weight of 100 x (top-1 - FP32 top-1)", ".nan",
+                   [](RunConfig& c) -> double& { return c.reward.accuracy; }),
+        number_key("reward.weight_memory", kNonNegative, "0", "weight of the cost relative to uniform W8A8", "-1",
+                   [](RunConfig& c) -> double& { return c.reward.weight_memory; }),
+        number_key("reward.bops", kNonNegative, "0", "weight of bit operations relative to uniform W8A8", ".inf", [](RunConfig& c) -> double& { return c.reward.bops; }),
+        number_key("reward.latency", kNonNegative, "0", "needs a target with a latency model", "1",
+                   [](RunConfig& c) -> double& { return c.reward.latency; }),
+        number_key("reward.energy", kNonNegative, "0", "needs a target with an energy model", "1",
+                   [](RunConfig& c) -> double& { return c.reward.energy; }),
+        bool_key("warm_start", "true", "ddpg: the ILP and greedy solutions are the first episodes", "yes",
+                 [](RunConfig& c) -> bool& { return c.warm_start; }),
+        bool_key("deploy", "true", "export, verify in ONNX Runtime and time the result into OUT/bundle", "no",
+                 [](RunConfig& c) -> bool& { return c.deploy; }),
+        key("ddpg.hidden", "integer >= 1", std::to_string(d.ddpg.hidden1), "width of the actor's and critic's two hidden layers",
+            "0", [](const yaml::Node& n, RunConfig& c) { c.ddpg.hidden1 = c.ddpg.hidden2 = static_cast<int>(n.integer(1, 1 << 16)); }),
+        number_key("ddpg.lr_actor", kPositive, num(d.ddpg.lr_actor), "Adam learning rate of the actor", "-1", [](RunConfig& c) -> double& { return c.ddpg.lr_actor; }),
+        number_key("ddpg.lr_critic", kPositive, num(d.ddpg.lr_critic), "Adam learning rate of the critic", "0", [](RunConfig& c) -> double& { return c.ddpg.lr_critic; }),
+        integer_key("ddpg.warmup_episodes", 0, std::to_string(d.ddpg.warmup_episodes), "episodes of random actions first", "-1",
+                    [](RunConfig& c) -> int& { return c.ddpg.warmup_episodes; }),
+        number_key("ddpg.noise_sigma", kNonNegative, num(d.ddpg.noise_sigma), "exploration noise after warm-up", "-0.5",
+                   [](RunConfig& c) -> double& { return c.ddpg.noise_sigma; }),
+        number_key("ddpg.noise_decay", kUnitOpenLow, num(d.ddpg.noise_decay), "noise factor per episode", "1.5",
+                   [](RunConfig& c) -> double& { return c.ddpg.noise_decay; }),
+        integer_key("ddpg.replay", 1, std::to_string(d.ddpg.replay_capacity), "transitions kept (>= ddpg.batch_size)", "0",
+                    [](RunConfig& c) -> int& { return c.ddpg.replay_capacity; }),
+        integer_key("ddpg.batch_size", 1, std::to_string(d.ddpg.batch_size), "transitions per update", "0",
+                    [](RunConfig& c) -> int& { return c.ddpg.batch_size; }),
+        number_key("ddpg.tau", kUnitOpenLow, num(d.ddpg.tau), "soft target update", "0", [](RunConfig& c) -> double& { return c.ddpg.tau; }),
+        number_key("ddpg.discount", kUnit, num(d.ddpg.discount), "discount of the critic's target", "1.5", [](RunConfig& c) -> double& { return c.ddpg.discount; }),
+        number_key("ddpg.baseline_momentum", kUnitOpenHigh, num(d.ddpg.baseline_momentum), "reward baseline momentum", "1",
+                   [](RunConfig& c) -> double& { return c.ddpg.baseline_momentum; }),
+        integer_key("ddpg.updates_per_step", 1, std::to_string(d.ddpg.updates_per_step), "gradient updates per transition", "0",
+                    [](RunConfig& c) -> int& { return c.ddpg.updates_per_step; }),
+        integer_key("parallel.batch", 1, "1", "episodes proposed from one policy snapshot (docs/search.md)", "0",
+                    [](RunConfig& c) -> int64_t& { return c.parallel.batch; }),
+        integer_key("parallel.threads", 0, "0 (the process's --threads)", "compute threads per evaluation", "-1",
+                    [](RunConfig& c) -> int64_t& { return c.parallel.threads; }),
+    };
+    return k;
+  }();
+  return all;
 }
 
 }  // namespace
 
-RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin) {
+RunConfig read_run_config(const yaml::Node& root) {
   RunConfig c;
-  c.origin = origin;
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    fail("{}:{}: malformed YAML: {}", origin, e.mark.line + 1, e.msg);
-  }
-  if (root.IsNull()) return c;
-  const std::vector<std::string> keys = {"model", "data", "target", "constraints", "agent", "episodes", "seed", "out",
-                                         "weight_bits", "activation_bits", "validation", "validation_data",
-                                         "validation_split", "calibration",
-                                         "sensitivity_examples", "staged", "short_finetune", "final_finetune",
-                                         "reward", "warm_start", "deploy", "ddpg", "parallel"};
-  each_key(root, "", keys, origin, [&](const std::string& key, const YAML::Node& v) {
-    if (key == "model") c.model = scalar<std::string>(v, key, origin, "a path");
-    else if (key == "data") c.data = scalar<std::string>(v, key, origin, "a dataset spec");
-    else if (key == "target") c.target = scalar<std::string>(v, key, origin, "a target name or path");
-    else if (key == "out") c.out = scalar<std::string>(v, key, origin, "a directory");
-    else if (key == "agent") c.agent = scalar<std::string>(v, key, origin, "an agent name");
-    else if (key == "episodes") c.episodes = count(v, key, origin, 1);
-    else if (key == "seed") c.seed = scalar<uint64_t>(v, key, origin, "a non-negative integer");
-    else if (key == "validation") c.validation = count(v, key, origin, 1);
-    else if (key == "validation_data") c.validation_data = scalar<std::string>(v, key, origin, "a dataset spec");
-    else if (key == "validation_split") {
-      c.validation_split = scalar<std::string>(v, key, origin, "train or test");
-      if (c.validation_split != "train" && c.validation_split != "test") {
-        fail("{}:{}: validation_split must be train or test, got '{}'", origin, v.Mark().line + 1, c.validation_split);
-      }
-    }
-    else if (key == "calibration") c.calibration = count(v, key, origin, 1);
-    else if (key == "sensitivity_examples") c.sensitivity_examples = count(v, key, origin, 1);
-    else if (key == "warm_start") c.warm_start = scalar<bool>(v, key, origin, "true or false");
-    else if (key == "deploy") c.deploy = scalar<bool>(v, key, origin, "true or false");
-    else if (key == "weight_bits") c.weight_bits = bit_set(v, key, origin);
-    else if (key == "activation_bits") c.activation_bits = bit_set(v, key, origin);
-    else if (key == "constraints") {
-      if (v.IsNull()) return;
-      if (!v.IsSequence()) fail("{}: 'constraints' must be a list of expressions", where(origin, v));
-      for (const auto& item : v) c.constraints.push_back(scalar<std::string>(item, key, origin, "an expression"));
-    } else if (key == "parallel") {
-      each_key(v, key, {"batch", "threads"}, origin, [&](const std::string& k, const YAML::Node& x) {
-        if (k == "batch") c.parallel.batch = count(x, k, origin, 1);
-        else c.parallel.threads = count(x, k, origin, 0);
-      });
-    } else if (key == "staged") {
-      each_key(v, key, {"enabled", "examples", "margin"}, origin, [&](const std::string& k, const YAML::Node& x) {
-        if (k == "enabled") c.staged.enabled = scalar<bool>(x, k, origin, "true or false");
-        else if (k == "examples") c.staged.examples = count(x, k, origin, 1);
-        else c.staged.margin = number(x, k, origin);
-      });
-    } else if (key == "short_finetune") {
-      each_key(v, key, {"steps", "batch_size", "learning_rate", "temperature", "alpha"}, origin,
-               [&](const std::string& k, const YAML::Node& x) {
-                 auto& s = c.short_finetune;
-                 if (k == "steps") s.steps = count(x, k, origin, 0);
-                 else if (k == "batch_size") s.batch_size = count(x, k, origin, 1);
-                 else if (k == "learning_rate") s.learning_rate = number(x, k, origin);
-                 else if (k == "temperature") s.temperature = number(x, k, origin);
-                 else s.alpha = number(x, k, origin);
-               });
-    } else if (key == "final_finetune") {
-      each_key(v, key, {"epochs", "batch_size", "learning_rate", "examples"}, origin, [&](const std::string& k, const YAML::Node& x) {
-        auto& f = c.final_finetune;
-        if (k == "epochs") f.epochs = count(x, k, origin, 0);
-        else if (k == "examples") f.examples = count(x, k, origin, 0);
-        else if (k == "batch_size") f.batch_size = count(x, k, origin, 1);
-        else f.learning_rate = number(x, k, origin);
-      });
-    } else if (key == "reward") {
-      each_key(v, key, {"accuracy", "weight_memory", "bops", "latency", "energy"}, origin,
-               [&](const std::string& k, const YAML::Node& x) {
-                 double w = number(x, k, origin);
-                 if (k == "accuracy") c.reward.accuracy = w;
-                 else if (k == "weight_memory") c.reward.weight_memory = w;
-                 else if (k == "bops") c.reward.bops = w;
-                 else if (k == "latency") c.reward.latency = w;
-                 else c.reward.energy = w;
-               });
-    } else if (key == "ddpg") {
-      each_key(v, key,
-               {"hidden", "lr_actor", "lr_critic", "warmup_episodes", "noise_sigma", "noise_decay", "replay",
-                "batch_size", "tau", "discount", "baseline_momentum", "updates_per_step"},
-               origin, [&](const std::string& k, const YAML::Node& x) {
-                 auto& d = c.ddpg;
-                 if (k == "hidden") d.hidden1 = d.hidden2 = static_cast<int>(count(x, k, origin, 1));
-                 else if (k == "lr_actor") d.lr_actor = number(x, k, origin);
-                 else if (k == "lr_critic") d.lr_critic = number(x, k, origin);
-                 else if (k == "warmup_episodes") d.warmup_episodes = static_cast<int>(count(x, k, origin, 0));
-                 else if (k == "noise_sigma") d.noise_sigma = number(x, k, origin);
-                 else if (k == "noise_decay") d.noise_decay = number(x, k, origin);
-                 else if (k == "replay") d.replay_capacity = static_cast<int>(count(x, k, origin, 1));
-                 else if (k == "batch_size") d.batch_size = static_cast<int>(count(x, k, origin, 1));
-                 else if (k == "tau") d.tau = number(x, k, origin);
-                 else if (k == "discount") d.discount = number(x, k, origin);
-                 else if (k == "baseline_momentum") d.baseline_momentum = number(x, k, origin);
-                 else d.updates_per_step = static_cast<int>(count(x, k, origin, 1));
-               });
-    }
-  });
+  c.origin = root.origin();
+  if (root.is_null()) return c;
+  yaml::read_keys(root, keys(), c);
   return c;
 }
 
-RunConfig load_run_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("cannot read run configuration {}", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_run_config(text.str(), path);
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin) {
+  return read_run_config(yaml::parse(yaml_text, origin, "run configuration"));
 }
+
+RunConfig load_run_config(const std::string& path) { return read_run_config(yaml::load_file(path, "run configuration")); }
+
+std::vector<yaml::KeyInfo> run_config_schema() { return yaml::infos(keys()); }
 
 const std::vector<AgentDescription>& agent_descriptions() {
   static const std::vector<AgentDescription> agents = {

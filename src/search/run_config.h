@@ -12,7 +12,7 @@
 //   weight_bits: [2, 3, 4, 5, 6, 8]   # restricts the target's sets (optional)
 //   activation_bits: [8]
 //   validation: 2000                  # validation examples: carved from the training split, or
-//                                     # drawn from validation_data when it is given
+//                                     # drawn from validation_data when it is given (default: adapts)
 //   validation_data: npy:val_x.npy,val_y.npy   # a held-out set the model never saw (optional)
 //   validation_split: train           # its split for idx: specs (train | test)
 //   calibration: 512                  # calibration examples (from the rest)
@@ -26,7 +26,9 @@
 //   ddpg: {hidden: 300, lr_actor: 0.0001, lr_critic: 0.001, warmup_episodes: 20,
 //          noise_sigma: 0.5, noise_decay: 0.99, replay: 2000, batch_size: 64, tau: 0.01}
 //
-// Unknown keys and wrong types are UserErrors "FILE:LINE: ...".
+// The grammar is util/yaml.h's; every key, its type, default and the error an
+// invalid value gets are in run_config_schema() (docs/configuration.md).
+// Unknown keys, wrong types and values out of range are UserErrors "FILE:LINE: ...".
 #pragma once
 
 #include <cstdint>
@@ -37,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "search/ddpg.h"
+#include "util/yaml.h"
 
 namespace autoprec::search {
 
@@ -57,7 +60,7 @@ struct FinalFinetuneConfig {
 
 struct StagedConfig {
   bool enabled = true;
-  int64_t examples = 500;  // validation examples of the cheap score
+  int64_t examples = 0;    // validation examples of the cheap score (0: all of them, at most 500)
   double margin = 0.03;    // fine-tune when cheap top-1 >= best cheap top-1 - margin
 };
 
@@ -93,11 +96,14 @@ struct RunConfig {
   std::string out;
   std::set<int> weight_bits;      // empty: the target's set
   std::set<int> activation_bits;  // empty: the target's set
-  int64_t validation = 2000;
+  // Example counts: 0 adapts to the data (data::example_count): validation 20%
+  // of the training split (all of validation_data) at most 2000, calibration
+  // half of the rest at most 512, sensitivity all validation examples at most 500.
+  int64_t validation = 0;
   std::string validation_data;            // empty: validation carved from `data`'s training split
   std::string validation_split = "train";  // which split of validation_data (ignored for npy: specs)
-  int64_t calibration = 512;
-  int64_t sensitivity_examples = 500;
+  int64_t calibration = 0;
+  int64_t sensitivity_examples = 0;
   StagedConfig staged;
   ShortFinetuneConfig short_finetune;
   FinalFinetuneConfig final_finetune;
@@ -119,6 +125,11 @@ const std::vector<AgentDescription>& agent_descriptions();
 // "ddpg, ilp, greedy, random, uniform".
 std::string agent_names();
 
+// Every key of the format (docs/configuration.md, `autoprec schema run`).
+std::vector<yaml::KeyInfo> run_config_schema();
+
+// Reads a parsed document (util/yaml.h) as a run configuration.
+RunConfig read_run_config(const yaml::Node& root);
 // Parses run.yaml text; `origin` names it in errors.
 RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin);
 RunConfig load_run_config(const std::string& path);

@@ -164,6 +164,7 @@ class Search {
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<TaskPool> pool_;
   double best_cheap_ = -1;
+  int64_t sensitivity_examples_ = 0;  // resolved from cfg_.sensitivity_examples by load_data
   int64_t evaluations_run_ = 0;
   int64_t finetuned_run_ = 0;
   std::mt19937_64 random_agent_rng_;
@@ -233,18 +234,27 @@ void Search::load_data() {
   if (!cfg_.validation_data.empty()) {
     held_out = data::load_dataset(cfg_.validation_data, data::parse_split(cfg_.validation_split));
   }
-  const int64_t carved = held_out ? 0 : cfg_.validation;
-  if (carved + cfg_.calibration >= full.size()) {
-    fail("validation {} + calibration {} exceed the {} training examples", carved, cfg_.calibration, full.size());
-  }
+  // Counts left at 0 adapt to the data; the resolved counts are what the run uses (and the journal keeps 0).
+  const int64_t validation =
+      held_out ? data::example_count("validation", cfg_.validation, held_out->size(), 1.0, 2000,
+                                     "examples of " + cfg_.validation_data)
+               : data::example_count("validation", cfg_.validation, full.size(), 0.2, 2000, "training examples", 1);
   data::TrainValidation split =
-      data::train_and_validation(full, held_out ? &*held_out : nullptr, cfg_.validation, cfg_.seed);
+      data::train_and_validation(full, held_out ? &*held_out : nullptr, validation, cfg_.seed);
   validation_ = split.validation;
   train_ = split.train;
   spdlog::info("validation: {} examples of {}; training: {} examples (seed {})", validation_.size(), validation_.source,
                train_.size(), cfg_.seed);
-  calibration_ = data::split_train_validation(train_, cfg_.calibration, cfg_.seed + 1).validation;
-  stage_set_ = data::take(validation_, cfg_.staged.examples);
+  const int64_t calibration =
+      data::example_count("calibration", cfg_.calibration, train_.size(), 0.5, 512, "training examples", 1);
+  calibration_ = data::split_train_validation(train_, calibration, cfg_.seed + 1).validation;
+  sensitivity_examples_ =
+      data::example_count("sensitivity", cfg_.sensitivity_examples, validation_.size(), 1.0, 500, "validation examples");
+  const int64_t staged =
+      data::example_count("staged score", cfg_.staged.examples, validation_.size(), 1.0, 500, "validation examples");
+  stage_set_ = data::take(validation_, staged);
+  // An npy: dataset is one set: the score reported for it is the validation score, never called a test score.
+  if (!data::has_test_split(cfg_.data)) test_ = validation_;
   int64_t short_examples = std::max<int64_t>(1, cfg_.short_finetune.steps * cfg_.short_finetune.batch_size);
   short_set_ = data::take(data::split_train_validation(train_, std::min(short_examples, train_.size() - 1),
                                                        cfg_.seed + 2).validation,
@@ -337,7 +347,7 @@ void Search::build_problem() {
   }
   if (!loaded) {
     Progress progress("sensitivity", 0, "measurements", opt_.quiet);
-    sensitivity_ = quant::measure_sensitivity(info_.graph, calibration_, data::take(validation_, cfg_.sensitivity_examples),
+    sensitivity_ = quant::measure_sensitivity(info_.graph, calibration_, data::take(validation_, sensitivity_examples_),
                                               bits, quant::QuantOptions{},
                                               [&](int64_t done, int64_t total) { progress.update(done, total); });
     progress.finish();
@@ -371,7 +381,7 @@ quant::PrecisionConfig Search::config_of(const Choice& choice) const { return co
 
 quant::PrecisionConfig Search::config_of_bits(const std::vector<quant::LayerPrecision>& bits) const {
   if (bits.size() != info_.layers.size()) {
-    throw std::logic_error(fmt::format("configuration of {} layers for a model of {}", bits.size(), info_.layers.size()));
+    throw InternalError(fmt::format("configuration of {} layers for a model of {}", bits.size(), info_.layers.size()));
   }
   quant::PrecisionConfig config;
   config.default_precision = {8, 8};
@@ -829,6 +839,7 @@ json Search::finish(double search_seconds) {
                  {"agent", cfg_.agent},
                  {"seed", cfg_.seed},
                  {"episodes", cfg_.episodes},
+                 {"evaluated_on", data::has_test_split(cfg_.data) ? "test" : "validation"},
                  {"fp32", {{"test_top1", fp32_test}, {"validation_top1", fp32_validation_}}},
                  {"search", {{"best_validation_top1", best->accuracy}, {"best_id", best->id}, {"config_key", best->config_key}}},
                  {"final",

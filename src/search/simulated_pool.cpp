@@ -1,4 +1,5 @@
 #include "search/simulated_pool.h"
+#include "util/error.h"
 
 #include <algorithm>
 #include <numeric>
@@ -11,7 +12,7 @@ namespace autoprec::search {
 using nlohmann::json;
 
 SimulatedPool::SimulatedPool(int workers, Surrogate surrogate) : workers_(workers), surrogate_(std::move(surrogate)) {
-  if (workers < 1) throw std::invalid_argument("SimulatedPool needs at least one worker");
+  if (workers < 1) throw InternalError("SimulatedPool needs at least one worker");
 }
 
 std::vector<json> SimulatedPool::run(const std::vector<json>& tasks) {
@@ -37,7 +38,7 @@ std::vector<json> SimulatedPool::run(const std::vector<json>& tasks) {
 ScalingResult simulate_search(const std::vector<EvaluationRecord>& journal, int64_t episodes, int64_t batch,
                               int workers, double staged_margin, double coordinator_seconds, uint64_t seed) {
   if (journal.empty() || episodes < 1 || batch < 1 || workers < 1) {
-    throw std::invalid_argument("simulate_search needs a journal and positive counts");
+    throw InternalError("simulate_search needs a journal and positive counts");
   }
   std::vector<double> staged_times, finetuned_times;
   for (const auto& r : journal) {

@@ -16,7 +16,7 @@ namespace {
 [[noreturn]] void rethrow(const json& result) {
   const std::string what = result.at("error").get<std::string>();
   if (result.value("user_error", false)) throw UserError(what);
-  throw std::runtime_error(what);
+  throw InternalError(what);
 }
 
 json run_one(const TaskFunction& fn, const json& task) {
@@ -41,7 +41,7 @@ std::vector<json> LocalPool::run(const std::vector<json>& tasks) {
 }
 
 MpiPool::MpiPool() {
-  if (mpi::size() < 2) throw std::logic_error("MpiPool needs an MPI job with workers");
+  if (mpi::size() < 2) throw InternalError("MpiPool needs an MPI job with workers");
 }
 
 MpiPool::~MpiPool() {

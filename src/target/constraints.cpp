@@ -157,18 +157,12 @@ Constraint parse_constraint(const std::string& text, const std::string& origin) 
                         valid.empty() ? "it takes a plain number" : "units: " + valid));
 }
 
-std::vector<Constraint> parse_constraints(const YAML::Node& list, const std::string& origin) {
+std::vector<Constraint> parse_constraints(const yaml::Node& list) {
   std::vector<Constraint> out;
-  if (!list || list.IsNull()) return out;
-  auto where = [&](const YAML::Node& n) {
-    YAML::Mark m = n.Mark();
-    return m.is_null() || m.line < 0 ? origin : fmt::format("{}:{}", origin, m.line + 1);
-  };
-  if (!list.IsSequence()) fail("{}: constraints must be a list of strings like \"latency<=0.6*int8\"", where(list));
-  for (const auto& item : list) {
-    if (!item.IsScalar()) fail("{}: each constraint must be a string like \"weight_memory<=64KiB\"", where(item));
-    out.push_back(parse_constraint(item.Scalar(), where(item)));
+  if (!list.is_list() && !list.is_null()) {
+    list.fail(fmt::format("{} must be a list of strings like \"latency<=0.6*int8\", got {}", list.what(), list.describe()));
   }
+  for (const yaml::Node& item : list.items()) out.push_back(parse_constraint(item.text("a string like \"weight_memory<=64KiB\""), item.where()));
   return out;
 }
 

@@ -25,10 +25,10 @@
 #include <string>
 #include <vector>
 
-#include <yaml-cpp/yaml.h>
 
 #include "target/cost_model.h"
 #include "target/profile.h"
+#include "util/yaml.h"
 
 namespace autoprec::target {
 
@@ -51,8 +51,8 @@ struct Constraint {
 Constraint parse_constraint(const std::string& text, const std::string& origin = "--constraint");
 
 // A YAML list of expression strings (the run configuration's `constraints:`);
-// a null node is empty. Errors name `origin`:LINE.
-std::vector<Constraint> parse_constraints(const YAML::Node& list, const std::string& origin);
+// a null node is empty. Errors name ORIGIN:LINE.
+std::vector<Constraint> parse_constraints(const yaml::Node& list);
 
 // Fills `bound` of every non-accuracy constraint: relative values multiply the
 // same metric of `fp32` (the model at 32 bits) or `int8` (uniform W8A8) on

@@ -20,6 +20,7 @@
 #include "exec/executor.h"
 #include "exec/model.h"
 #include "util/error.h"
+#include "util/yaml.h"
 
 namespace autoprec::target {
 namespace {
@@ -164,19 +165,14 @@ LutTable LutTable::parse(const std::string& text, const std::string& origin) {
     auto number = [&](const char* name, bool optional) -> std::optional<double> {
       const std::string& s = f[col.at(name)];
       if (s.empty() && optional) return std::nullopt;
-      char* end = nullptr;
-      errno = 0;
-      double d = std::strtod(s.c_str(), &end);
-      if (s.empty() || end != s.c_str() + s.size() || errno != 0 || !std::isfinite(d)) {
-        fail("{}:{}: {} must be a number, got '{}'", origin, line_no, name, s);
-      }
+      double d = 0;
+      if (!yaml::parse_number(s, &d)) fail("{}:{}: {} must be a finite number, got '{}'", origin, line_no, name, s);
       if (d < 0) fail("{}:{}: {} must not be negative, got {}", origin, line_no, name, s);
       return d;
     };
     auto bits = [&](const char* name) {
       double d = *number(name, false);
-      static const std::set<int> valid = {2, 3, 4, 5, 6, 7, 8, 16, 32};
-      if (d != std::floor(d) || !valid.count(static_cast<int>(d))) {
+      if (d != std::floor(d) || d > 64 || !quant::valid_bits().count(static_cast<int>(d))) {
         fail("{}:{}: {} must be one of 2..8, 16, 32, got {}", origin, line_no, name, f[col.at(name)]);
       }
       return static_cast<int>(d);

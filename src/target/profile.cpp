@@ -14,15 +14,22 @@
 #include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
+#include "graph/op_traits.h"
 #include "util/error.h"
+#include "util/text.h"
+#include "util/yaml.h"
 
 namespace autoprec::target {
 namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kOps = {"default", "Conv", "Gemm", "MatMul"};
-const std::set<int> kValidBits = {2, 3, 4, 5, 6, 7, 8, 16, 32};
+// precisions keys: default, then one per quantizable operator kind (graph/op_traits.h).
+std::vector<std::string> precision_keys() {
+  std::vector<std::string> keys = {"default"};
+  for (const std::string& op : graph::weighted_op_names()) keys.push_back(op);
+  return keys;
+}
 
 std::string join(const std::vector<std::string>& v) { return fmt::format("{}", fmt::join(v, ", ")); }
 std::string join_bits(const std::set<int>& v) { return fmt::format("{}", fmt::join(v, ", ")); }
@@ -53,228 +60,198 @@ std::vector<std::string> params_of(CostModelType type) {
   return {};
 }
 
-class Parser {
- public:
-  explicit Parser(std::string origin) : origin_(std::move(origin)) {}
-
-  Profile parse(const std::string& text) {
-    YAML::Node root;
-    try {
-      std::vector<YAML::Node> docs = YAML::LoadAll(text);
-      if (docs.size() > 1) fail("{}: the file holds {} YAML documents; a target profile is one document", origin_, docs.size());
-      if (!docs.empty()) root = docs[0];
-    } catch (const YAML::Exception& e) {
-      if (e.mark.is_null()) fail("{}: malformed YAML: {}", origin_, e.msg);
-      fail("{}:{}:{}: malformed YAML: {}", origin_, e.mark.line + 1, e.mark.column + 1, e.msg);
+std::set<int> read_bits(const yaml::Node& n) {
+  if (!n.is_list()) n.fail(fmt::format("{} must be a list of bit-widths like [2, 4, 8], got {}", n.what(), n.describe()));
+  std::set<int> out;
+  for (const yaml::Node& b : n.items()) {
+    const int64_t bits = b.integer();
+    if (!quant::valid_bits().count(static_cast<int>(bits)) || bits < 0 || bits > 64) {
+      b.fail(fmt::format("{} must be one of {} (16 and 32: float), got {}", b.what(), join_bits(quant::valid_bits()), bits));
     }
-    if (!root.IsMap()) error(root, "a target profile must be a mapping with keys name, description, precisions, cost_model");
-    Profile p;
-    p.origin = origin_;
-    bool has_name = false;
-    try {
-      for (const auto& [key, value, at] : entries(root, "the top level", {"name", "description", "precisions", "format", "cost_model"})) {
-        if (key == "name") {
-          p.name = string(value, at, "name");
-          has_name = true;
-          if (p.name.empty()) error(at, "name must not be empty");
-        } else if (key == "description") {
-          p.description = string(value, at, "description");
-        } else if (key == "precisions") {
-          parse_precisions(value, at, p);
-        } else if (key == "cost_model") {
-          p.cost_model = parse_cost_model(value, at);
-        } else if (key == "format") {
-          std::string f = string(value, at, "format");
-          if (f != "int" && f != "qdq") error(at, fmt::format("format must be int or qdq, got '{}'", f));
-          p.format = quant::parse_quant_form(f, "format");
-        }
+    if (!out.insert(static_cast<int>(bits)).second) b.fail(fmt::format("{} lists {} twice", n.what(), bits));
+  }
+  if (out.empty()) n.fail(fmt::format("{} must not be empty", n.what()));
+  return out;
+}
+
+double positive(const yaml::Node& n) {
+  const double v = n.number();
+  if (!(v > 0)) n.fail(fmt::format("{} must be a positive number, got {}", n.what(), n.text("")));
+  return v;
+}
+
+void read_precisions(const yaml::Node& node, Profile& p) {
+  const auto ops = node.entries(precision_keys());
+  // default first, so that op entries inherit from it whatever the file order.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& [op, entry] : ops) {
+      if ((op == "default") != (pass == 0)) continue;
+      PrecisionSupport s = pass == 0 ? PrecisionSupport{} : p.default_support;
+      std::optional<std::set<int>> without_vnni;
+      for (const auto& [key, v] : entry.entries({"weight_bits", "weight_bits_without_vnni", "activation_bits", "mixed",
+                                                 "per_channel", "weight_only", "activation_only"})) {
+        if (key == "weight_bits") s.weight_bits = read_bits(v);
+        if (key == "weight_bits_without_vnni") without_vnni = read_bits(v);
+        if (key == "activation_bits") s.activation_bits = read_bits(v);
+        if (key == "mixed") s.mixed = v.boolean();
+        if (key == "per_channel") s.per_channel = v.boolean();
+        if (key == "weight_only") s.weight_only = v.boolean();
+        if (key == "activation_only") s.activation_only = v.boolean();
       }
-    } catch (const YAML::Exception& e) {
-      fail("{}:{}: invalid target profile: {}", origin_, e.mark.line + 1, e.msg);
-    }
-    if (!has_name) fail("{}: a target profile needs a `name`", origin_);
-    return p;
-  }
-
- private:
-  struct Entry {
-    std::string key;
-    YAML::Node value;
-    YAML::Node at;  // where to point errors
-  };
-
-  [[noreturn]] void error(const YAML::Node& at, const std::string& message) const {
-    YAML::Mark mark = at.Mark();
-    if (mark.is_null() || mark.line < 0) throw UserError(fmt::format("{}: {}", origin_, message));
-    throw UserError(fmt::format("{}:{}: {}", origin_, mark.line + 1, message));
-  }
-
-  std::vector<Entry> entries(const YAML::Node& map, const std::string& where, const std::vector<std::string>& valid) const {
-    std::vector<Entry> out;
-    if (map.IsNull()) return out;
-    if (!map.IsMap()) error(map, fmt::format("{} must be a mapping", where));
-    std::set<std::string> seen;
-    for (const auto& kv : map) {
-      if (!kv.first.IsScalar()) error(kv.first, fmt::format("keys of {} must be names", where));
-      std::string key = kv.first.Scalar();
-      if (std::find(valid.begin(), valid.end(), key) == valid.end()) {
-        error(kv.first, fmt::format("unknown key '{}' in {}; valid keys are: {}", key, where, join(valid)));
+      if (without_vnni && !cpu_features().vnni()) {
+        s.weight_bits = *without_vnni;
+        s.without_vnni = true;
       }
-      if (!seen.insert(key).second) error(kv.first, fmt::format("duplicate key '{}' in {}", key, where));
-      out.push_back({key, kv.second, kv.second.IsNull() ? kv.first : kv.second});
-    }
-    return out;
-  }
-
-  std::string string(const YAML::Node& v, const YAML::Node& at, const std::string& what) const {
-    if (!v.IsScalar()) error(at, fmt::format("{} must be a string", what));
-    return v.Scalar();
-  }
-
-  bool boolean(const YAML::Node& v, const YAML::Node& at, const std::string& what) const {
-    if (v.IsScalar()) {
-      const std::string& s = v.Scalar();
-      if (s == "true" || s == "True" || s == "yes") return true;
-      if (s == "false" || s == "False" || s == "no") return false;
-    }
-    error(at, fmt::format("{} must be true or false", what));
-  }
-
-  double number(const YAML::Node& v, const YAML::Node& at, const std::string& what, bool integer) const {
-    if (v.IsScalar()) {
-      const std::string& s = v.Scalar();
-      char* end = nullptr;
-      errno = 0;
-      double d = std::strtod(s.c_str(), &end);
-      if (!s.empty() && end == s.c_str() + s.size() && errno == 0 && std::isfinite(d) && (!integer || d == std::floor(d))) {
-        if (d <= 0) error(at, fmt::format("{} must be positive, got {}", what, s));
-        return d;
-      }
-      error(at, fmt::format("{} must be a positive {}, got '{}'", what, integer ? "integer" : "number", s));
-    }
-    error(at, fmt::format("{} must be a positive {}", what, integer ? "integer" : "number"));
-  }
-
-  std::set<int> bits(const YAML::Node& v, const YAML::Node& at, const std::string& what) const {
-    if (!v.IsSequence()) error(at, fmt::format("{} must be a list of bit-widths like [2, 4, 8]", what));
-    std::set<int> out;
-    for (const auto& b : v) {
-      double d = number(b, b, what, true);
-      if (!kValidBits.count(static_cast<int>(d)) || d > 64) {
-        error(b, fmt::format("{} holds {}; bit-widths are {} (16 and 32: float)", what, b.Scalar(), join_bits(kValidBits)));
-      }
-      if (!out.insert(static_cast<int>(d)).second) error(b, fmt::format("{} lists {} twice", what, b.Scalar()));
-    }
-    if (out.empty()) error(at, fmt::format("{} must not be empty", what));
-    return out;
-  }
-
-  void parse_precisions(const YAML::Node& v, const YAML::Node& at, Profile& p) const {
-    std::vector<Entry> ops = entries(v, "precisions", kOps);
-    // default first, so that op entries inherit from it whatever the file order.
-    for (int pass = 0; pass < 2; ++pass) {
-      for (const auto& e : ops) {
-        if ((e.key == "default") != (pass == 0)) continue;
-        PrecisionSupport s = pass == 0 ? PrecisionSupport{} : p.default_support;
-        std::string where = "precisions." + e.key;
-        std::optional<std::set<int>> without_vnni;
-        for (const auto& f : entries(e.value, where,
-                                     {"weight_bits", "weight_bits_without_vnni", "activation_bits", "mixed", "per_channel",
-                                      "weight_only", "activation_only"})) {
-          if (f.key == "weight_bits") s.weight_bits = bits(f.value, f.at, where + ".weight_bits");
-          if (f.key == "weight_bits_without_vnni") without_vnni = bits(f.value, f.at, where + ".weight_bits_without_vnni");
-          if (f.key == "activation_bits") s.activation_bits = bits(f.value, f.at, where + ".activation_bits");
-          if (f.key == "mixed") s.mixed = boolean(f.value, f.at, where + ".mixed");
-          if (f.key == "per_channel") s.per_channel = boolean(f.value, f.at, where + ".per_channel");
-          if (f.key == "weight_only") s.weight_only = boolean(f.value, f.at, where + ".weight_only");
-          if (f.key == "activation_only") s.activation_only = boolean(f.value, f.at, where + ".activation_only");
-        }
-        if (without_vnni && !cpu_features().vnni()) {
-          s.weight_bits = *without_vnni;
-          s.without_vnni = true;
-        }
-        if (pass == 0) {
-          p.default_support = s;
-        } else {
-          p.per_op[e.key] = s;
-        }
-      }
-    }
-  }
-
-  CostModelSpec parse_cost_model(const YAML::Node& v, const YAML::Node& at) const {
-    if (!v.IsMap()) error(at, "cost_model must be a mapping with a `type`");
-    CostModelSpec spec;
-    YAML::Node type = v["type"];
-    if (!type) error(at, "cost_model needs a `type`: generic, bitfusion, bismo, cpu-ort, lut or command");
-    std::string name = string(type, type, "cost_model.type");
-    auto t = cost_model_type(name);
-    if (!t) error(type, fmt::format("unknown cost model '{}'; valid: generic, bitfusion, bismo, cpu-ort, lut, command", name));
-    spec.type = *t;
-    std::vector<std::string> valid = params_of(*t);
-    valid.insert(valid.begin(), "type");
-    for (const auto& e : entries(v, fmt::format("cost_model ({})", name), valid)) {
-      const std::string what = "cost_model." + e.key;
-      if (e.key == "type") continue;
-      if (e.key == "table") {
-        spec.table = string(e.value, e.at, what);
-        if (spec.table.empty()) error(e.at, "cost_model.table must name a CSV file");
-        if (fs::path(spec.table).is_relative()) spec.table = (fs::path(origin_).parent_path() / spec.table).string();
-      } else if (e.key == "command") {
-        if (!e.value.IsSequence() || e.value.size() == 0) error(e.at, "cost_model.command must be a non-empty list: [program, arg, ...]");
-        for (const auto& a : e.value) spec.command.push_back(string(a, a, what));
-      } else if (e.key == "timing") {
-        std::string t = string(e.value, e.at, what);
-        if (t != "kernels" && t != "wall") error(e.at, fmt::format("cost_model.timing must be kernels or wall, got '{}'", t));
-        spec.kernel_timing = t == "kernels";
-      } else if (e.key == "form") {
-        std::string f = string(e.value, e.at, what);
-        if (f != "export" && f != "kernel") error(e.at, fmt::format("cost_model.form must be export or kernel, got '{}'", f));
-        spec.export_form = f == "export";
-      } else if (e.key == "threads") {
-        if (e.value.IsScalar() && e.value.Scalar() == "0") spec.threads = 0;
-        else spec.threads = static_cast<int>(number(e.value, e.at, what, true));
-      } else if (e.key == "warmup") {
-        if (e.value.IsScalar() && e.value.Scalar() == "0") spec.warmup = 0;
-        else spec.warmup = static_cast<int>(number(e.value, e.at, what, true));
-      } else if (e.key == "repeats") {
-        spec.repeats = static_cast<int>(number(e.value, e.at, what, true));
-      } else if (e.key == "output_bits") {
-        spec.output_bits = static_cast<int>(number(e.value, e.at, what, true));
+      if (pass == 0) {
+        p.default_support = s;
       } else {
-        double d = number(e.value, e.at, what, e.key == "bricks");
-        if (e.key == "timeout_s") spec.timeout_s = d;
-        if (e.key == "frequency_mhz") spec.frequency_mhz = d;
-        if (e.key == "bandwidth_bytes_per_cycle") spec.bandwidth_bytes_per_cycle = d;
-        if (e.key == "energy_onchip_pj_per_byte") spec.energy_onchip_pj_per_byte = d;
-        if (e.key == "energy_offchip_pj_per_byte") spec.energy_offchip_pj_per_byte = d;
-        if (e.key == "bricks") spec.bricks = d;
-        if (e.key == "energy_pj_per_brick_op") spec.energy_pj_per_brick_op = d;
-        if (e.key == "dm") spec.dm = d;
-        if (e.key == "dn") spec.dn = d;
-        if (e.key == "dk") spec.dk = d;
-        if (e.key == "energy_pj_per_binary_op") spec.energy_pj_per_binary_op = d;
+        p.per_op[op] = s;
       }
     }
-    if (spec.type == CostModelType::Lut && spec.table.empty()) error(at, "cost_model of type lut needs `table: FILE.csv`");
-    if (spec.type == CostModelType::Command && spec.command.empty()) {
-      error(at, "cost_model of type command needs `command: [program, arg, ...]`");
-    }
-    return spec;
   }
+}
 
-  std::string origin_;
-};
+const std::vector<std::string>& cost_model_names() {
+  static const std::vector<std::string> names = {"generic", "bitfusion", "bismo", "cpu-ort", "lut", "command"};
+  return names;
+}
 
-std::string read_text(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) fail("target profile {} does not exist", path);
-  if (fs::is_directory(path, ec)) fail("cannot read target profile {}: it is a directory", path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read target profile {}: {}", path, std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+CostModelSpec read_cost_model(const yaml::Node& node, const std::string& origin) {
+  if (!node.is_map()) node.fail(fmt::format("cost_model must be a mapping with a `type`, got {}", node.describe()));
+  const std::optional<yaml::Node> type_node = node.find("type");
+  if (!type_node) node.fail("cost_model needs a `type`: " + join(cost_model_names()));
+  CostModelSpec spec;
+  spec.type = *cost_model_type(cost_model_names()[type_node->choice(cost_model_names())]);
+  std::vector<std::string> valid = params_of(spec.type);
+  valid.insert(valid.begin(), "type");
+  for (const auto& [key, v] : node.entries({})) {
+    if (std::find(valid.begin(), valid.end(), key) == valid.end()) {
+      v.fail(fmt::format("unknown key {} in cost_model of type {}{}; its keys are: {}", quote(key),
+                         to_string(spec.type), did_you_mean(key, valid), join(valid)));
+    }
+  }
+  for (const auto& [key, v] : node.entries(valid)) {
+    if (key == "type") continue;
+    if (key == "table") {
+      spec.table = v.string();
+      if (spec.table.empty()) v.fail("cost_model.table must name a CSV file");
+      if (fs::path(spec.table).is_relative()) spec.table = (fs::path(origin).parent_path() / spec.table).string();
+    } else if (key == "command") {
+      if (!v.is_list() || v.items().empty()) v.fail("cost_model.command must be a non-empty list: [program, arg, ...]");
+      for (const yaml::Node& a : v.items()) spec.command.push_back(a.string());
+    } else if (key == "timing") {
+      spec.kernel_timing = v.choice({"kernels", "wall"}) == 0;
+    } else if (key == "form") {
+      spec.export_form = v.choice({"export", "kernel"}) == 0;
+    } else if (key == "threads") {
+      spec.threads = static_cast<int>(v.integer(0, 1024));
+    } else if (key == "warmup") {
+      spec.warmup = static_cast<int>(v.integer(0, 1000000));
+    } else if (key == "repeats") {
+      spec.repeats = static_cast<int>(v.integer(1, 1000000));
+    } else if (key == "output_bits") {
+      spec.output_bits = static_cast<int>(v.integer(1, 64));
+    } else if (key == "bricks") {
+      spec.bricks = static_cast<double>(v.integer(1));
+    } else {
+      const double d = positive(v);
+      if (key == "timeout_s") spec.timeout_s = d;
+      if (key == "frequency_mhz") spec.frequency_mhz = d;
+      if (key == "bandwidth_bytes_per_cycle") spec.bandwidth_bytes_per_cycle = d;
+      if (key == "energy_onchip_pj_per_byte") spec.energy_onchip_pj_per_byte = d;
+      if (key == "energy_offchip_pj_per_byte") spec.energy_offchip_pj_per_byte = d;
+      if (key == "energy_pj_per_brick_op") spec.energy_pj_per_brick_op = d;
+      if (key == "dm") spec.dm = d;
+      if (key == "dn") spec.dn = d;
+      if (key == "dk") spec.dk = d;
+      if (key == "energy_pj_per_binary_op") spec.energy_pj_per_binary_op = d;
+    }
+  }
+  if (spec.type == CostModelType::Lut && spec.table.empty()) node.fail("cost_model of type lut needs `table: FILE.csv`");
+  if (spec.type == CostModelType::Command && spec.command.empty()) {
+    node.fail("cost_model of type command needs `command: [program, arg, ...]`");
+  }
+  return spec;
+}
+
+using TKey = yaml::Key<Profile>;
+
+const yaml::KeyFactory<Profile> key;
+
+const std::vector<TKey>& keys() {
+  static const std::vector<TKey> all = [] {
+    const CostModelSpec d;
+    const auto num = [](double v) { return fmt::format("{}", v); };
+    const std::string bits = "list of bit-widths (2..8, 16, 32)";
+    const std::string positive_number = "positive number";
+    std::vector<TKey> k = {
+        key("name", "non-empty string", "required", "the target's name", "''",
+            [](const yaml::Node& n, Profile& p) {
+              p.name = n.string();
+              if (p.name.empty()) n.fail("name must not be empty");
+            }),
+        key("description", "string", "''", "one line for `autoprec targets`", "[a]",
+            [](const yaml::Node& n, Profile& p) { p.description = n.string(); }),
+        key("format", "qdq | int", "qdq", "the export form deploy and search use (docs/deploy.md)", "fp8",
+            [](const yaml::Node& n, Profile& p) {
+              p.format = n.choice({"qdq", "int"}) == 0 ? quant::QuantForm::Qdq : quant::QuantForm::Int;
+            }),
+        key("precisions", "mapping: default | Conv | Gemm | MatMul -> support", "everything",
+            "what the device runs per operator kind; op entries inherit from default", "[8]",
+            [](const yaml::Node& n, Profile& p) { read_precisions(n, p); }),
+        key("precisions.*.weight_bits", bits, "2..8, 16, 32", "", "[]", nullptr),
+        key("precisions.*.weight_bits_without_vnni", bits, "weight_bits", "replaces weight_bits on a CPU without VNNI",
+            "[9]", nullptr),
+        key("precisions.*.activation_bits", bits, "2..8, 16, 32", "", "[8, 8]", nullptr),
+        key("precisions.*.mixed", "true | false", "true", "weight bits may differ from activation bits", "yes", nullptr),
+        key("precisions.*.per_channel", "true | false", "true", "per-output-channel weight scales allowed", "1", nullptr),
+        key("precisions.*.weight_only", "true | false", "true", "quantized weights on float activations allowed", "no",
+            nullptr),
+        key("precisions.*.activation_only", "true | false", "true", "quantized activations on float weights allowed",
+            "on", nullptr),
+        key("cost_model", "mapping with a type and its parameters", "{type: generic}",
+            "how latency and energy are estimated or measured (docs/targets.md)", "generic",
+            [](const yaml::Node& n, Profile& p) { p.cost_model = read_cost_model(n, p.origin); }),
+        key("cost_model.type", "generic | bitfusion | bismo | cpu-ort | lut | command", "generic", "", "gpu", nullptr),
+        key("cost_model.frequency_mhz", positive_number, num(d.frequency_mhz), "bitfusion, bismo: clock", "0", nullptr,
+            "{type: bitfusion}"),
+        key("cost_model.bandwidth_bytes_per_cycle", positive_number, num(d.bandwidth_bytes_per_cycle),
+            "bitfusion, bismo: off-chip bandwidth", "-16", nullptr, "{type: bismo}"),
+        key("cost_model.output_bits", "integer in [1, 64]", num(d.output_bits),
+            "bitfusion, bismo: bits per output element written", "0", nullptr, "{type: bitfusion}"),
+        key("cost_model.energy_onchip_pj_per_byte", positive_number, num(d.energy_onchip_pj_per_byte),
+            "bitfusion, bismo", ".nan", nullptr, "{type: bitfusion}"),
+        key("cost_model.energy_offchip_pj_per_byte", positive_number, num(d.energy_offchip_pj_per_byte),
+            "bitfusion, bismo", "0", nullptr, "{type: bismo}"),
+        key("cost_model.bricks", "integer >= 1", num(d.bricks), "bitfusion: 2x2-bit bricks", "1.5", nullptr,
+            "{type: bitfusion}"),
+        key("cost_model.energy_pj_per_brick_op", positive_number, num(d.energy_pj_per_brick_op), "bitfusion", "0",
+            nullptr, "{type: bitfusion}"),
+        key("cost_model.dm", positive_number, num(d.dm), "bismo: dot-product array rows", "0", nullptr, "{type: bismo}"),
+        key("cost_model.dn", positive_number, num(d.dn), "bismo: columns", "-1", nullptr, "{type: bismo}"),
+        key("cost_model.dk", positive_number, num(d.dk), "bismo: bits per dot product", "x", nullptr, "{type: bismo}"),
+        key("cost_model.energy_pj_per_binary_op", positive_number, num(d.energy_pj_per_binary_op), "bismo", "0", nullptr,
+            "{type: bismo}"),
+        key("cost_model.threads", "integer in [0, 1024]", num(d.threads), "cpu-ort, command: runtime threads", "-1",
+            nullptr, "{type: cpu-ort}"),
+        key("cost_model.warmup", "integer in [0, 1000000]", num(d.warmup), "cpu-ort, command: untimed runs", "-1", nullptr,
+            "{type: cpu-ort}"),
+        key("cost_model.repeats", "integer in [1, 1000000]", num(d.repeats), "cpu-ort, command: timed runs (median kept)",
+            "0", nullptr, "{type: cpu-ort}"),
+        key("cost_model.timeout_s", positive_number, num(d.timeout_s), "cpu-ort, command: per runner request", "0",
+            nullptr, "{type: cpu-ort}"),
+        key("cost_model.timing", "kernels | wall", "kernels", "cpu-ort, command (docs/targets.md)", "cpu", nullptr,
+            "{type: cpu-ort}"),
+        key("cost_model.form", "export | kernel", "export", "cpu-ort, command: what is timed", "int", nullptr,
+            "{type: cpu-ort}"),
+        key("cost_model.command", "non-empty list of strings", "required for command", "command: the runner's argv",
+            "[]", nullptr, "{type: command}"),
+        key("cost_model.table", "path of a CSV file", "required for lut", "lut: the table (relative to the profile)",
+            "''", nullptr, "{type: lut}"),
+    };
+    return k;
+  }();
+  return all;
 }
 
 }  // namespace
@@ -309,9 +286,25 @@ bool Profile::has_energy() const {
          cost_model.type == CostModelType::Lut;
 }
 
-Profile parse_profile(const std::string& yaml_text, const std::string& origin) { return Parser(origin).parse(yaml_text); }
+Profile read_profile(const yaml::Node& root) {
+  if (!root.is_map()) {
+    root.fail(fmt::format("a target profile must be a mapping with keys name, description, precisions, format, cost_model, got {}",
+                          root.describe()));
+  }
+  Profile p;
+  p.origin = root.origin();
+  yaml::read_keys(root, keys(), p);
+  if (p.name.empty()) root.fail("a target profile needs a `name`");
+  return p;
+}
 
-Profile load_profile_file(const std::string& path) { return parse_profile(read_text(path), path); }
+Profile parse_profile(const std::string& yaml_text, const std::string& origin) {
+  return read_profile(yaml::parse(yaml_text, origin, "target profile"));
+}
+
+Profile load_profile_file(const std::string& path) { return read_profile(yaml::load_file(path, "target profile")); }
+
+std::vector<yaml::KeyInfo> profile_schema() { return yaml::infos(keys()); }
 
 std::string builtin_targets_dir() {
   if (const char* env = std::getenv("AUTOPREC_TARGETS_DIR"); env && *env) return env;

@@ -21,7 +21,7 @@
 //     type: bitfusion             # generic | bitfusion | bismo | cpu-ort | lut | command
 //     bricks: 4096                # the parameters of the type (cost_model.h)
 //
-// Validation is strict: unknown keys, wrong types, duplicate keys, empty bit
+// The grammar is util/yaml.h's. Validation is strict: unknown keys, wrong types, duplicate keys, empty bit
 // sets, out-of-range bits, missing or non-positive parameters are UserErrors
 // "FILE:LINE: what; what is valid". The built-in profiles live in the
 // targets/ folder of the source tree (or $AUTOPREC_TARGETS_DIR).
@@ -35,13 +35,14 @@
 
 #include "quant/config.h"
 #include "quant/layers.h"
+#include "util/yaml.h"
 
 namespace autoprec::target {
 
 // What a device runs for one operator kind.
 struct PrecisionSupport {
-  std::set<int> weight_bits = {2, 3, 4, 5, 6, 7, 8, 16, 32};
-  std::set<int> activation_bits = {2, 3, 4, 5, 6, 7, 8, 16, 32};
+  std::set<int> weight_bits = quant::valid_bits();
+  std::set<int> activation_bits = quant::valid_bits();
   bool mixed = true;        // false: weight bits must equal activation bits
   bool per_channel = true;  // false: per-tensor weight scales only
   // false: quantized weights only with quantized activations (weight-only
@@ -123,6 +124,11 @@ struct Profile {
   }
 };
 
+// Every key of the format (docs/configuration.md, `autoprec schema target`).
+std::vector<yaml::KeyInfo> profile_schema();
+
+// Reads a parsed document (util/yaml.h); its origin anchors relative paths.
+Profile read_profile(const yaml::Node& root);
 // Parses YAML text; `origin` names it in errors and anchors relative paths.
 Profile parse_profile(const std::string& yaml_text, const std::string& origin);
 Profile load_profile_file(const std::string& path);

@@ -1,5 +1,7 @@
 #include "train/finetune.h"
 
+#include "graph/op_traits.h"
+
 #include <ATen/ATen.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -97,9 +99,12 @@ struct State {
 bool is_decayed_weight(const graph::Graph& graph, const std::string& name) {
   for (const graph::Node* node : graph.consumers(name)) {
     const std::string& op = node->op_type;
-    if ((op == "Conv" || op == "ConvTranspose" || op == "Gemm") && node->inputs.size() > 1 && node->inputs[1] == name)
+    const graph::WeightedOpTraits* traits = graph::weighted_op(*node);
+    if (traits != nullptr && (traits->bias_input < 0 || (node->inputs.size() > static_cast<size_t>(traits->weight_input) &&
+                                                      node->inputs[traits->weight_input] == name))) {
       return true;
-    if (op == "MatMul") return true;
+    }
+    if (op == "ConvTranspose" && node->inputs.size() > 1 && node->inputs[1] == name) return true;
   }
   return false;
 }
@@ -152,10 +157,14 @@ std::vector<std::string> trainable_initializers(const graph::Graph& graph) {
   };
   for (const graph::Node& node : graph.nodes) {
     const std::string& op = node.op_type;
-    if (op == "Conv" || op == "ConvTranspose" || op == "Gemm") {
+    if (const graph::WeightedOpTraits* traits = graph::weighted_op(node)) {
+      // The weight and bias; a MatMul without bias input trains whichever operand is an initializer.
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        const int index = static_cast<int>(i);
+        if (traits->bias_input < 0 || index == traits->weight_input || index == traits->bias_input) add(node.inputs[i]);
+      }
+    } else if (op == "ConvTranspose") {
       for (size_t i = 1; i < node.inputs.size() && i < 3; ++i) add(node.inputs[i]);
-    } else if (op == "MatMul") {
-      for (const std::string& input : node.inputs) add(input);
     } else if (op == "Add") {
       const graph::Node* a = graph.producer(node.inputs[0]);
       const graph::Node* b = node.inputs.size() > 1 ? graph.producer(node.inputs[1]) : nullptr;

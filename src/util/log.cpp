@@ -19,6 +19,11 @@ void init_logging(int verbosity) {
   spdlog::set_default_logger(logger);
 }
 
+void notice(const std::string& message) {
+  if (spdlog::default_logger()->level() == spdlog::level::off) return;
+  fmt::print(stderr, "{}\n", message);
+}
+
 Progress::Progress(std::string label, int64_t total, std::string unit, bool quiet)
     : label_(std::move(label)),
       unit_(std::move(unit)),

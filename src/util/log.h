@@ -13,6 +13,11 @@ namespace autoprec {
 // Sets up the stderr logger; `verbosity` 0 = warnings, 1 = info, 2 = debug.
 void init_logging(int verbosity);
 
+// One line for the user on stderr at the default verbosity (not a warning):
+// a decision made for them, e.g. "validation: 30 of 150 training examples (20%)".
+// Silent when logging is off (MPI worker ranks).
+void notice(const std::string& message);
+
 // A progress line for long work: redrawn in place on a terminal (with rate
 // and ETA), a plain line every ~10% otherwise, nothing when quiet.
 class Progress {

@@ -1,4 +1,5 @@
 #include "util/mpi.h"
+#include "util/error.h"
 
 #include <algorithm>
 #include <chrono>
@@ -81,9 +82,9 @@ std::string broadcast(const std::string& message) {
 bool init_if_launched(int*, char***) { return false; }
 void finalize() {}
 void abort_job(int code) { std::exit(code); }
-void send(int, int, const std::string&) { throw std::logic_error("mpi::send without MPI"); }
-std::string recv(int, int) { throw std::logic_error("mpi::recv without MPI"); }
-std::string recv_from_any(int, int*) { throw std::logic_error("mpi::recv_from_any without MPI"); }
+void send(int, int, const std::string&) { throw InternalError("mpi::send without MPI"); }
+std::string recv(int, int) { throw InternalError("mpi::recv without MPI"); }
+std::string recv_from_any(int, int*) { throw InternalError("mpi::recv_from_any without MPI"); }
 std::string broadcast(const std::string& message) { return message; }
 
 #endif
