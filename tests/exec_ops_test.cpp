@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "exec/executor.h"
+#include "exec/model.h"
 #include "exec/registry.h"
 #include "graph/onnx_import.h"
 #include "onnx_builder.h"
@@ -26,6 +27,30 @@ TEST(Registry, CoversTheOperatorsModelsNeed) {
                             "Squeeze", "Unsqueeze", "Shape", "Constant", "ConstantOfShape", "Identity", "Dropout", "Pad"};
   for (const char* op : required) EXPECT_NE(exec::registry().find(op), nullptr) << op;
   EXPECT_EQ(exec::registry().find("NotAnOperator"), nullptr);
+}
+
+// A transformer's scaled attention divides by a constant folded at load time
+// (Sqrt of the head width); fine-tuning saves it for backward, which an
+// inference tensor cannot be ("Inference tensors cannot be saved for backward").
+TEST(FoldConstants, FoldedValuesTrainWithAutograd) {
+  ModelBuilder b;
+  b.input("x", {2, 4}).output("y", {2, 3});
+  at::manual_seed(3);
+  b.initializer("w", at::randn({4, 3}));
+  b.initializer("d", at::full({1}, 16.0f));
+  b.node("Sqrt", {"d"}, {"s"});
+  b.node("MatMul", {"x", "w"}, {"m"});
+  b.node("Div", {"m", "s"}, {"y"});
+  auto g = std::make_shared<graph::Graph>(graph::import_onnx_bytes(b.bytes(), "m.onnx"));
+  EXPECT_EQ(exec::fold_constants(*g), 1);
+  for (const auto& [name, t] : g->initializers) EXPECT_FALSE(t.is_inference()) << name;
+  exec::Executor e(g);
+  e.set_training(true);
+  at::Tensor x = at::randn({2, 4}).requires_grad_();
+  at::Tensor y = e.run({x})[0];
+  y.sum().backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_TRUE(at::allclose(y, at::matmul(x, g->initializers.at("w")) / 4.0));
 }
 
 TEST(Ops, ConvWithAsymmetricPadsMatchesExplicitPadding) {

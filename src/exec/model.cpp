@@ -1,7 +1,6 @@
 #include "exec/model.h"
 
 #include <ATen/ATen.h>
-#include <c10/core/InferenceMode.h>
 
 #include "exec/registry.h"
 #include "graph/onnx_import.h"
@@ -11,7 +10,10 @@
 namespace autoprec::exec {
 
 int fold_constants(graph::Graph& graph) {
-  c10::InferenceMode guard;
+  // No gradients, but not InferenceMode: folded values become initializers
+  // that training saves for backward (a ViT's 1/sqrt(d) before a Div), which
+  // inference tensors cannot be.
+  at::NoGradGuard no_grad;
   int folded = 0;
   std::vector<graph::Node> kept;
   kept.reserve(graph.nodes.size());
