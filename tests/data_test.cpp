@@ -394,7 +394,7 @@ TEST(Dataset, MismatchedCountsRejected) {
   write_npy(dir.file("y.npy"), at::zeros({9}, at::kLong));
   const std::string spec = "npy:" + dir.file("x.npy") + "," + dir.file("y.npy");
   const std::string msg = user_error([&] { load_dataset(spec, Split::Train); });
-  EXPECT_EQ(msg, "labels file " + dir.file("y.npy") + " has 9 entries but images file " + dir.file("x.npy") +
+  EXPECT_EQ(msg, "labels file " + dir.file("y.npy") + " has 9 entries but inputs file " + dir.file("x.npy") +
                      " has 10");
 
   write_idx(dir.file("t10k-images-idx3-ubyte"), at::zeros({3, 2, 2}, at::kByte));
@@ -459,9 +459,10 @@ TEST(Dataset, BadInputsRejected) {
   TempDir dir;
   const std::string unknown = user_error([] { load_dataset("csv:foo", Split::Train); });
   EXPECT_TRUE(contains(unknown, "idx:DIR")) << unknown;
-  EXPECT_TRUE(contains(unknown, "npy:IMAGES.npy,LABELS.npy")) << unknown;
-  EXPECT_TRUE(
-      contains(user_error([] { load_dataset("npy:only_one.npy", Split::Train); }), "npy:IMAGES.npy,LABELS.npy"));
+  EXPECT_TRUE(contains(unknown, "npy:INPUTS.npy,LABELS.npy")) << unknown;
+  EXPECT_TRUE(contains(user_error([] { load_dataset("npy:a.npy,b.npy,c.npy", Split::Train); }),
+                       "npy:INPUTS.npy,LABELS.npy or npy:INPUTS.npy"));
+  EXPECT_TRUE(contains(user_error([] { load_dataset("npy:", Split::Train); }), "malformed"));
   EXPECT_TRUE(contains(user_error([] { load_dataset("/some/dir", Split::Train); }), "idx:DIR"));
 
   auto load = [&] { return load_dataset("npy:" + dir.file("x.npy") + "," + dir.file("y.npy"), Split::Train); };
@@ -475,12 +476,54 @@ TEST(Dataset, BadInputsRejected) {
   write_npy(dir.file("y.npy"), at::zeros({2}, at::kLong));
   write_npy(dir.file("x.npy"), at::zeros({2, 4}, at::kByte));
   EXPECT_TRUE(contains(user_error(load), "[N,H,W] or [N,C,H,W]"));
-  write_npy(dir.file("x.npy"), at::zeros({2, 4, 4}, at::kInt));
-  EXPECT_TRUE(contains(user_error(load), "int32"));
+  write_npy(dir.file("x.npy"), at::zeros({2, 4, 4}, at::kShort));
+  EXPECT_TRUE(contains(user_error(load), "int16"));
   write_npy(dir.file("x.npy"), at::zeros({2, 2, 4, 4}, at::kByte));
   EXPECT_EQ(load().images.sizes(), (std::vector<int64_t>{2, 2, 4, 4}));
   write_bytes(dir.file("x.npy"), "garbage");
   EXPECT_TRUE(contains(user_error(load), dir.file("x.npy")));
+}
+
+TEST(Dataset, InputsWithoutLabels) {
+  TempDir dir;
+  write_npy(dir.file("x.npy"), at::arange(6 * 16, at::kLong).to(at::kByte).reshape({6, 4, 4}));
+  Dataset d = load_dataset("npy:" + dir.file("x.npy"), Split::Train);
+  EXPECT_FALSE(d.labelled());
+  ASSERT_EQ(d.images.sizes(), (std::vector<int64_t>{6, 1, 4, 4}));
+  // Splits, takes and batches keep working without labels.
+  TrainValidation split = split_train_validation(d, 2, 3);
+  EXPECT_EQ(split.validation.size(), 2);
+  EXPECT_FALSE(split.train.labelled());
+  EXPECT_FALSE(take(d, 3).labelled());
+  BatchLoader loader(d, 4, true, 1);
+  EXPECT_FALSE(loader.batch(0).labels.defined());
+  EXPECT_EQ(loader.batch(1).images.size(0), 2);
+  // A held-out set must agree with the training data on having labels.
+  write_npy(dir.file("hx.npy"), at::zeros({3, 4, 4}, at::kByte));
+  write_npy(dir.file("hy.npy"), at::zeros({3}, at::kLong));
+  Dataset held = load_dataset("npy:" + dir.file("hx.npy") + "," + dir.file("hy.npy"), Split::Train);
+  EXPECT_TRUE(contains(user_error([&] { train_and_validation(d, &held, 2, 0); }), "has labels but the training data"));
+}
+
+TEST(Dataset, TokenAndFeatureInputs) {
+  TempDir dir;
+  at::Tensor tokens = at::randint(0, 50, {5, 7}, at::kInt);
+  write_npy(dir.file("t.npy"), tokens);
+  write_npy(dir.file("y.npy"), at::tensor({1, 2, 3, 4, 5}, at::kLong));
+  Dataset d = load_dataset("npy:" + dir.file("t.npy") + "," + dir.file("y.npy"), Split::Train);
+  EXPECT_EQ(d.images.scalar_type(), at::kLong);  // token ids: int64, unchanged
+  EXPECT_TRUE(at::equal(d.images, tokens.to(at::kLong)));
+  Preprocess pre;
+  pre.scale = 0.5;  // applies to images only
+  EXPECT_TRUE(at::equal(load_dataset("npy:" + dir.file("t.npy"), Split::Train, pre).images, tokens.to(at::kLong)));
+
+  at::Tensor features = at::randn({5, 3}, at::kDouble);
+  write_npy(dir.file("f.npy"), features);
+  Dataset f = load_dataset("npy:" + dir.file("f.npy"), Split::Train);
+  EXPECT_EQ(f.images.sizes(), (std::vector<int64_t>{5, 3}));
+  EXPECT_EQ(f.images.scalar_type(), at::kFloat);
+  EXPECT_TRUE(contains(user_error([&] { load_dataset("npy:" + dir.file("f.npy"), Split::Train, pre); }),
+                       "apply to images"));
 }
 
 // ---------------------------------------------------------------- split / take / batches

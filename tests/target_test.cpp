@@ -315,6 +315,18 @@ TEST(TargetConstraints, ParsesUnitsAndReferences) {
   err("accuracy>=0.9*int8", "relative to fp32 only");
   err("accuracy>=91", "fractions in [0, 1]");
   err("latency=3ms", "expected METRIC<=VALUE");
+  err("fidelity>=0.9*fp32", "fidelity takes the metric's own value");
+  EXPECT_DOUBLE_EQ(*target::parse_constraint("fidelity>=98%").bound, 0.98);
+  EXPECT_DOUBLE_EQ(*target::parse_constraint("fidelity>=30dB").bound, 30);
+  auto kl = target::parse_constraint("fidelity<=0.02");
+  EXPECT_TRUE(kl.at_most);
+  EXPECT_TRUE(target::is_score_metric(kl.metric));
+  EXPECT_FALSE(target::is_score_metric(target::Metric::Latency));
+  target::TargetCosts none;
+  auto checked = target::check({kl}, none, 0.015, std::nullopt);
+  EXPECT_TRUE(checked[0].holds);
+  EXPECT_NEAR(checked[0].slack, 0.005, 1e-12);
+  EXPECT_FALSE(target::check({kl}, none, 0.03, std::nullopt)[0].holds);
 }
 
 TEST(TargetConstraints, ResolvesAndChecksWithSlack) {

@@ -15,7 +15,8 @@ bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
 # expect_error NAME SUBSTRING -- COMMAND...: exit code 2, exactly one stderr
 # line starting "autoprec: error:" and containing SUBSTRING, as the last
 # line; before it at most the notices of decisions made for the user
-# ("validation: 30 of 150 training examples (20%)"), no warning; empty stdout.
+# ("validation: 30 of 150 training examples (20%)", "metric: agreement with
+# FP32 (…)"), no warning; empty stdout.
 expect_error() {
   local name=$1 want=$2
   shift 3
@@ -23,7 +24,8 @@ expect_error() {
   local code=$?
   local errors others
   errors=$(grep -c '^autoprec: error:' "$WORK/err")
-  others=$(grep -v '^autoprec: error:' "$WORK/err" | grep -cvE '^[a-z][a-z ]*: [0-9]+ of [0-9]+ .*\([0-9]+%\)$')
+  others=$(grep -v '^autoprec: error:' "$WORK/err" |
+    grep -cvE '^([a-z][a-z ]*: [0-9]+ of [0-9]+ .*\([0-9]+%\)|metric: .*|no labels: .*)$')
   if [ "$code" -ne 2 ]; then bad "$name: exit code $code, expected 2 ($(head -c 300 "$WORK/err"))"; return; fi
   if [ "$errors" -ne 1 ] || [ "$others" -ne 0 ] || ! tail -n 1 "$WORK/err" | grep -q '^autoprec: error:'; then
     bad "$name: expected one error line (after notices only): $(head -c 500 "$WORK/err")"; return

@@ -12,6 +12,7 @@
 #include "temp_dir.h"
 #include "test_models.h"
 #include "train/distill.h"
+#include "quant/sensitivity.h"
 #include "train/finetune.h"
 #include "util/error.h"
 
@@ -168,7 +169,7 @@ TEST(Finetune, RecoversAccuracyOfALowBitNetwork) {
   double after = eval::evaluate(student->executor(), validation, quiet).top1;
   EXPECT_EQ(epochs_seen, (std::vector<int64_t>{1, 2, 3, 4}));
   EXPECT_GT(after, before + 0.03) << "before " << before << " after " << after;
-  EXPECT_DOUBLE_EQ(after, r.best_validation_top1);  // the best epoch is what the student keeps
+  EXPECT_DOUBLE_EQ(after, r.best_validation_score);  // the best epoch is what the student keeps
   EXPECT_LT(r.epochs.back().loss, r.epochs.front().loss);
 }
 
@@ -206,6 +207,33 @@ TEST(Finetune, DivergenceStopsNamingTheStepAndKeepsTheLastGoodParameters) {
     EXPECT_NE(std::string(e.what()).find("diverged at step"), std::string::npos);
   }
   for (const auto& [name, t] : trained_parameters(*student)) EXPECT_TRUE(at::equal(t, start.at(name))) << name;
+}
+
+TEST(Finetune, WithoutLabelsIsPureDistillationScoredByTheMetric) {
+  auto g = tiny_model();
+  data::Dataset d = tiny_task(1000, 5, g);
+  data::Dataset unlabelled{d.images, at::Tensor(), "unlabelled"};
+  exec::Executor teacher(g);
+  train::FinetuneOptions o = quick_options();
+  o.epochs = 2;
+  o.refresh_weight_scales = true;
+  o.distill.alpha = 0.5;  // no labels: taken as 1
+  o.metric = eval::Metric::Kl;
+  auto student = calibrated_student(g, d, 3);
+  at::Tensor reference = teacher.run({d.images})[0];
+  const double before = quant::mean_kl(reference, student->executor().run({d.images})[0]);
+  auto result = train::finetune(*student, teacher, unlabelled, &unlabelled, o);
+  ASSERT_EQ(result.epochs.size(), 2u);
+  EXPECT_LT(result.epochs[0].train_top1, 0);  // no labels, no training accuracy
+  EXPECT_TRUE(result.epochs[0].validated);
+  EXPECT_GT(result.best_epoch, 0);
+  const double after = quant::mean_kl(reference, student->executor().run({d.images})[0]);
+  EXPECT_LT(after, before);
+  EXPECT_NEAR(result.best_validation_score, after, 1e-9);
+  // Alpha 0.5 on labelled data is a different loss, so another result.
+  auto labelled = calibrated_student(g, d, 3);
+  train::finetune(*labelled, teacher, d, &d, o);
+  EXPECT_FALSE(at::equal(labelled->executor().parameters().at("w1"), student->executor().parameters().at("w1")));
 }
 
 TEST(Finetune, RejectsBadOptions) {

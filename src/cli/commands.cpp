@@ -160,6 +160,7 @@ struct EvalCliOptions {
   int64_t limit = 0;
   int64_t batch = 256;
   QuantOptionsCli quant;
+  std::string metric;
   bool json = false;
 };
 
@@ -167,6 +168,7 @@ int run_eval(const EvalCliOptions& o) {
   auto graph = exec::load_model(o.model);
   data::Dataset dataset = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess());
   if (o.limit > 0) dataset = data::take(dataset, o.limit);
+  const eval::Metric metric = resolve_metric(o.metric, dataset);
   std::unique_ptr<quant::QuantizedModel> quantized;
   std::unique_ptr<exec::Executor> fp32;
   if (!o.quant.precision.empty()) {
@@ -178,18 +180,25 @@ int run_eval(const EvalCliOptions& o) {
   eval::EvalOptions options;
   options.batch_size = o.batch;
   options.quiet = o.json;
-  eval::EvalResult r = eval::evaluate(executor, dataset, options);
+  options.metric = metric;
+  // The FP32 model is the reference of the label-free metrics (and scores itself perfectly).
+  exec::Executor reference(graph, o.model);
+  eval::EvalResult r = eval::evaluate_against(executor, reference, dataset, options);
   if (o.json) {
     json j = {{"model", o.model},
               {"data", o.data.spec},
               {"split", o.split},
               {"examples", r.examples},
-              {"top1", r.top1},
-              {"top5", r.top5},
+              {"metric", eval::to_string(metric)},
+              {"score", r.score},
               {"seconds", r.seconds},
               {"images_per_second", r.images_per_second},
               {"batch", o.batch},
               {"threads", at::get_num_threads()}};
+    if (r.labelled) {
+      j["top1"] = r.top1;
+      j["top5"] = r.top5;
+    }
     if (quantized) {
       j["precision"] = o.quant.precision;
       j["calibration_seed"] = o.quant.seed;
@@ -197,9 +206,12 @@ int run_eval(const EvalCliOptions& o) {
     }
     print_json(j);
   } else {
-    fmt::print("{}{} on {} ({} split, {} images)\n", o.model,
-               o.quant.precision.empty() ? "" : " with " + o.quant.precision, o.data.spec, o.split, r.examples);
-    fmt::print("top-1 {:.2f}%  top-5 {:.2f}%  {:.0f} images/s\n", 100 * r.top1, 100 * r.top5, r.images_per_second);
+    fmt::print("{}{} on {} ({}{} examples{})\n", o.model, o.quant.precision.empty() ? "" : " with " + o.quant.precision,
+               o.data.spec, data::has_test_split(o.data.spec) ? o.split + " split, " : "", r.examples,
+               dataset.labelled() ? "" : ", no labels");
+    if (r.labelled) fmt::print("top-1 {:.2f}%  top-5 {:.2f}%  ", 100 * r.top1, 100 * r.top5);
+    if (metric != eval::Metric::Top1) fmt::print("{} {}  ", eval::describe(metric), eval::format_score(metric, r.score));
+    fmt::print("{:.0f} examples/s\n", r.images_per_second);
   }
   return 0;
 }
@@ -225,12 +237,14 @@ void register_model_commands(CLI::App& app, Runner& runner) {
   cmd->callback([&runner] { runner = [] { return run_run(run); }; });
 
   static EvalCliOptions eval_options;
-  cmd = app.add_subcommand("eval", "Top-1/top-5 accuracy and throughput (FP32, or quantized with --precision)");
+  cmd = app.add_subcommand("eval", "Score (top-1/top-5, or a label-free metric against FP32) and throughput (FP32, or "
+                                   "quantized with --precision)");
   cmd->add_option("model", eval_options.model, "ONNX model")->required();
   add_data_options(cmd, eval_options.data, true);
   cmd->add_option("--split", eval_options.split, "train or test (idx datasets)")->check(CLI::IsMember({"train", "test"}));
   cmd->add_option("--limit", eval_options.limit, "Evaluate only the first N examples")->check(kNonNegative);
   cmd->add_option("--batch", eval_options.batch, "Batch size")->check(kPositive);
+  add_metric_option(cmd, eval_options.metric);
   add_quant_options(cmd, eval_options.quant);
   add_target_option(cmd, eval_options.quant);
   cmd->add_flag("--json", eval_options.json, "Print one JSON object");

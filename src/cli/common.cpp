@@ -12,7 +12,9 @@
 #include "cli/commands.h"
 
 #include "cost/metrics.h"
+#include "eval/evaluate.h"
 #include "exec/summary.h"
+#include "util/log.h"
 #include "util/error.h"
 
 namespace autoprec::cli {
@@ -39,11 +41,28 @@ std::string human_bits(double bits) {
 }
 
 void add_data_options(CLI::App* cmd, DataOptions& o, bool required) {
-  auto* opt = cmd->add_option("--data", o.spec, "Dataset: idx:DIR or npy:IMAGES.npy,LABELS.npy");
+  auto* opt = cmd->add_option("--data", o.spec, "Dataset: idx:DIR, npy:INPUTS.npy,LABELS.npy or npy:INPUTS.npy (no labels)");
   if (required) opt->required();
   cmd->add_option("--scale", o.scale, "Pixel multiplier (default: 1/255 for 8-bit images, 1 for float)");
   cmd->add_option("--mean", o.mean, "Per-channel mean subtracted after scaling")->delimiter(',');
   cmd->add_option("--std", o.std, "Per-channel standard deviation divided after the mean")->delimiter(',');
+}
+
+void add_metric_option(CLI::App* cmd, std::string& metric) {
+  cmd->add_option("--metric", metric,
+                  "How to score: top1 (labels), agreement (top-1 agreement with FP32), kl (mean KL to the FP32 "
+                  "outputs, nats) or sqnr (output SQNR, dB); default: top1 with labels, agreement without");
+}
+
+eval::Metric resolve_metric(const std::string& name, const data::Dataset& data) {
+  if (name.empty()) {
+    if (data.labelled()) return eval::Metric::Top1;
+    notice(fmt::format("metric: agreement with FP32 ({} has no labels; --metric kl or sqnr also need none)", data.source));
+    return eval::Metric::Agreement;
+  }
+  eval::Metric metric = eval::parse_metric(name, "--metric");
+  eval::check_metric_fits(metric, data);
+  return metric;
 }
 
 void add_quant_options(CLI::App* cmd, QuantOptionsCli& o) {

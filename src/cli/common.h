@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
+#include "eval/metric.h"
 #include "exec/executor.h"
 #include "graph/ir.h"
 #include "quant/config.h"
@@ -44,6 +45,12 @@ struct QuantOptionsCli {
 };
 
 void add_data_options(CLI::App* cmd, DataOptions& o, bool required);
+// --metric top1|agreement|kl|sqnr into `metric` (empty: resolve_metric's default).
+void add_metric_option(CLI::App* cmd, std::string& metric);
+// The metric `name` names; empty: top1 on labelled data, agreement (with a
+// notice) on data without labels. UserError when the metric needs labels the
+// data does not have.
+eval::Metric resolve_metric(const std::string& name, const data::Dataset& data);
 void add_quant_options(CLI::App* cmd, QuantOptionsCli& o);
 // --target for commands that have no target of their own (run, eval,
 // quantize, finetune): build_quantized() then follows its form and refuses

@@ -27,6 +27,7 @@ struct QuantizeOptions {
   QuantOptionsCli quant;
   std::string out;
   int64_t limit = 0;
+  std::string metric;
 };
 
 int run_quantize(const QuantizeOptions& o) {
@@ -37,6 +38,7 @@ int run_quantize(const QuantizeOptions& o) {
   auto precision = quant::resolve(config, quant::layer_names(layers));
   data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
   if (o.limit > 0) test = data::take(test, o.limit);
+  const eval::Metric metric = resolve_metric(o.metric, test);
   data::Dataset calib = calibration_set(o.data, o.quant.calib, o.quant.seed);
   exec::Executor fp32(graph, o.model);
   fp32.run({calib.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
@@ -50,6 +52,8 @@ int run_quantize(const QuantizeOptions& o) {
   calibrated.calibration_samples = calib.size();
 
   eval::EvalOptions eval_options;
+  eval_options.metric = metric;
+  if (eval::needs_reference(metric)) eval_options.reference_outputs = eval::outputs_of(fp32, test);
   eval::EvalResult fp32_result = eval::evaluate(fp32, test, eval_options);
   eval::EvalResult result = eval::evaluate(model.executor(), test, eval_options);
   exec::ModelSummary summary = exec::summarize(fp32);
@@ -61,13 +65,19 @@ int run_quantize(const QuantizeOptions& o) {
                  {"precision", o.quant.precision},
                  {"calibrated_precision", config_path},
                  {"calibration", {{"examples", calib.size()}, {"seed", o.quant.seed}, {"split", "train"}}},
-                 {"fp32", {{"test_top1", fp32_result.top1}, {"test_top5", fp32_result.top5}}},
-                 {"quantized", {{"test_top1", result.top1}, {"test_top5", result.top5}}},
+                 {"metric", eval::to_string(metric)},
+                 {"fp32", {{"test_score", fp32_result.score}}},
+                 {"quantized", {{"test_score", result.score}}},
                  {"test_examples", result.examples},
                  {"costs", costs_json(costs)}};
+  if (result.labelled) {
+    report["fp32"].update({{"test_top1", fp32_result.top1}, {"test_top5", fp32_result.top5}});
+    report["quantized"].update({{"test_top1", result.top1}, {"test_top5", result.top5}});
+  }
   write_file_atomically(o.out + "/quantize.json", report.dump(2) + "\n");
-  fmt::print("FP32 top-1 {:.2f}%, quantized top-1 {:.2f}% ({} test images)\n", 100 * fp32_result.top1, 100 * result.top1,
-             result.examples);
+  fmt::print("FP32 {} {}, quantized {} ({} {} examples)\n", eval::describe(metric),
+             eval::format_score(metric, fp32_result.score), eval::format_score(metric, result.score), result.examples,
+             data::has_test_split(o.data.spec) ? "test" : "");
   fmt::print("weight memory {} ({:.1f}% of FP32), {} BOPs\n", human_bits(costs.weight_memory_bits),
              100 * costs.weight_memory_bits / costs.fp32_weight_memory_bits, human_count(costs.bops));
   fmt::print("wrote {} and {}/quantize.json\n", config_path, o.out);
@@ -84,19 +94,23 @@ struct SensitivityOptions {
   uint64_t seed = 0;
   std::string precision;
   std::string out;
+  std::string metric;
   bool json = false;
 };
 
 json sensitivity_json(const quant::SensitivityTable& t, const SensitivityOptions& o) {
   json rows = json::array();
   for (const auto& r : t.rows) {
-    rows.push_back({{"layer", r.layer}, {"tensor", r.tensor}, {"bits", r.bits}, {"top1", r.top1},
-                    {"accuracy_drop", r.accuracy_drop}, {"kl", r.kl}});
+    json row = {{"layer", r.layer}, {"tensor", r.tensor}, {"bits", r.bits}, {"kl", r.kl}, {"score", r.score}};
+    if (t.labelled) row.update({{"top1", r.top1}, {"accuracy_drop", r.accuracy_drop}});
+    rows.push_back(row);
   }
-  return {{"model", o.model},      {"data", o.data.spec},     {"seed", o.seed},
-          {"fp32_top1", t.fp32_top1}, {"validation_examples", t.examples},
-          {"calibration_examples", t.calibration_examples}, {"bits", t.bits},
-          {"layers", t.layers},    {"rows", rows}};
+  json j = {{"model", o.model},      {"data", o.data.spec},     {"seed", o.seed},
+            {"metric", eval::to_string(t.metric)}, {"fp32_score", t.fp32_score}, {"validation_examples", t.examples},
+            {"calibration_examples", t.calibration_examples}, {"bits", t.bits},
+            {"layers", t.layers},    {"rows", rows}};
+  if (t.labelled) j["fp32_top1"] = t.fp32_top1;
+  return j;
 }
 
 int run_sensitivity(const SensitivityOptions& o) {
@@ -115,9 +129,11 @@ int run_sensitivity(const SensitivityOptions& o) {
   data::Dataset calib = data::split_train_validation(split.train, o.calib, o.seed + 1).validation;
   if (!o.out.empty()) prepare_output_dir(std::filesystem::path(o.out).parent_path().string().empty() ? "." : std::filesystem::path(o.out).parent_path().string());
 
+  const eval::Metric metric = resolve_metric(o.metric, train);
   Progress progress("sensitivity", 0, "measurements", o.json);
   quant::SensitivityTable table = quant::measure_sensitivity(
-      graph, calib, split.validation, o.bits, options, [&](int64_t done, int64_t total) { progress.update(done, total); });
+      graph, calib, split.validation, o.bits, options, [&](int64_t done, int64_t total) { progress.update(done, total); },
+      metric);
   progress.finish();
   json j = sensitivity_json(table, o);
   if (!o.out.empty()) write_file_atomically(o.out, j.dump(2) + "\n");
@@ -125,9 +141,26 @@ int run_sensitivity(const SensitivityOptions& o) {
     print_json(j);
     return 0;
   }
-  fmt::print("{}: FP32 validation top-1 {:.2f}% ({} examples from the training split, seed {})\n", o.model,
-             100 * table.fp32_top1, table.examples, o.seed);
-  fmt::print("accuracy drop in points when only this tensor is quantized (KL in nats for the lowest bit-width)\n\n");
+  if (table.labelled)
+    fmt::print("{}: FP32 validation top-1 {:.2f}% ({} examples from the training split, seed {})\n", o.model,
+               100 * table.fp32_top1, table.examples, o.seed);
+  else
+    fmt::print("{}: {} validation examples from the data (no labels), seed {}\n", o.model, table.examples, o.seed);
+  // What a cell shows: the loss in points for fractions, the KL itself, the SQNR itself.
+  auto cell = [&](const quant::SensitivityRow& r) {
+    switch (metric) {
+      case eval::Metric::Top1: return 100 * r.accuracy_drop;
+      case eval::Metric::Agreement: return 100 * (table.fp32_score - r.score);
+      case eval::Metric::Kl:
+      case eval::Metric::Sqnr: return r.score;
+    }
+    return r.score;
+  };
+  const char* what = metric == eval::Metric::Top1        ? "accuracy drop in points"
+                     : metric == eval::Metric::Agreement ? "disagreement with FP32 in points"
+                     : metric == eval::Metric::Kl        ? "KL to FP32 in nats"
+                                                         : "SQNR to FP32 in dB";
+  fmt::print("{} when only this tensor is quantized (KL in nats for the lowest bit-width)\n\n", what);
   size_t width = 5;
   for (const auto& l : table.layers) width = std::max(width, l.size());
   width = std::min<size_t>(width, 40);
@@ -141,7 +174,7 @@ int run_sensitivity(const SensitivityOptions& o) {
     std::string name = layer.size() > width ? ".." + layer.substr(layer.size() - width + 2) : layer;
     std::string line = fmt::format("{:<{}}", name, width);
     for (const char* tensor : {"weight", "activation"}) {
-      for (int b : o.bits) line += fmt::format(" {:>6.2f}", 100 * table.at(layer, tensor, b).accuracy_drop);
+      for (int b : o.bits) line += fmt::format(" {:>6.2f}", cell(table.at(layer, tensor, b)));
     }
     line += fmt::format(" {:>8.4f} {:>8.4f}", table.at(layer, "weight", o.bits.front()).kl,
                         table.at(layer, "activation", o.bits.front()).kl);
@@ -163,10 +196,11 @@ void register_quant_commands(CLI::App& app, Runner& runner) {
   cmd->get_option("--precision")->required()->description("Precision configuration (YAML)");
   cmd->add_option("--out", quantize.out, "Output directory (precision.yaml, quantize.json)")->required();
   cmd->add_option("--limit", quantize.limit, "Evaluate on the first N test examples only")->check(kNonNegative);
+  add_metric_option(cmd, quantize.metric);
   cmd->callback([&runner] { runner = [] { return run_quantize(quantize); }; });
 
   static SensitivityOptions sensitivity;
-  cmd = app.add_subcommand("sensitivity", "Per-layer, per-bit-width accuracy drop and logit KL");
+  cmd = app.add_subcommand("sensitivity", "Per-layer, per-bit-width score (accuracy drop or a label-free metric) and logit KL");
   cmd->add_option("model", sensitivity.model, "ONNX model")->required();
   add_data_options(cmd, sensitivity.data, true);
   cmd->add_option("--bits", sensitivity.bits, "Bit-widths to measure (default 2,3,4,6,8)")->delimiter(',');
@@ -176,6 +210,7 @@ void register_quant_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--seed", sensitivity.seed, "Seed of the validation and calibration draws (default 0)");
   cmd->add_option("--precision", sensitivity.precision, "Take quantizer options (granularity, clipping) from this config");
   cmd->add_option("--out", sensitivity.out, "Also write the JSON table to this file");
+  add_metric_option(cmd, sensitivity.metric);
   cmd->add_flag("--json", sensitivity.json, "Print one JSON object");
   cmd->callback([&runner] { runner = [] { return run_sensitivity(sensitivity); }; });
 }

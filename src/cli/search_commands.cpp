@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "eval/metric.h"
 #include "data/dataset.h"
 #include "search/run_config.h"
 #include "runtime/runner.h"
@@ -22,7 +23,7 @@ namespace {
 
 struct SearchCliOptions {
   std::string config;
-  std::string model, data, target, agent, out, resume;
+  std::string model, data, target, agent, metric, out, resume;
   std::vector<std::string> constraints;
   int64_t episodes = 0;
   int64_t seed = -1;
@@ -96,7 +97,8 @@ nlohmann::json deploy_result(nlohmann::json& result, bool quiet) {
     result["deploy"] = {{"bundle", d.out},
                         {"report", d.out + "/deploy.json"},
                         {"verified", bundle["verification"]["passed"]},
-                        {"ort_top1", bundle["verification"]["ort_top1"]},
+                        {"ort_top1", bundle["verification"].value("ort_top1", nlohmann::json())},
+                        {"ort_agreement", bundle["verification"]["top1_agreement"]},
                         {"onnx_bytes", bundle["size"]["onnx_bytes"]},
                         {"quantized_ms", bundle["latency"]["quantized_ms"]},
                         {"fp32_ms", bundle["latency"]["fp32_ms"]}};
@@ -114,6 +116,7 @@ int run_search_command(const SearchCliOptions& o) {
   if (!o.data.empty()) config.data = o.data;
   if (!o.target.empty()) config.target = o.target;
   if (!o.agent.empty()) config.agent = o.agent;
+  if (!o.metric.empty()) config.metric = o.metric;
   if (!o.out.empty()) config.out = o.out;
   if (!o.constraints.empty()) {
     if (!config.constraints.empty() && o.resume.empty()) {
@@ -135,6 +138,7 @@ int run_search_command(const SearchCliOptions& o) {
     note(!o.data.empty(), "--data");
     note(!o.target.empty(), "--target");
     note(!o.agent.empty(), "--agent");
+    note(!o.metric.empty(), "--metric");
     note(!o.constraints.empty(), "--constraint");
     note(o.episodes > 0, "--episodes");
     note(o.seed >= 0, "--seed");
@@ -180,10 +184,15 @@ int run_search_command(const SearchCliOptions& o) {
 
 void print_search_summary(const nlohmann::json& result) {
   const auto& costs = result["final"]["costs"];
-  fmt::print("{} top-1: FP32 {:.2f}%, searched configuration {:.2f}% ({} agent, {} evaluations, {:.0f} s)\n",
-             result.value("evaluated_on", "test"), 100 * result["fp32"]["test_top1"].get<double>(), 100 * result["final"]["test_top1"].get<double>(),
-             result["agent"].get<std::string>(), result["evaluations"].get<int64_t>(),
-             result["search_seconds"].get<double>());
+  const eval::Metric metric = eval::parse_metric(result.value("metric", "top1"), "result metric");
+  fmt::print("{} {}: FP32 {}, searched configuration {} ({} agent, {} evaluations, {:.0f} s)\n",
+             result.value("evaluated_on", "test"), eval::describe(metric),
+             eval::format_score(metric, result["fp32"]["test_score"].get<double>()),
+             eval::format_score(metric, result["final"]["test_score"].get<double>()), result["agent"].get<std::string>(),
+             result["evaluations"].get<int64_t>(), result["search_seconds"].get<double>());
+  if (metric != eval::Metric::Top1 && result["final"].contains("test_top1"))
+    fmt::print("top-1 with the labels: FP32 {:.2f}%, searched configuration {:.2f}%\n",
+               100 * result["fp32"]["test_top1"].get<double>(), 100 * result["final"]["test_top1"].get<double>());
   fmt::print("weight memory {} ({:.1f}% of FP32)", human_bits(costs["weight_bits"].get<double>()),
              100 * costs["weight_bits"].get<double>() / costs["fp32_weight_bits"].get<double>());
   if (costs.contains("latency_ms")) fmt::print(", latency {:.4f} ms", costs["latency_ms"].get<double>());
@@ -206,13 +215,15 @@ void register_search_commands(CLI::App& app, Runner& runner) {
   CLI::App* cmd = app.add_subcommand("search", "Search per-layer precision under device constraints (RL and baselines)");
   cmd->add_option("--config", o.config, "Run configuration (YAML); flags override it");
   cmd->add_option("--model", o.model, "ONNX model");
-  cmd->add_option("--data", o.data, "Dataset (idx:DIR or npy:IMAGES.npy,LABELS.npy)");
+  cmd->add_option("--data", o.data, "Dataset (idx:DIR, npy:INPUTS.npy,LABELS.npy or npy:INPUTS.npy without labels)");
   cmd->add_option("--target", o.target, "Target profile: built-in name or YAML path (default generic)");
   cmd->add_option("--constraint", o.constraints, "METRIC<=VALUE, e.g. weight_memory<=0.125*fp32 (repeatable)");
   std::string agents;
   for (const auto& a : search::agent_descriptions()) agents += fmt::format("\n  {}: {}", a.name, a.summary);
   cmd->add_option("--agent", o.agent, "Search agent (default ddpg):" + agents);
   cmd->add_option("--episodes", o.episodes, "Episodes (ddpg, random)")->check(kPositive);
+  cmd->add_option("--metric", o.metric,
+                  "How candidates are scored: top1, agreement, kl or sqnr (default: top1 with labels, agreement without)");
   cmd->add_option("--seed", o.seed, "Seed of every random choice (default 0)")->check(kNonNegative);
   cmd->add_option("--out", o.out, "Output directory");
   cmd->add_option("--resume", o.resume, "Continue the interrupted search in this directory");

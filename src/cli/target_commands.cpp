@@ -201,7 +201,7 @@ int run_cost(const CostOptions& o) {
       int8 = target::evaluate_reference(profile, model, uniform(8), granularity, source.get());
     }
     for (const auto& c : constraints) {
-      if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) {
+      if (target::is_score_metric(c.metric)) {
         fail("{}: constraint '{}': `cost` does not measure accuracy (use eval or search)", c.origin, c.text);
       }
     }

@@ -36,13 +36,16 @@ struct FinetuneCliOptions {
   std::string validation_split = "train";  // its split for idx: specs
   int64_t subset = 0;         // training examples used (0: all, or steps × batch for --steps)
   int64_t limit = 0;          // test examples evaluated (0: all)
+  std::string metric;         // empty: top1 with labels, agreement without
   bool json = false;
 };
 
-json epoch_json(const train::EpochLog& e) {
+json epoch_json(const train::EpochLog& e, eval::Metric metric) {
   json j = {{"epoch", e.epoch}, {"steps", e.steps},       {"loss", e.loss}, {"train_top1", e.train_top1},
             {"learning_rate", e.learning_rate}, {"seconds", e.seconds}};
-  if (e.validation_top1 >= 0) j["validation_top1"] = e.validation_top1;
+  if (e.train_top1 < 0) j.erase("train_top1");
+  if (e.validated) j["validation_score"] = e.validation_score;
+  if (e.validated && metric == eval::Metric::Top1) j["validation_top1"] = e.validation_score;
   return j;
 }
 
@@ -100,6 +103,12 @@ int run_finetune(FinetuneCliOptions o) {
       evaluated_on = "training data";
     }
   }
+  const eval::Metric metric = resolve_metric(o.metric, full_train);
+  t.metric = metric;
+  if (!full_train.labelled() && t.distill.alpha < 1) {
+    notice(fmt::format("{} has no labels: fine-tuning is pure distillation (alpha 1)", full_train.source));
+    t.distill.alpha = 1;
+  }
   data::Dataset train_set = split.train;
   int64_t subset = o.subset;
   if (subset == 0 && t.steps > 0) subset = t.steps * t.batch_size;
@@ -124,10 +133,13 @@ int run_finetune(FinetuneCliOptions o) {
   auto student = build_quantized(graph, o.model, o.quant, &o.data);
   eval::EvalOptions quiet_eval;
   quiet_eval.quiet = true;
+  quiet_eval.metric = metric;
+  if (eval::needs_reference(metric)) quiet_eval.reference_outputs = eval::outputs_of(teacher, test);
   eval::EvalResult fp32_test = eval::evaluate(teacher, test, quiet_eval);
   eval::EvalResult before_test = eval::evaluate(student->executor(), test, quiet_eval);
-  double before_validation = -1;
-  if (validation_size > 0) before_validation = eval::evaluate(student->executor(), split.validation, quiet_eval).top1;
+  std::optional<double> before_validation;
+  if (validation_size > 0)
+    before_validation = eval::evaluate_against(student->executor(), teacher, split.validation, {256, true, false, metric}).score;
   spdlog::info("seed {}; {} training and {} validation examples", t.seed, train_set.size(), split.validation.size());
 
   json report = {{"model", o.model},
@@ -146,9 +158,16 @@ int run_finetune(FinetuneCliOptions o) {
                  {"examples", {{"train", train_set.size()}, {"validation", split.validation.size()}, {"test", test.size()}}},
                  {"validation_source", split.validation.source},
                  {"evaluated_on", evaluated_on},
-                 {"fp32", {{"test_top1", fp32_test.top1}}},
-                 {"before", {{"test_top1", before_test.top1}, {"validation_top1", before_validation}}},
+                 {"metric", eval::to_string(metric)},
+                 {"fp32", {{"test_score", fp32_test.score}}},
+                 {"before", {{"test_score", before_test.score}}},
                  {"epochs", json::array()}};
+  if (before_validation) report["before"]["validation_score"] = *before_validation;
+  if (before_validation && metric == eval::Metric::Top1) report["before"]["validation_top1"] = *before_validation;
+  if (fp32_test.labelled) {
+    report["fp32"]["test_top1"] = fp32_test.top1;
+    report["before"]["test_top1"] = before_test.top1;
+  }
 
   auto write_checkpoint = [&] {
     graph::save_model_proto(
@@ -161,17 +180,19 @@ int run_finetune(FinetuneCliOptions o) {
   };
   int64_t checkpoint_epoch = 0;
   auto on_epoch = [&](const train::EpochLog& e, bool improved) {
-    report["epochs"].push_back(epoch_json(e));
+    report["epochs"].push_back(epoch_json(e, metric));
     if (improved) {
       write_checkpoint();
       checkpoint_epoch = e.epoch;
     }
     write_file_atomically(log_path, report.dump(2) + "\n", "fine-tune log");
     if (!o.json) {
-      fmt::print(stderr, "epoch {}: loss {:.4f}, train top-1 {:.2f}%{}\n", e.epoch, e.loss, 100 * e.train_top1,
-                 e.validation_top1 >= 0 ? fmt::format(", validation top-1 {:.2f}%{}", 100 * e.validation_top1,
-                                                      improved ? " (best, saved)" : "")
-                                        : "");
+      fmt::print(stderr, "epoch {}: loss {:.4f}{}{}\n", e.epoch, e.loss,
+                 e.train_top1 >= 0 ? fmt::format(", train top-1 {:.2f}%", 100 * e.train_top1) : std::string(),
+                 e.validated ? fmt::format(", validation {} {}{}", eval::describe(metric),
+                                           eval::format_score(metric, e.validation_score),
+                                           improved ? " (best, saved)" : "")
+                             : "");
     }
   };
 
@@ -193,8 +214,10 @@ int run_finetune(FinetuneCliOptions o) {
   else if (result.best_epoch > 0) write_checkpoint();  // best epoch's parameters, recalibrated if asked
 
   eval::EvalResult after_test = eval::evaluate(student->executor(), test, quiet_eval);
-  report["after"] = {{"test_top1", after_test.top1}, {"validation_top1", result.best_validation_top1},
-                     {"best_epoch", result.best_epoch}};
+  report["after"] = {{"test_score", after_test.score}, {"best_epoch", result.best_epoch}};
+  if (after_test.labelled) report["after"]["test_top1"] = after_test.top1;
+  if (result.best_epoch > 0) report["after"]["validation_score"] = result.best_validation_score;
+  if (result.best_epoch > 0 && metric == eval::Metric::Top1) report["after"]["validation_top1"] = result.best_validation_score;
   report["training"] = {{"steps", result.steps}, {"seconds", result.seconds},
                         {"images_per_second", result.images_per_second}};
   report["outputs"] = {{"model", model_path}, {"precision", config_path}};
@@ -203,8 +226,10 @@ int run_finetune(FinetuneCliOptions o) {
     print_json(report);
     return 0;
   }
-  fmt::print("{} top-1: FP32 {:.2f}%, quantized {:.2f}% before, {:.2f}% after fine-tuning ({} steps, {:.0f} s)\n",
-             evaluated_on == "training data" ? "training-data" : evaluated_on, 100 * fp32_test.top1, 100 * before_test.top1, 100 * after_test.top1, result.steps, result.seconds);
+  auto score = [&](double v) { return eval::format_score(metric, v); };
+  fmt::print("{} {}: FP32 {}, quantized {} before, {} after fine-tuning ({} steps, {:.0f} s)\n",
+             evaluated_on == "training data" ? "training-data" : evaluated_on, eval::describe(metric),
+             score(fp32_test.score), score(before_test.score), score(after_test.score), result.steps, result.seconds);
   fmt::print("wrote {}, {} and {}\n", model_path, config_path, log_path);
   return 0;
 }
@@ -235,7 +260,8 @@ void register_train_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--gamma", o.train.step_gamma, "Step schedule: decay factor (default 0.1)");
   cmd->add_option("--temperature", o.train.distill.temperature, "Distillation temperature T (default 1)");
   cmd->add_option("--alpha", o.train.distill.alpha,
-                  "Weight of the distillation term; 1: labels unused, 0: cross-entropy only (default 0.9)");
+                  "Weight of the distillation term; 1: labels unused, 0: cross-entropy only (default 0.9; 1 on data without "
+                  "labels)");
   cmd->add_option("--crop-padding", o.train.crop_padding, "Random-crop augmentation padding in pixels (default 0: off)");
   cmd->add_flag("--hflip", o.train.horizontal_flip, "Random horizontal flips (off by default)");
   cmd->add_flag("--lsq", o.lsq, "Learn the quantizers' step sizes (LSQ); also on when the config sets lsq: true");
@@ -254,6 +280,7 @@ void register_train_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--subset", o.subset, "Train on the first N training examples (default: all; steps × batch with --steps)")
       ->check(kNonNegative);
   cmd->add_option("--limit", o.limit, "Evaluate on the first N test examples only")->check(kNonNegative);
+  add_metric_option(cmd, o.metric);
   cmd->add_flag("--json", o.json, "Print the fine-tune report as one JSON object");
   cmd->callback([&runner] { runner = [] { return run_finetune(o); }; });
 }

@@ -50,7 +50,8 @@ at::Tensor index_tensor(const std::vector<int64_t>& v) {
 
 Dataset select(const Dataset& d, const std::vector<int64_t>& indices, const std::string& source) {
   at::Tensor idx = index_tensor(indices);
-  return Dataset{d.images.index_select(0, idx), d.labels.index_select(0, idx), source};
+  return Dataset{d.images.index_select(0, idx), d.labels.defined() ? d.labels.index_select(0, idx) : at::Tensor(),
+                 source};
 }
 
 std::string shape_string(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
@@ -144,24 +145,40 @@ Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre
     labels_path = find_idx_file(rest, prefix + "-labels-idx1-ubyte", spec);
   } else if (scheme == "npy") {
     const size_t comma = rest.find(',');
-    if (comma == std::string::npos || comma == 0 || comma + 1 == rest.size() ||
-        rest.find(',', comma + 1) != std::string::npos)
-      fail("dataset spec '{}' is malformed: expected npy:IMAGES.npy,LABELS.npy", spec);
+    if (rest.empty() || comma == 0 || (comma != std::string::npos && comma + 1 == rest.size()) ||
+        (comma != std::string::npos && rest.find(',', comma + 1) != std::string::npos))
+      fail("dataset spec '{}' is malformed: expected npy:INPUTS.npy,LABELS.npy or npy:INPUTS.npy", spec);
     images_path = rest.substr(0, comma);
-    labels_path = rest.substr(comma + 1);
+    if (comma != std::string::npos) labels_path = rest.substr(comma + 1);
     npy = true;
   } else {
-    fail("unknown dataset spec '{}' (expected idx:DIR or npy:IMAGES.npy,LABELS.npy)", spec);
+    fail("unknown dataset spec '{}' (expected idx:DIR, npy:INPUTS.npy,LABELS.npy or npy:INPUTS.npy)", spec);
   }
 
   at::Tensor images = read_any(images_path, npy);
-  if (images.dim() == 3) images = images.unsqueeze(1);
-  if (images.dim() != 4)
-    fail("images file {} has shape {}; expected [N,H,W] or [N,C,H,W]", images_path, shape_string(images));
   const auto itype = images.scalar_type();
-  if (itype != at::kByte && itype != at::kFloat && itype != at::kDouble)
-    fail("images file {} has dtype {}; expected uint8 or float32", images_path, numpy_dtype_name(itype));
-  if (images.size(0) == 0) fail("images file {} contains no images", images_path);
+  if (images.dim() == 0) fail("inputs file {} holds a scalar; expected an array [N, ...]", images_path);
+  if (images.size(0) == 0) fail("inputs file {} contains no examples", images_path);
+  const bool tokens = itype == at::kLong || itype == at::kInt;
+  const bool floats = itype == at::kFloat || itype == at::kDouble;
+  if (!tokens && !floats && itype != at::kByte)
+    fail("inputs file {} has dtype {}; expected uint8 or float32 images, float32 features or int64/int32 token ids",
+         images_path, numpy_dtype_name(itype));
+  if (itype == at::kByte && images.dim() != 3 && images.dim() != 4)
+    fail("images file {} has shape {}; expected [N,H,W] or [N,C,H,W]", images_path, shape_string(images));
+  const bool image_like = itype == at::kByte || (floats && (images.dim() == 3 || images.dim() == 4));
+  if (tokens) {
+    images = images.to(at::kLong).contiguous();
+  } else if (image_like) {
+    if (images.dim() == 3) images = images.unsqueeze(1);
+    images = preprocess(images.contiguous(), pre, spec);
+  } else {
+    if (pre.scale >= 0 || !pre.mean.empty() || !pre.std.empty())
+      fail("dataset {}: --scale/--mean/--std apply to images, and {} holds float features of shape {}", spec,
+           images_path, shape_string(images));
+    images = images.to(at::kFloat).contiguous();
+  }
+  if (labels_path.empty()) return Dataset{images, at::Tensor(), spec};
 
   at::Tensor labels = read_any(labels_path, npy);
   const auto ltype = labels.scalar_type();
@@ -170,14 +187,14 @@ Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre
   if (labels.dim() != 1)
     fail("labels file {} has shape {}; expected a 1-D array of labels", labels_path, shape_string(labels));
   if (labels.size(0) != images.size(0))
-    fail("labels file {} has {} entries but images file {} has {}", labels_path, labels.size(0), images_path,
+    fail("labels file {} has {} entries but inputs file {} has {}", labels_path, labels.size(0), images_path,
          images.size(0));
   labels = labels.to(at::kLong).contiguous();
   const int64_t* lp = labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < labels.size(0); ++i)
     if (lp[i] < 0) fail("labels file {} has a negative label {} at index {}", labels_path, lp[i], i);
 
-  return Dataset{preprocess(images.contiguous(), pre, spec), labels, spec};
+  return Dataset{images, labels, spec};
 }
 
 TrainValidation split_train_validation(const Dataset& d, int64_t validation_size, uint64_t seed) {
@@ -197,6 +214,9 @@ TrainValidation split_train_validation(const Dataset& d, int64_t validation_size
 TrainValidation train_and_validation(const Dataset& train, const Dataset* held_out, int64_t validation_size,
                                      uint64_t seed) {
   if (!held_out) return split_train_validation(train, validation_size, seed);
+  if (held_out->labelled() != train.labelled())
+    fail("validation data {} {} labels but the training data {} {}", held_out->source,
+         held_out->labelled() ? "has" : "has no", train.source, train.labelled() ? "has" : "has none");
   if (held_out->images.sizes().slice(1) != train.images.sizes().slice(1)) {
     fail("validation data {} has images of shape {} but the training data {} has {}", held_out->source,
          fmt::format("{}", fmt::join(held_out->images.sizes().slice(1), "x")), train.source,
@@ -228,7 +248,8 @@ bool has_test_split(const std::string& spec) { return spec.rfind("idx:", 0) == 0
 Dataset take(const Dataset& d, int64_t n) {
   if (n < 0) fail("dataset {}: cannot take {} examples", d.source, n);
   if (n >= d.size()) return d;
-  return Dataset{d.images.narrow(0, 0, n), d.labels.narrow(0, 0, n), fmt::format("{} (first {})", d.source, n)};
+  return Dataset{d.images.narrow(0, 0, n), d.labels.defined() ? d.labels.narrow(0, 0, n) : at::Tensor(),
+                 fmt::format("{} (first {})", d.source, n)};
 }
 
 BatchLoader::BatchLoader(const Dataset& d, int64_t batch_size, bool shuffle, uint64_t seed)
@@ -248,9 +269,11 @@ BatchLoader::Batch BatchLoader::batch(int64_t index) const {
     throw InternalError(fmt::format("batch index {} out of range [0, {})", index, num_batches()));
   const int64_t start = index * batch_size_;
   const int64_t count = std::min(batch_size_, data_.size() - start);
-  if (!shuffle_) return Batch{data_.images.narrow(0, start, count), data_.labels.narrow(0, start, count)};
+  const bool labelled = data_.labels.defined();
+  if (!shuffle_)
+    return Batch{data_.images.narrow(0, start, count), labelled ? data_.labels.narrow(0, start, count) : at::Tensor()};
   at::Tensor idx = order_.narrow(0, start, count);
-  return Batch{data_.images.index_select(0, idx), data_.labels.index_select(0, idx)};
+  return Batch{data_.images.index_select(0, idx), labelled ? data_.labels.index_select(0, idx) : at::Tensor()};
 }
 
 at::Tensor BatchLoader::batch_indices(int64_t index) const {

@@ -1,8 +1,10 @@
-// Labelled image datasets: loading, preprocessing, splitting and batching.
+// Datasets: loading, preprocessing, splitting and batching.
 //
-// A Dataset holds every example in memory as float32 images [N, C, H, W]
-// (already preprocessed) and int64 labels [N]. Datasets are loaded from a spec
-// string ("idx:DIR" or "npy:IMAGES.npy,LABELS.npy", see load_dataset).
+// A Dataset holds every example in memory: the model's inputs, float32 images
+// [N, C, H, W] (already preprocessed), float32 feature arrays [N, ...] or
+// int64 token ids [N, T], and, when the data has them, int64 labels [N].
+// Datasets are loaded from a spec string ("idx:DIR", "npy:INPUTS.npy,LABELS.npy"
+// or "npy:INPUTS.npy", see load_dataset).
 // Every shuffle (train/validation split, per-epoch batch order) is a
 // Fisher-Yates permutation driven by std::mt19937_64, whose output the C++
 // standard fixes, with j drawn from [0, i] by rejection sampling on the raw
@@ -18,12 +20,13 @@
 
 namespace autoprec::data {
 
-// A labelled image set in memory.
+// An example set in memory.
 struct Dataset {
-  at::Tensor images;   // float32 [N, C, H, W], already preprocessed
-  at::Tensor labels;   // int64 [N]
+  at::Tensor images;   // the inputs: float32 [N, C, H, W] preprocessed images, float32 [N, ...] or int64 tokens [N, T]
+  at::Tensor labels;   // int64 [N]; undefined when the data has no labels
   std::string source;  // the spec it came from, for messages
   int64_t size() const;  // N (0 if images is undefined)
+  bool labelled() const { return labels.defined(); }
 };
 
 enum class Split { Train, Test };
@@ -46,11 +49,16 @@ struct Preprocess {
 // spec: "idx:DIR" -> DIR/train-images-idx3-ubyte[.gz] and
 //       DIR/train-labels-idx1-ubyte[.gz] for Split::Train, DIR/t10k-* for
 //       Split::Test (raw names are preferred when both exist).
-//       "npy:IMAGES.npy,LABELS.npy" -> those two files; split is ignored.
-// Images [N,H,W] become [N,1,H,W]; [N,C,H,W] are kept. Images may be uint8
-// or float32 (float64 is accepted and treated as float); labels int64, int32
-// or uint8 (converted to int64), 1-D, non-negative, with the same N as the
-// images, and N > 0. Errors name the offending file.
+//       "npy:INPUTS.npy,LABELS.npy" -> those two files; split is ignored.
+//       "npy:INPUTS.npy" -> inputs without labels (label-free metrics, pure
+//       distillation).
+// Images (uint8, or float32/float64 with 3 or 4 dimensions): [N,H,W] become
+// [N,1,H,W], [N,C,H,W] are kept, and `pre` applies. Other float arrays
+// ([N], [N, F], or 5-D and more) are kept as they are, in float32. Integer
+// inputs other than uint8 (int64, int32: token ids) become int64 unchanged,
+// and `pre` does not apply to them. Labels int64, int32 or uint8 (converted
+// to int64), 1-D, non-negative, with the same N as the inputs, and N > 0.
+// Errors name the offending file.
 Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre = {});
 
 struct TrainValidation {
@@ -105,7 +113,7 @@ class BatchLoader {
 
   struct Batch {
     at::Tensor images;  // float32 [B, C, H, W]
-    at::Tensor labels;  // int64 [B]
+    at::Tensor labels;  // int64 [B]; undefined when the data has no labels
   };
 
   // Batch `index` in [0, num_batches()) of the current epoch; B = batch_size

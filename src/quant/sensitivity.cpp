@@ -11,12 +11,12 @@
 namespace autoprec::quant {
 namespace {
 
-// Logits of the whole validation set, in batches.
-at::Tensor all_logits(const exec::Executor& executor, const data::Dataset& d) {
-  data::BatchLoader loader(d, 256, false, 0);
-  std::vector<at::Tensor> parts;
-  for (int64_t b = 0; b < loader.num_batches(); ++b) parts.push_back(executor.run({loader.batch(b).images})[0]);
-  return at::cat(parts);
+at::Tensor all_logits(const exec::Executor& executor, const data::Dataset& d) { return eval::outputs_of(executor, d); }
+
+double score_of(eval::Metric metric, const at::Tensor& logits, const at::Tensor& reference, const at::Tensor& labels) {
+  eval::MetricAccumulator m(metric);
+  m.add(logits, eval::needs_reference(metric) ? reference : at::Tensor(), labels);
+  return m.value();
 }
 
 }  // namespace
@@ -37,15 +37,22 @@ const SensitivityRow& SensitivityTable::at(const std::string& layer, const std::
 SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, const data::Dataset& calibration,
                                      const data::Dataset& validation, const std::vector<int>& bits,
                                      const QuantOptions& options,
-                                     const std::function<void(int64_t, int64_t)>& progress) {
+                                     const std::function<void(int64_t, int64_t)>& progress, eval::Metric metric) {
+  eval::check_metric_fits(metric, validation);
   SensitivityTable table;
+  table.metric = metric;
+  table.labelled = validation.labelled();
   table.bits = bits;
   table.examples = validation.size();
   table.calibration_examples = calibration.size();
   exec::Executor reference(graph, "model");
   at::Tensor reference_logits = all_logits(reference, validation);
-  table.fp32_top1 = static_cast<double>(eval::count_correct(reference_logits, validation.labels, 1)) /
-                    static_cast<double>(validation.size());
+  const bool kl_defined = reference_logits.dim() == 2;  // class scores: KL of the softmax outputs
+  if (reference_logits.dim() != 2) table.labelled = false;
+  if (table.labelled)
+    table.fp32_top1 = static_cast<double>(eval::count_correct(reference_logits, validation.labels, 1)) /
+                      static_cast<double>(validation.size());
+  table.fp32_score = score_of(metric, reference_logits, reference_logits, validation.labels);
 
   auto layers = find_quantizable_layers(*graph, options.quantize_activation_matmul);
   table.layers = layer_names(layers);
@@ -73,10 +80,16 @@ SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, 
         row.layer = layer;
         row.tensor = tensor;
         row.bits = b;
-        row.top1 = static_cast<double>(eval::count_correct(logits, validation.labels, 1)) /
-                   static_cast<double>(validation.size());
-        row.accuracy_drop = table.fp32_top1 - row.top1;
-        row.kl = mean_kl(reference_logits, logits);
+        if (table.labelled) {
+          row.top1 = static_cast<double>(eval::count_correct(logits, validation.labels, 1)) /
+                     static_cast<double>(validation.size());
+          row.accuracy_drop = table.fp32_top1 - row.top1;
+        }
+        // Outputs that are not class scores: the relative noise energy stands in for the KL.
+        row.kl = kl_defined ? mean_kl(reference_logits, logits)
+                            : (logits - reference_logits).to(at::kDouble).square().sum().item<double>() /
+                                  std::max(1e-300, reference_logits.to(at::kDouble).square().sum().item<double>());
+        row.score = score_of(metric, logits, reference_logits, validation.labels);
         table.rows.push_back(row);
         if (progress) progress(++done, total);
       }

@@ -1,8 +1,9 @@
 // Per-layer sensitivity to quantization: for every quantizable layer and
 // bit-width, quantize only that layer's weights (activations float), then
 // only its input activation (weights float), everything else in float, and
-// measure the validation accuracy drop and the KL divergence of the logits
-// from the float model's. The search and the ILP warm start read this table.
+// measure the validation score (the chosen metric, eval/metric.h), the
+// accuracy drop when the data has labels, and the KL divergence of the
+// logits from the float model's. The search and the ILP warm start read this table.
 #pragma once
 
 #include <functional>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "eval/metric.h"
 #include "graph/ir.h"
 #include "quant/config.h"
 
@@ -19,13 +21,17 @@ struct SensitivityRow {
   std::string layer;
   std::string tensor;  // "weight" or "activation"
   int bits = 8;
-  double top1 = 0;           // validation top-1 with this one tensor quantized
-  double accuracy_drop = 0;  // fp32 top1 - top1 (fraction)
+  double top1 = 0;           // validation top-1 with this one tensor quantized (0 without labels)
+  double accuracy_drop = 0;  // fp32 top1 - top1 (fraction; 0 without labels)
   double kl = 0;             // mean KL(p_fp32 || p_quantized) over examples, nats
+  double score = 0;          // the table's metric with this one tensor quantized
 };
 
 struct SensitivityTable {
+  eval::Metric metric = eval::Metric::Top1;
+  bool labelled = true;     // the validation data has labels: top1 and accuracy_drop are meaningful
   double fp32_top1 = 0;
+  double fp32_score = 0;    // the metric of the float model itself
   int64_t examples = 0;
   int64_t calibration_examples = 0;
   std::vector<std::string> layers;  // graph order
@@ -41,7 +47,8 @@ struct SensitivityTable {
 SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, const data::Dataset& calibration,
                                      const data::Dataset& validation, const std::vector<int>& bits,
                                      const QuantOptions& options,
-                                     const std::function<void(int64_t, int64_t)>& progress = {});
+                                     const std::function<void(int64_t, int64_t)>& progress = {},
+                                     eval::Metric metric = eval::Metric::Top1);
 
 // Mean KL(softmax(reference) || softmax(logits)) over the rows of [N, C] logits.
 double mean_kl(const at::Tensor& reference_logits, const at::Tensor& logits);

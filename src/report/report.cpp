@@ -6,10 +6,12 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "eval/metric.h"
 #include "report/assets.h"
 #include "report/stats.h"
 #include "search/config_key.h"
@@ -45,6 +47,32 @@ std::string bits_text(int wb, int ab) {
 }
 
 std::string percent(double fraction, int digits = 2) { return fmt::format("{:.{}f}%", 100 * fraction, digits); }
+
+// How a run's scores are plotted and written: its metric (run configuration key `metric`, top1 when absent).
+struct ScoreAxis {
+  eval::Metric metric = eval::Metric::Top1;
+  double scale = 100;          // plotted value = scale · score
+  std::string title = "validation top-1 (%)";
+  std::string name = "accuracy";  // in sentences: "validation accuracy"
+};
+
+ScoreAxis score_axis(const json& config) {
+  ScoreAxis a;
+  try {
+    a.metric = eval::parse_metric(config.is_object() ? config.value("metric", "top1") : "top1", "metric");
+  } catch (const UserError&) {
+    a.metric = eval::Metric::Top1;
+  }
+  switch (a.metric) {
+    case eval::Metric::Top1: break;
+    case eval::Metric::Agreement: a.title = "validation agreement with FP32 (%)"; a.name = "agreement with FP32"; break;
+    case eval::Metric::Kl: a.scale = 1; a.title = "validation KL to FP32 (nats)"; a.name = "KL to FP32"; break;
+    case eval::Metric::Sqnr: a.scale = 1; a.title = "validation SQNR to FP32 (dB)"; a.name = "SQNR to FP32"; break;
+  }
+  return a;
+}
+
+ScoreAxis score_axis(const std::vector<RunData>& runs) { return score_axis(runs.empty() ? json() : runs.front().config); }
 
 const json* find_path(const json& j, std::initializer_list<const char*> keys) {
   const json* at = &j;
@@ -253,7 +281,8 @@ struct Point {
   std::string run;
   int64_t id = 0;
   int64_t episode = 0;
-  double accuracy = 0;  // percent
+  double accuracy = 0;  // the score on its axis (percent for fractions)
+  double utility = 0;   // orders scores, higher is better
   bool finetuned = false;
   bool feasible = false;
   std::string key;
@@ -267,7 +296,9 @@ std::vector<Point> points_of(const RunData& run) {
     p.run = run.label;
     p.id = e.id;
     p.episode = e.episode;
-    p.accuracy = 100 * e.accuracy;
+    const ScoreAxis axis = score_axis(run.config);
+    p.accuracy = axis.scale * e.accuracy;
+    p.utility = eval::utility(axis.metric, e.accuracy);
     p.finetuned = e.metrics.value("finetuned", true);
     p.feasible = e.feasible;
     p.key = e.config_key;
@@ -293,6 +324,7 @@ std::string uniform_label(const std::string& key) {
 }
 
 json front_plot(const std::vector<RunData>& runs, const CostAxis& axis) {
+  const ScoreAxis score = score_axis(runs);
   json all = json::array(), front = json::array(), selected = json::array(), budgets = json::array(),
        uniform = json::array();
   std::set<std::string> uniform_seen;
@@ -330,11 +362,11 @@ json front_plot(const std::vector<RunData>& runs, const CostAxis& axis) {
                            {"scale", {{"domain", {"meets constraints", "violates a constraint"}},
                                       {"range", {"#1f77b4", "#bbbbbb"}}}}};
   json tooltip = json::array({{{"field", "run"}}, {{"field", "evaluation"}}, {{"field", "episode"}},
-                              {{"field", "accuracy"}, {"format", ".2f"}, {"title", "validation top-1 (%)"}},
+                              {{"field", "accuracy"}, {"format", ".4~g"}, {"title", score.title}},
                               {{"field", "cost"}, {"format", ".4~f"}, {"title", axis.title}}, {{"field", "scored"}},
                               {{"field", "feasible"}}, {{"field", "config"}}});
   json x = axis_x("cost", axis.title);
-  json y = axis_x("accuracy", "validation top-1 (%)");
+  json y = axis_x("accuracy", score.title);
   json layers = json::array();
   layers.push_back({{"data", {{"values", all}}},
                     {"mark", {{"type", "point"}, {"filled", true}, {"opacity", 0.7}, {"size", 50}}},
@@ -374,19 +406,20 @@ json front_plot(const std::vector<RunData>& runs, const CostAxis& axis) {
 }
 
 json progress_plot(const std::vector<RunData>& runs) {
+  const ScoreAxis score = score_axis(runs);
   json points = json::array(), best = json::array();
   for (const auto& run : runs) {
-    double best_so_far = -1;
+    std::optional<Point> best_so_far;
     for (const auto& p : points_of(run)) {
       points.push_back({{"run", p.run}, {"evaluation", p.id}, {"episode", p.episode}, {"accuracy", p.accuracy},
                         {"scored", p.finetuned ? "short fine-tune" : "staged only"}, {"config", p.key}});
-      if (p.finetuned && p.feasible) best_so_far = std::max(best_so_far, p.accuracy);
-      if (best_so_far >= 0) best.push_back({{"run", p.run}, {"evaluation", p.id}, {"best", best_so_far}});
+      if (p.finetuned && p.feasible && (!best_so_far || p.utility > best_so_far->utility)) best_so_far = p;
+      if (best_so_far) best.push_back({{"run", p.run}, {"evaluation", p.id}, {"best", best_so_far->accuracy}});
     }
   }
   const bool many = runs.size() > 1;
   json x = {{"field", "evaluation"}, {"type", "quantitative"}, {"title", "evaluation (journal order)"}};
-  json y = axis_x("accuracy", "validation top-1 (%)");
+  json y = axis_x("accuracy", score.title);
   json layers = json::array();
   layers.push_back({{"data", {{"values", points}}},
                     {"mark", {{"type", "point"}, {"filled", true}, {"opacity", 0.7}}},
@@ -404,7 +437,7 @@ json progress_plot(const std::vector<RunData>& runs) {
                                   {"detail", {{"field", "run"}}},
                                   {"color", many ? json{{"field", "run"}, {"type", "nominal"}} : json{{"value", "black"}}}}}});
   return {{"title", {{"text", "Search progress"},
-                     {"subtitle", "accuracy per evaluation; line: best feasible so far (staged-only candidates are "
+                     {"subtitle", score.name + " per evaluation; line: best feasible so far (staged-only candidates are "
                                   "scored on the small staged subset)"}}},
           {"width", 560},
           {"height", 260},
@@ -516,6 +549,7 @@ struct SensitivityFit {
 
 std::optional<SensitivityFit> sensitivity_plot(const std::vector<RunData>& runs,
                                                const std::vector<std::vector<std::string>>& names) {
+  const ScoreAxis score = score_axis(runs);
   json points = json::array();
   std::vector<double> xs, ys;
   for (size_t r = 0; r < runs.size(); ++r) {
@@ -531,11 +565,11 @@ std::optional<SensitivityFit> sensitivity_plot(const std::vector<RunData>& runs,
       if (bits.size() != names[r].size()) continue;
       const double s = table.sum(names[r], bits);
       const bool finetuned = e.metrics.value("finetuned", true);
-      points.push_back({{"run", runs[r].label}, {"sensitivity", s}, {"accuracy", 100 * e.accuracy},
+      points.push_back({{"run", runs[r].label}, {"sensitivity", s}, {"accuracy", score.scale * e.accuracy},
                         {"scored", finetuned ? "short fine-tune" : "staged only"}, {"evaluation", e.id}});
       if (finetuned) {
         xs.push_back(s);
-        ys.push_back(e.accuracy);
+        ys.push_back(eval::utility(score.metric, e.accuracy));
       }
     }
   }
@@ -546,14 +580,14 @@ std::optional<SensitivityFit> sensitivity_plot(const std::vector<RunData>& runs,
   const std::string rho = fit.rho ? fmt::format("Spearman's rank correlation {:+.3f} over {} fine-tuned configurations",
                                                 *fit.rho, fit.pairs)
                                   : fmt::format("rank correlation undefined ({} fine-tuned configurations)", fit.pairs);
-  fit.plot = {{"title", {{"text", "Summed sensitivity against validation accuracy"}, {"subtitle", rho}}},
+  fit.plot = {{"title", {{"text", "Summed sensitivity against validation " + score.name}, {"subtitle", rho}}},
               {"width", 560},
               {"height", 280},
               {"data", {{"values", points}}},
               {"mark", {{"type", "point"}, {"filled", true}, {"opacity", 0.7}}},
               {"encoding",
                {{"x", axis_x("sensitivity", "summed KL of the configuration's tensors (sensitivity table)")},
-                {"y", axis_x("accuracy", "validation top-1 (%)")},
+                {"y", axis_x("accuracy", score.title)},
                 {"color", runs.size() > 1 ? json{{"field", "run"}, {"type", "nominal"}}
                                           : json{{"field", "scored"}, {"type", "nominal"}, {"title", nullptr}}},
                 {"shape", {{"field", "scored"}, {"type", "nominal"}, {"title", nullptr}}},
@@ -583,8 +617,28 @@ std::string config_section(const RunData& run) {
   return h;
 }
 
+// The run's own metric on the test split, for runs that do not score by top-1.
+std::string score_section(const RunData& run) {
+  const ScoreAxis axis = score_axis(run.config);
+  auto text = [&](const char* model, const char* key) {
+    const double v = number_at(run.result, {model, key});
+    return std::isnan(v) ? std::string() : eval::format_score(axis.metric, v);
+  };
+  std::string h = fmt::format("<h3>{} on the {} data</h3>\n<p>The run scores with <code>{}</code> ({}).</p>\n",
+                              e(eval::describe(axis.metric)), e(run.result.value("evaluated_on", "test")),
+                              eval::to_string(axis.metric), e(axis.name));
+  h += "<table><tr><th>model</th><th>test</th><th>validation</th></tr>\n";
+  h += fmt::format("<tr><td>FP32</td><td>{}</td><td>{}</td></tr>\n", text("fp32", "test_score"),
+                   text("fp32", "validation_score"));
+  h += fmt::format("<tr><td>result</td><td>{}</td><td>{}</td></tr>\n</table>\n", text("final", "test_score"),
+                   text("final", "validation_score"));
+  return h;
+}
+
 std::string accuracy_section(const RunData& run, const ReportOptions& options) {
   if (run.result.is_null()) return "";
+  std::string scored = score_axis(run.config).metric == eval::Metric::Top1 ? "" : score_section(run);
+  if (!find_path(run.result, {"final", "test_top1"})) return scored;
   const double fp32 = number_at(run.result, {"fp32", "test_top1"});
   const double final = number_at(run.result, {"final", "test_top1"});
   const auto a = outcome_bits(run.outcomes, "fp32_top1_correct");
@@ -604,7 +658,7 @@ std::string accuracy_section(const RunData& run, const ReportOptions& options) {
                      "the difference is paired: both models on the same resampled examples.</p>\n",
                      a.size(), options.bootstrap_resamples, run.seed, run.seed + 1, run.seed + 2);
   }
-  return h;
+  return scored + h;
 }
 
 std::string constraints_section(const RunData& run) {
@@ -641,8 +695,12 @@ std::string deploy_section(const RunData& run) {
   std::string h = "<h3>Deployment</h3>\n<table>\n";
   const double sim = number_at(run.result, {"final", "test_top1"});
   h += fmt::format("<tr><th>verified in the runtime</th><td>{}</td></tr>\n", d->value("verified", false) ? "yes" : "NO");
-  h += fmt::format("<tr><th>runtime test top-1</th><td>{} (simulation {})</td></tr>\n",
-                   percent(d->value("ort_top1", 0.0)), percent(sim));
+  if (d->contains("ort_top1") && (*d)["ort_top1"].is_number())
+    h += fmt::format("<tr><th>runtime test top-1</th><td>{} (simulation {})</td></tr>\n",
+                     percent(d->value("ort_top1", 0.0)), percent(sim));
+  else if (d->contains("ort_agreement"))
+    h += fmt::format("<tr><th>runtime agrees with the simulation</th><td>{} of the predictions</td></tr>\n",
+                     percent(d->value("ort_agreement", 0.0)));
   const double theoretical = number_at(run.result, {"final", "costs", "weight_bits"}) / 8;
   const double bytes = d->value("onnx_bytes", 0.0);
   h += fmt::format("<tr><th>file size</th><td>{:.1f} KiB ({:.2f}× the theoretical weight memory {:.1f} KiB)</td></tr>\n",
@@ -678,18 +736,26 @@ std::string layers_table(const std::vector<LayerChoice>& rows) {
 }
 
 std::string runs_table(const std::vector<RunData>& runs, const ReportOptions& options) {
-  std::string h = "<table><tr><th>run</th><th>agent</th><th>target</th><th>evaluations</th><th>best validation top-1</th>"
-                  "<th>test top-1 (FP32 → result)</th><th>feasible</th><th>weight memory</th></tr>\n";
+  const ScoreAxis axis = score_axis(runs);
+  const bool top1 = axis.metric == eval::Metric::Top1;
+  std::string h = fmt::format("<table><tr><th>run</th><th>agent</th><th>target</th><th>evaluations</th><th>best {}</th>"
+                              "<th>test {} (FP32 → result)</th><th>feasible</th><th>weight memory</th></tr>\n",
+                              top1 ? "validation top-1" : "validation " + e(axis.name),
+                              top1 ? "top-1" : e(axis.name));
   for (const auto& run : runs) {
-    double best = -1;
+    std::optional<double> best;
     for (const auto& ev : run.evaluations) {
       if (run.best_id && ev.id == *run.best_id) best = ev.accuracy;
     }
     std::string test = "not finished", feasible = "", memory = "";
     if (!run.result.is_null()) {
       auto ib = bootstrap_mean(outcome_bits(run.outcomes, "result_top1_correct"), options.bootstrap_resamples, run.seed + 1);
-      test = percent(number_at(run.result, {"fp32", "test_top1"})) + " → " +
-             (ib ? interval_text(ib) : percent(number_at(run.result, {"final", "test_top1"})));
+      if (top1)
+        test = percent(number_at(run.result, {"fp32", "test_top1"})) + " → " +
+               (ib ? interval_text(ib) : percent(number_at(run.result, {"final", "test_top1"})));
+      else
+        test = eval::format_score(axis.metric, number_at(run.result, {"fp32", "test_score"})) + " → " +
+               eval::format_score(axis.metric, number_at(run.result, {"final", "test_score"}));
       feasible = run.result.value("feasible", false) ? "yes" : "NO";
       const double wb = number_at(run.result, {"final", "costs", "weight_bits"});
       const double fp = number_at(run.result, {"final", "costs", "fp32_weight_bits"});
@@ -697,7 +763,8 @@ std::string runs_table(const std::vector<RunData>& runs, const ReportOptions& op
     }
     h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                      e(run.label), e(run.config.value("agent", "")), e(run.config.value("target", "")),
-                     run.evaluations.size(), best >= 0 ? percent(best) : "", e(test), feasible, memory);
+                     run.evaluations.size(), best ? eval::format_score(axis.metric, *best) : "", e(test), feasible,
+                     memory);
   }
   return h + "</table>\n";
 }

@@ -1,5 +1,7 @@
 #include "search/run_config.h"
 
+#include "eval/metric.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -104,7 +106,7 @@ const std::vector<RKey>& keys() {
     std::vector<RKey> k = {
         string_key("model", "path of an ONNX file", "required (or --model)", "the trained FP32 model",
                    "/nonexistent/model.onnx", [](RunConfig& c) -> std::string& { return c.model; }),
-        string_key("data", "dataset spec (idx:DIR, npy:X.npy,Y.npy)", "required (or --data)", "training and test data",
+        string_key("data", "dataset spec (idx:DIR, npy:X.npy,Y.npy, npy:X.npy without labels)", "required (or --data)", "training and test data",
                    "npy:/nonexistent/x.npy,/nonexistent/y.npy", [](RunConfig& c) -> std::string& { return c.data; }),
         string_key("target", "built-in target name or profile path", "generic", "the device (`autoprec targets`)",
                    "no-such-target", [](RunConfig& c) -> std::string& { return c.target; }),
@@ -116,6 +118,12 @@ const std::vector<RKey>& keys() {
                                    n.describe()));
               }
               for (const yaml::Node& item : n.items()) c.constraints.push_back(item.text("an expression"));
+            }),
+        key("metric", "top1 | agreement | kl | sqnr", "top1 with labels, agreement without",
+            "how candidates are scored (docs/search.md, \"Metrics\"); fidelity constraints bound the label-free ones",
+            "accuracy",
+            [](const yaml::Node& n, RunConfig& c) {
+              c.metric = eval::metric_names()[n.choice(eval::metric_names())];
             }),
         key("agent", agent_names(), "ddpg", "the search agent (docs/search.md)", "haq",
             [](const yaml::Node& n, RunConfig& c) { c.agent = agent_name_list()[n.choice(agent_name_list())]; }),
@@ -258,6 +266,7 @@ void validate(const RunConfig& c) {
     fail("unknown agent '{}'; valid: {}", c.agent, agent_names());
   }
   if (c.episodes < 1) fail("episodes must be >= 1, got {}", c.episodes);
+  if (!c.metric.empty()) eval::parse_metric(c.metric, "metric");
   if (c.staged.margin < 0) fail("staged.margin must be >= 0, got {}", c.staged.margin);
   if (!(c.short_finetune.learning_rate > 0) || !(c.final_finetune.learning_rate > 0)) {
     fail("fine-tune learning rates must be > 0");
@@ -316,6 +325,7 @@ nlohmann::json to_json(const RunConfig& c) {
             {"replay", d.replay_capacity}, {"batch_size", d.batch_size}, {"tau", d.tau}, {"discount", d.discount},
             {"baseline_momentum", d.baseline_momentum}, {"updates_per_step", d.updates_per_step}}}};
   // Written only when set, so that journals from before the key still resume.
+  if (!c.metric.empty()) j["metric"] = c.metric;
   if (c.parallel.batch != 1 || c.parallel.threads != 0) {
     j["parallel"] = {{"batch", c.parallel.batch}, {"threads", c.parallel.threads}};
   }

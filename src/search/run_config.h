@@ -5,6 +5,7 @@
 //   data: idx:/usr/share/datasets/fashion-mnist
 //   target: bitfusion                 # built-in name or profile path (default generic)
 //   constraints: ["weight_memory<=0.125*fp32"]
+//   metric: top1                      # top1 | agreement | kl | sqnr (default: top1 with labels, agreement without)
 //   agent: ddpg                       # ddpg | ilp | greedy | random | uniform
 //   episodes: 100                     # ddpg and random; 1 for the others
 //   seed: 0
@@ -61,10 +62,11 @@ struct FinalFinetuneConfig {
 struct StagedConfig {
   bool enabled = true;
   int64_t examples = 0;    // validation examples of the cheap score (0: all of them, at most 500)
-  double margin = 0.03;    // fine-tune when cheap top-1 >= best cheap top-1 - margin
+  double margin = 0.03;    // fine-tune when the cheap score is within margin (the metric's units) of the best
 };
 
-// reward = accuracy · 100 · (top1 − fp32_top1) − Σ_k weight_k · cost_k / reference_k
+// reward = accuracy · 100 · (f(score) − f(fp32 score)) − Σ_k weight_k · cost_k / reference_k,
+// f = eval::reward_scale (the score itself for top1 and agreement)
 // (reference: the uniform 8-bit cost on the target); HAQ: accuracy 0.1, no cost terms.
 struct RewardConfig {
   double accuracy = 0.1;
@@ -90,6 +92,7 @@ struct RunConfig {
   std::string data;
   std::string target = "generic";
   std::vector<std::string> constraints;
+  std::string metric;  // eval::Metric name; empty: top1 on labelled data, agreement otherwise
   std::string agent = "ddpg";
   int64_t episodes = 100;
   uint64_t seed = 0;

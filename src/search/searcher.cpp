@@ -137,6 +137,10 @@ class Search {
   EvaluationRecord evaluate(const Choice& choice, int64_t episode) { return evaluate_batch({{choice, episode}}).front(); }
   void learn(DdpgAgent& agent, const Environment::Episode& played, const EvaluationRecord& record, int64_t episode);
   double reward_of(const EvaluationRecord& r) const;
+  double utility(double score) const { return eval::utility(metric_, score); }
+  // Scores `executor` on `d` with the run's metric; `reference` holds the teacher's outputs on `d` (label-free metrics).
+  eval::EvalResult score(const exec::Executor& executor, const data::Dataset& d, const at::Tensor& reference,
+                         bool keep_outcomes = false) const;
   void update_fronts();
   json finish(double search_seconds);
 
@@ -156,14 +160,15 @@ class Search {
   quant::CalibrationStats stats_;
   std::unique_ptr<train::TeacherCache> cache_;
   quant::SensitivityTable sensitivity_;
-  double fp32_validation_ = 0;
-  double fp32_stage_ = 0;
+  eval::Metric metric_ = eval::Metric::Top1;  // resolved by load_data
+  at::Tensor validation_reference_;  // the teacher's outputs on validation_ (label-free metrics)
+  double fp32_validation_ = 0;       // the teacher's score on validation_
 
   ChoiceProblem problem_;
   std::unique_ptr<Environment> env_;  // built from problem_ once its sensitivities are known
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<TaskPool> pool_;
-  double best_cheap_ = -1;
+  double best_cheap_ = -std::numeric_limits<double>::infinity();  // a utility (eval::utility)
   int64_t sensitivity_examples_ = 0;  // resolved from cfg_.sensitivity_examples by load_data
   int64_t evaluations_run_ = 0;
   int64_t finetuned_run_ = 0;
@@ -215,7 +220,7 @@ void Search::prepare() {
   constraints_ = target::resolve(parsed, profile_, fp32, int8_costs_);
   std::set<target::Metric> seen;
   for (const auto& c : constraints_) {
-    if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) continue;
+    if (target::is_score_metric(c.metric)) continue;
     if (!c.at_most) fail("constraint '{}': cost constraints must be upper bounds (<=)", c.text);
     if (seen.count(c.metric)) fail("constraint '{}': {} is bounded twice", c.text, to_string(c.metric));
     seen.insert(c.metric);
@@ -229,6 +234,30 @@ void Search::load_data() {
   // validation_data); calibration, the staged subset and the short fine-tune
   // subset from the training part.
   data::Dataset full = data::load_dataset(cfg_.data, data::Split::Train);
+  if (cfg_.metric.empty() && !full.labelled()) {
+    // Recorded in the run configuration (journal, workers, report); labelled runs keep the key absent.
+    cfg_.metric = "agreement";
+    notice(fmt::format("metric: agreement with FP32 ({} has no labels)", cfg_.data));
+  }
+  if (cfg_.metric.empty()) {
+    metric_ = eval::Metric::Top1;
+  } else {
+    metric_ = eval::parse_metric(cfg_.metric, "metric");
+  }
+  eval::check_metric_fits(metric_, full);
+  for (const auto& c : constraints_) {
+    const bool accuracy = c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop;
+    if (accuracy && metric_ != eval::Metric::Top1)
+      fail("constraint '{}' bounds top-1 accuracy, but the run scores with metric {}{}; bound it with fidelity "
+           "(e.g. fidelity>=0.98 for agreement)",
+           c.text, eval::to_string(metric_), full.labelled() ? "" : " (the data has no labels)");
+    if (c.metric == target::Metric::Fidelity && metric_ == eval::Metric::Top1)
+      fail("constraint '{}' bounds a label-free metric, but the run scores with top1; set metric: agreement, kl or "
+           "sqnr, or bound accuracy_drop",
+           c.text);
+  }
+  if (!full.labelled() && cfg_.short_finetune.steps > 0 && cfg_.short_finetune.alpha < 1)
+    notice("no labels: the short fine-tunes are pure distillation (alpha 1)");
   test_ = data::load_dataset(cfg_.data, data::Split::Test);
   std::optional<data::Dataset> held_out;
   if (!cfg_.validation_data.empty()) {
@@ -263,6 +292,17 @@ void Search::load_data() {
   teacher_ = std::make_unique<exec::Executor>(info_.graph, cfg_.model);
   teacher_->run({validation_.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
   teacher_->run({test_.images.slice(0, 0, 1)});
+  if (eval::needs_reference(metric_)) validation_reference_ = eval::outputs_of(*teacher_, validation_);
+}
+
+eval::EvalResult Search::score(const exec::Executor& executor, const data::Dataset& d, const at::Tensor& reference,
+                               bool keep_outcomes) const {
+  eval::EvalOptions o;
+  o.quiet = true;
+  o.metric = metric_;
+  o.keep_outcomes = keep_outcomes && d.labelled();
+  if (eval::needs_reference(metric_)) o.reference_outputs = reference.narrow(0, 0, d.size());
+  return eval::evaluate(executor, d, o);
 }
 
 void Search::build_problem() {
@@ -287,7 +327,7 @@ void Search::build_problem() {
 
   // Resources: every bounded cost metric; per-layer costs from uniform assignments.
   for (const auto& c : constraints_) {
-    if (c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop) continue;
+    if (target::is_score_metric(c.metric)) continue;
     ResourceSpec r;
     r.metric = c.metric;
     r.name = to_string(c.metric);
@@ -331,13 +371,16 @@ void Search::build_problem() {
   if (std::filesystem::exists(sensitivity_path)) {
     try {
       json j = json::parse(std::ifstream(sensitivity_path));
-      if (j.at("bits").get<std::vector<int>>() == bits) {
-        sensitivity_.fp32_top1 = j.at("fp32_top1");
+      if (j.at("bits").get<std::vector<int>>() == bits && j.value("metric", "top1") == eval::to_string(metric_)) {
+        sensitivity_.metric = metric_;
+        sensitivity_.labelled = j.contains("fp32_top1");
+        sensitivity_.fp32_top1 = j.value("fp32_top1", 0.0);
+        sensitivity_.fp32_score = j.value("fp32_score", sensitivity_.fp32_top1);
         sensitivity_.layers = j.at("layers").get<std::vector<std::string>>();
         sensitivity_.bits = bits;
         for (const auto& r : j.at("rows")) {
-          sensitivity_.rows.push_back({r.at("layer"), r.at("tensor"), r.at("bits"), r.at("top1"),
-                                       r.at("accuracy_drop"), r.at("kl")});
+          sensitivity_.rows.push_back({r.at("layer"), r.at("tensor"), r.at("bits"), r.value("top1", 0.0),
+                                       r.value("accuracy_drop", 0.0), r.at("kl"), r.value("score", r.value("top1", 0.0))});
         }
         loaded = true;
       }
@@ -349,14 +392,18 @@ void Search::build_problem() {
     Progress progress("sensitivity", 0, "measurements", opt_.quiet);
     sensitivity_ = quant::measure_sensitivity(info_.graph, calibration_, data::take(validation_, sensitivity_examples_),
                                               bits, quant::QuantOptions{},
-                                              [&](int64_t done, int64_t total) { progress.update(done, total); });
+                                              [&](int64_t done, int64_t total) { progress.update(done, total); },
+                                              metric_);
     progress.finish();
     json rows = json::array();
     for (const auto& r : sensitivity_.rows) {
-      rows.push_back({{"layer", r.layer}, {"tensor", r.tensor}, {"bits", r.bits}, {"top1", r.top1},
-                      {"accuracy_drop", r.accuracy_drop}, {"kl", r.kl}});
+      json row = {{"layer", r.layer}, {"tensor", r.tensor}, {"bits", r.bits}, {"kl", r.kl}, {"score", r.score}};
+      if (sensitivity_.labelled) row.update({{"top1", r.top1}, {"accuracy_drop", r.accuracy_drop}});
+      rows.push_back(row);
     }
-    json j = {{"fp32_top1", sensitivity_.fp32_top1}, {"layers", sensitivity_.layers}, {"bits", bits}, {"rows", rows}};
+    json j = {{"metric", eval::to_string(metric_)}, {"fp32_score", sensitivity_.fp32_score},
+              {"layers", sensitivity_.layers}, {"bits", bits}, {"rows", rows}};
+    if (sensitivity_.labelled) j["fp32_top1"] = sensitivity_.fp32_top1;
     write_file_atomically(sensitivity_path, j.dump(1) + "\n", "sensitivity table");
   }
   auto kl = [&](const std::string& layer, const char* tensor, int b) {
@@ -403,10 +450,8 @@ json Search::evaluate_task(const json& task) const {
   auto start = Clock::now();
   quant::QuantizedModel model(info_.graph, config_of_bits(parse_config_key(task.at("key").get<std::string>())), cfg_.model);
   model.calibrate(stats_);
-  eval::EvalOptions quiet;
-  quiet.quiet = true;
   json result = json::object();
-  if (kind == "staged" || kind == "both") result["cheap"] = eval::evaluate(model.executor(), stage_set_, quiet).top1;
+  if (kind == "staged" || kind == "both") result["cheap"] = score(model.executor(), stage_set_, validation_reference_).score;
   if (kind == "full" || kind == "both") {
     if (cfg_.short_finetune.steps > 0) {
       train::FinetuneOptions o;
@@ -419,7 +464,7 @@ json Search::evaluate_task(const json& task) const {
       o.quiet = true;
       train::finetune(model, *teacher_, short_set_, nullptr, o, cache_.get());
     }
-    result["accuracy"] = eval::evaluate(model.executor(), validation_, quiet).top1;
+    result["accuracy"] = score(model.executor(), validation_, validation_reference_).score;
   }
   result["seconds"] = seconds_since(start);
   return result;
@@ -445,7 +490,8 @@ std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate
     std::vector<std::string> fresh_keys;
     for (size_t i : fresh) fresh_keys.push_back(keys[i]);
     const std::vector<CandidateScore> scores =
-        score_candidates(*pool_, fresh_keys, cfg_.staged.enabled, cfg_.staged.margin, best_cheap_);
+        score_candidates(*pool_, fresh_keys, cfg_.staged.enabled, cfg_.staged.margin, best_cheap_,
+                         eval::higher_is_better(metric_));
     for (size_t j = 0; j < fresh.size(); ++j) {
       const size_t i = fresh[j];
       const double cheap = scores[j].staged;
@@ -464,8 +510,9 @@ std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate
       record.accuracy = accuracy;
       record.feasible = std::all_of(checks.begin(), checks.end(), [](const auto& r) { return r.holds; });
       record.seconds = seconds;
-      record.metrics = {{"cheap_top1", cheap},   {"finetuned", promising}, {"validation_top1", accuracy},
+      record.metrics = {{"cheap_score", cheap},   {"finetuned", promising}, {"validation_score", accuracy},
                         {"costs", totals_json(costs)}, {"constraints", constraints_json(checks)}};
+      if (metric_ == eval::Metric::Top1) record.metrics.update({{"cheap_top1", cheap}, {"validation_top1", accuracy}});
       record.id = journal_->record_evaluation(record);
       ++evaluations_run_;
       out[i] = record;
@@ -478,7 +525,8 @@ std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate
 }
 
 double Search::reward_of(const EvaluationRecord& r) const {
-  double reward = cfg_.reward.accuracy * 100.0 * (r.accuracy - fp32_validation_);
+  double reward = cfg_.reward.accuracy * 100.0 *
+                  (eval::reward_scale(metric_, r.accuracy) - eval::reward_scale(metric_, fp32_validation_));
   const json& c = r.metrics.at("costs");
   auto term = [&](double weight, const char* key, std::optional<double> reference) {
     if (weight != 0 && c.contains(key) && reference && *reference > 0) reward -= weight * c.at(key).get<double>() / *reference;
@@ -493,7 +541,7 @@ double Search::reward_of(const EvaluationRecord& r) const {
 void Search::update_fronts() {
   std::vector<EvaluationRecord> all = journal_->evaluations();
   std::optional<int64_t> best_id;
-  double best_accuracy = -1;
+  double best_utility = -std::numeric_limits<double>::infinity();
   int64_t best_episode = 0;
   std::vector<ParetoPoint> points;
   std::vector<int64_t> ids;
@@ -503,11 +551,12 @@ void Search::update_fronts() {
     std::vector<double> costs = {c.at("weight_bits").get<double>(), c.at("bops").get<double>()};
     if (c.contains("latency_ms")) costs.push_back(c.at("latency_ms"));
     if (c.contains("energy_mj")) costs.push_back(c.at("energy_mj"));
-    points.push_back({r.accuracy, costs});
+    points.push_back({utility(r.accuracy), costs});
     ids.push_back(r.id);
     // Ties go to the earliest episode: journal ids follow recording order, episodes do not depend on it.
-    if (r.feasible && (r.accuracy > best_accuracy || (r.accuracy == best_accuracy && r.episode < best_episode))) {
-      best_accuracy = r.accuracy;
+    const double u = utility(r.accuracy);
+    if (r.feasible && (!best_id || u > best_utility || (u == best_utility && r.episode < best_episode))) {
+      best_utility = u;
       best_episode = r.episode;
       best_id = r.id;
     }
@@ -518,8 +567,9 @@ void Search::update_fronts() {
     front.push_back(ids[i]);
     for (const auto& r : all) {
       if (r.id == ids[i]) {
-        pareto.push_back({{"id", r.id}, {"validation_top1", r.accuracy}, {"costs", r.metrics.at("costs")},
+        pareto.push_back({{"id", r.id}, {"validation_score", r.accuracy}, {"costs", r.metrics.at("costs")},
                           {"config_key", r.config_key}, {"feasible", r.feasible}});
+        if (metric_ == eval::Metric::Top1) pareto.back()["validation_top1"] = r.accuracy;
       }
     }
   }
@@ -554,10 +604,10 @@ std::string Search::fingerprint() const {
   std::string bytes((std::istreambuf_iterator<char>(model)), std::istreambuf_iterator<char>());
   json run = to_json(cfg_);
   run.erase("out");
-  const double images = validation_.images.to(at::kDouble).sum().item<double>() +
+  const double inputs = validation_.images.to(at::kDouble).sum().item<double>() +
                         short_set_.images.to(at::kDouble).sum().item<double>();
   return fmt::format("{:016x}-{:016x}-{}-{}-{:.6e}-{}", std::hash<std::string>{}(bytes),
-                     std::hash<std::string>{}(run.dump()), train_.size(), validation_.size(), images,
+                     std::hash<std::string>{}(run.dump()), train_.size(), validation_.size(), inputs,
                      std::hash<std::string>{}(std::string(__DATE__ " " __TIME__)));
 }
 
@@ -642,9 +692,8 @@ json Search::run_prepared(Clock::time_point start) {
                cfg_.parallel.batch);
   if (mpi::size() > 1) check_workers(fingerprint());
 
-  eval::EvalOptions quiet;
-  quiet.quiet = true;
-  fp32_validation_ = eval::evaluate(*teacher_, validation_, quiet).top1;
+  fp32_validation_ = score(*teacher_, validation_, validation_reference_).score;
+  spdlog::info("metric {}: FP32 validation {}", eval::to_string(metric_), eval::format_score(metric_, fp32_validation_));
   stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images, 256,
                                           profile_.format == quant::QuantForm::Int);
   build_problem();
@@ -656,7 +705,11 @@ json Search::run_prepared(Clock::time_point start) {
   run_json.erase("out");
   journal_->record_run_config(run_json, cfg_.seed);
   // A resumed run stages as the uninterrupted one did: the threshold is the best staged score journaled so far.
-  for (const auto& r : journal_->evaluations()) best_cheap_ = std::max(best_cheap_, r.metrics.value("cheap_top1", -1.0));
+  for (const auto& r : journal_->evaluations()) {
+    const json& m = r.metrics;
+    if (m.contains("cheap_score") || m.contains("cheap_top1"))
+      best_cheap_ = std::max(best_cheap_, utility(m.value("cheap_score", m.value("cheap_top1", 0.0))));
+  }
   update_fronts();
 
   int64_t episodes = (cfg_.agent == "ddpg" || cfg_.agent == "random") ? cfg_.episodes : 1;
@@ -667,7 +720,7 @@ json Search::run_prepared(Clock::time_point start) {
     const EvaluationRecord* last = all.empty() ? nullptr : &all.back();
     std::string status = fmt::format("ep {}", episode + 1);
     if (last != nullptr) {
-      status += fmt::format(" acc {:.2f}%", 100 * last->accuracy);
+      status += " " + eval::format_score(metric_, last->accuracy);
       if (!resources_.empty()) {
         const json& c = last->metrics.at("costs");
         double v = resources_[0].metric == target::Metric::WeightMemory ? c.at("weight_bits").get<double>()
@@ -678,7 +731,7 @@ json Search::run_prepared(Clock::time_point start) {
                               100 * v / (problem_.resources[0].budget + resources_[0].constant));
       }
     }
-    if (best) status += fmt::format(" best {:.2f}%", 100 * best->accuracy);
+    if (best) status += " best " + eval::format_score(metric_, best->accuracy);
     progress.advance(1, status);
   };
 
@@ -782,7 +835,7 @@ json Search::finish(double search_seconds) {
   if (!best) {
     // Best effort: the most accurate configuration; say which constraint fails and by how much.
     for (const auto& r : all) {
-      if (!best || r.accuracy > best->accuracy) best = r;
+      if (!best || utility(r.accuracy) > utility(best->accuracy)) best = r;
     }
     if (!best) fail("the search evaluated no configuration");
     for (const auto& c : best->metrics.at("constraints")) {
@@ -793,8 +846,6 @@ json Search::finish(double search_seconds) {
   quant::PrecisionConfig config = quant::parse_precision_config(best->precision, "best configuration");
   quant::QuantizedModel model(info_.graph, config, cfg_.model);
   model.calibrate(stats_);
-  eval::EvalOptions quiet;
-  quiet.quiet = true;
   train::FinetuneResult final_result;
   if (cfg_.final_finetune.epochs > 0) {
     train::FinetuneOptions o;
@@ -803,17 +854,18 @@ json Search::finish(double search_seconds) {
     o.learning_rate = cfg_.final_finetune.learning_rate;
     o.seed = cfg_.seed;
     o.quiet = opt_.quiet;
+    o.metric = metric_;
     data::Dataset final_train = cfg_.final_finetune.examples > 0 ? data::take(train_, cfg_.final_finetune.examples) : train_;
     final_result = train::finetune(model, *teacher_, final_train, &validation_, o);
   }
-  eval::EvalOptions keep = quiet;
-  keep.keep_outcomes = true;
-  eval::EvalResult fp32_on_test = eval::evaluate(*teacher_, test_, keep);
-  eval::EvalResult final_on_test = eval::evaluate(model.executor(), test_, keep);
-  double fp32_test = fp32_on_test.top1;
-  double final_test = final_on_test.top1;
-  write_outcomes(dir_ + "/outcomes.json", test_.source, fp32_on_test, final_on_test);
-  double final_validation = eval::evaluate(model.executor(), validation_, quiet).top1;
+  at::Tensor test_reference;
+  if (eval::needs_reference(metric_)) test_reference = eval::outputs_of(*teacher_, test_);
+  eval::EvalResult fp32_on_test = score(*teacher_, test_, test_reference, true);
+  eval::EvalResult final_on_test = score(model.executor(), test_, test_reference, true);
+  const double fp32_test = fp32_on_test.score;
+  const double final_test = final_on_test.score;
+  if (final_on_test.labelled) write_outcomes(dir_ + "/outcomes.json", test_.source, fp32_on_test, final_on_test);
+  const double final_validation = score(model.executor(), validation_, validation_reference_).score;
 
   quant::PrecisionConfig calibrated = model.calibrated_config();
   calibrated.calibration_seed = cfg_.seed;
@@ -840,10 +892,11 @@ json Search::finish(double search_seconds) {
                  {"seed", cfg_.seed},
                  {"episodes", cfg_.episodes},
                  {"evaluated_on", data::has_test_split(cfg_.data) ? "test" : "validation"},
-                 {"fp32", {{"test_top1", fp32_test}, {"validation_top1", fp32_validation_}}},
-                 {"search", {{"best_validation_top1", best->accuracy}, {"best_id", best->id}, {"config_key", best->config_key}}},
+                 {"metric", eval::to_string(metric_)},
+                 {"fp32", {{"test_score", fp32_test}, {"validation_score", fp32_validation_}}},
+                 {"search", {{"best_validation_score", best->accuracy}, {"best_id", best->id}, {"config_key", best->config_key}}},
                  {"final",
-                  {{"test_top1", final_test}, {"validation_top1", final_validation},
+                  {{"test_score", final_test}, {"validation_score", final_validation},
                    {"finetune_epochs", cfg_.final_finetune.epochs}, {"costs", totals_json(costs)}, {"layers", layers}}},
                  {"constraints", constraints_json(checks)},
                  {"feasible", feasible},
@@ -855,6 +908,17 @@ json Search::finish(double search_seconds) {
                   {{"best", dir_ + "/best.yaml"}, {"model", dir_ + "/model.onnx"}, {"pareto", dir_ + "/pareto.json"},
                    {"journal", dir_ + "/journal.sqlite"}, {"outcomes", dir_ + "/outcomes.json"}}}};
   if (!feasible) result["infeasible"] = infeasible_reason;
+  // Top-1 whenever the data has labels, whatever the metric; the validation top-1 when it is the metric.
+  if (final_on_test.labelled) {
+    result["fp32"]["test_top1"] = fp32_on_test.top1;
+    result["final"]["test_top1"] = final_on_test.top1;
+  }
+  if (metric_ == eval::Metric::Top1) {
+    result["fp32"]["validation_top1"] = fp32_validation_;
+    result["final"]["validation_top1"] = final_validation;
+    result["search"]["best_validation_top1"] = best->accuracy;
+  }
+  if (!final_on_test.labelled) result["outputs"].erase("outcomes");
   write_file_atomically(dir_ + "/result.json", result.dump(2) + "\n", "search result");
   return result;
 }

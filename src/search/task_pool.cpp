@@ -74,7 +74,7 @@ std::vector<json> MpiPool::run(const std::vector<json>& tasks) {
 }
 
 std::vector<CandidateScore> score_candidates(TaskPool& pool, const std::vector<std::string>& keys, bool staging,
-                                             double margin, double& best_staged) {
+                                             double margin, double& best_staged, bool higher_is_better) {
   std::vector<CandidateScore> scores(keys.size());
   if (keys.empty()) return scores;
   std::vector<json> tasks;
@@ -87,8 +87,9 @@ std::vector<CandidateScore> score_candidates(TaskPool& pool, const std::vector<s
     c.staged = first[j].at("cheap").get<double>();
     c.accuracy = staging ? c.staged : first[j].at("accuracy").get<double>();
     c.seconds = first[j].at("seconds").get<double>();
-    c.promising = !staging || c.staged >= best_staged - margin;
-    best_staged = std::max(best_staged, c.staged);
+    const double utility = higher_is_better ? c.staged : -c.staged;
+    c.promising = !staging || utility >= best_staged - margin;
+    best_staged = std::max(best_staged, utility);
     if (staging && c.promising) {
       tasks.push_back({{"kind", "full"}, {"key", keys[j]}});
       full_of.push_back(j);

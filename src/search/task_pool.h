@@ -49,17 +49,19 @@ class MpiPool : public TaskPool {
 // The coordinator's scoring of new candidates (keys in episode order): their
 // staged scores in `pool`; staging decided here in episode order (a
 // candidate is fine-tuned when staging is off or its staged score is within
-// `margin` of the best so far, `best_staged`, which this updates); the
+// `margin` of the best so far, `best_staged`, which this updates; scores
+// are compared as utilities: the score, or −score unless `higher_is_better`,
+// and `best_staged` holds a utility, −infinity before any); the
 // promising ones' short fine-tune and validation in `pool`. The same for any
 // pool, worker count or completion order.
 struct CandidateScore {
-  double staged = 0;       // top-1 on the staged subset
-  double accuracy = 0;     // validation top-1 after the short fine-tune; `staged` when not promising
+  double staged = 0;       // the run's metric on the staged subset
+  double accuracy = 0;     // the metric on the validation set after the short fine-tune; `staged` when not promising
   bool promising = false;  // fine-tuned
   double seconds = 0;      // the tasks' time, summed
 };
 std::vector<CandidateScore> score_candidates(TaskPool& pool, const std::vector<std::string>& keys, bool staging,
-                                             double margin, double& best_staged);
+                                             double margin, double& best_staged, bool higher_is_better = true);
 
 // Message tags.
 inline constexpr int kTagHello = 10;   // worker -> 0: {"fingerprint": ..} or {"error": ..}

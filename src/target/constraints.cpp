@@ -18,7 +18,8 @@ struct MetricName {
 };
 const MetricName kMetrics[] = {{"weight_memory", Metric::WeightMemory}, {"bops", Metric::Bops},
                                {"latency", Metric::Latency},            {"energy", Metric::Energy},
-                               {"accuracy_drop", Metric::AccuracyDrop}, {"accuracy", Metric::Accuracy}};
+                               {"accuracy_drop", Metric::AccuracyDrop}, {"accuracy", Metric::Accuracy},
+                               {"fidelity", Metric::Fidelity}};
 
 struct Unit {
   const char* name;
@@ -33,6 +34,7 @@ std::vector<Unit> units_of(Metric m) {
     case Metric::Energy: return {{"mJ", 1}, {"uJ", 1e-3}, {"J", 1e3}};
     case Metric::Accuracy:
     case Metric::AccuracyDrop: return {{"", 1}, {"%", 0.01}};
+    case Metric::Fidelity: return {{"", 1}, {"%", 0.01}, {"dB", 1}, {"nats", 1}};
   }
   return {};
 }
@@ -84,6 +86,10 @@ const char* to_string(Metric metric) {
   return "?";
 }
 
+bool is_score_metric(Metric metric) {
+  return metric == Metric::Accuracy || metric == Metric::AccuracyDrop || metric == Metric::Fidelity;
+}
+
 Constraint parse_constraint(const std::string& text, const std::string& origin) {
   std::string s;
   for (char c : text) {
@@ -111,7 +117,7 @@ Constraint parse_constraint(const std::string& text, const std::string& origin) 
     }
   }
   if (!found) {
-    throw bad(fmt::format("unknown metric '{}'; metrics: weight_memory, bops, latency, energy, accuracy_drop, accuracy", metric));
+    throw bad(fmt::format("unknown metric '{}'; metrics: weight_memory, bops, latency, energy, accuracy_drop, accuracy, fidelity", metric));
   }
   if (value.empty()) throw bad("missing value after the operator");
   size_t star = value.find('*');
@@ -128,6 +134,8 @@ Constraint parse_constraint(const std::string& text, const std::string& origin) 
       throw bad(fmt::format("unknown reference '{}'; relative values are FACTOR*fp32 or FACTOR*int8", ref));
     }
     if (c.metric == Metric::AccuracyDrop) throw bad("accuracy_drop takes an absolute value (0.01 or 1%), not a reference");
+    if (c.metric == Metric::Fidelity)
+      throw bad("fidelity takes the metric's own value (0.98 for agreement, 0.02 for kl, 30dB for sqnr), not a reference");
     if (c.metric == Metric::Accuracy && c.reference == Reference::Int8) {
       throw bad("accuracy can be relative to fp32 only (e.g. accuracy>=0.99*fp32)");
     }
@@ -178,7 +186,7 @@ std::vector<Constraint> resolve(std::vector<Constraint> constraints, const Profi
       fail("{}: target {} has no energy model (cost model {}); use bitfusion, bismo or a lut with energy_mj", where,
            profile.name, to_string(profile.cost_model.type));
     }
-    if (c.metric == Metric::Accuracy || c.metric == Metric::AccuracyDrop) continue;
+    if (is_score_metric(c.metric)) continue;
     if (c.reference == Reference::Fp32) c.bound = c.value * metric_value(c.metric, fp32, where);
     if (c.reference == Reference::Int8) c.bound = c.value * metric_value(c.metric, int8, where);
   }
@@ -186,18 +194,22 @@ std::vector<Constraint> resolve(std::vector<Constraint> constraints, const Profi
 }
 
 std::vector<ConstraintResult> check(const std::vector<Constraint>& constraints, const TargetCosts& costs,
-                                    std::optional<double> top1, std::optional<double> fp32_top1) {
+                                    std::optional<double> score, std::optional<double> fp32_score) {
   std::vector<ConstraintResult> out;
   for (const Constraint& c : constraints) {
     std::string where = fmt::format("{}: constraint '{}'", c.origin, c.text);
     ConstraintResult r;
     r.constraint = c;
-    if (c.metric == Metric::Accuracy || c.metric == Metric::AccuracyDrop) {
-      if (!top1) fail("{}: needs the configuration's accuracy", where);
+    if (c.metric == Metric::Fidelity) {
+      if (!score) fail("{}: needs the configuration's score", where);
+      r.value = *score;
+      r.bound = c.value;
+    } else if (c.metric == Metric::Accuracy || c.metric == Metric::AccuracyDrop) {
+      if (!score) fail("{}: needs the configuration's accuracy", where);
       bool needs_fp32 = c.metric == Metric::AccuracyDrop || c.reference == Reference::Fp32;
-      if (needs_fp32 && !fp32_top1) fail("{}: needs the FP32 accuracy", where);
-      r.value = c.metric == Metric::Accuracy ? *top1 : *fp32_top1 - *top1;
-      r.bound = c.reference == Reference::Fp32 ? c.value * *fp32_top1 : c.value;
+      if (needs_fp32 && !fp32_score) fail("{}: needs the FP32 accuracy", where);
+      r.value = c.metric == Metric::Accuracy ? *score : *fp32_score - *score;
+      r.bound = c.reference == Reference::Fp32 ? c.value * *fp32_score : c.value;
     } else {
       if (!c.bound) fail("{}: relative bound not resolved (call target::resolve first)", where);
       r.value = metric_value(c.metric, costs, where);
@@ -223,6 +235,7 @@ std::string format_metric(Metric metric, double v) {
     case Metric::Energy: return fmt::format("{:.4g} mJ", v);
     case Metric::Accuracy:
     case Metric::AccuracyDrop: return fmt::format("{:.2f}%", 100 * v);
+    case Metric::Fidelity: return fmt::format("{:.4g}", v);
   }
   return "?";
 }

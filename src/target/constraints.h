@@ -1,7 +1,7 @@
 // Deployment constraints: `METRIC OP VALUE` bounds on a precision
 // configuration's costs on a target and on its accuracy.
 //
-//   METRIC  weight_memory | bops | latency | energy | accuracy_drop | accuracy
+//   METRIC  weight_memory | bops | latency | energy | accuracy_drop | accuracy | fidelity
 //   OP      <= | >=
 //   VALUE   absolute with a unit:
 //             weight_memory  B, KiB, MiB, GiB or bits     (64KiB, 12000B)
@@ -9,9 +9,12 @@
 //             latency        ms, us or s                 (1.5ms)
 //             energy         mJ, uJ or J                 (2mJ)
 //             accuracy, accuracy_drop  a fraction or a percentage (0.01, 1%)
+//             fidelity       the label-free metric's value: agreement a
+//                            fraction or percentage (0.98, 98%), kl nats
+//                            (fidelity<=0.02), sqnr dB (fidelity>=30dB)
 //           or relative, FACTOR*REF: `0.125*fp32` (the model entirely in
 //           float32) or `0.6*int8` (uniform 8-bit on the same target);
-//           accuracy takes `0.99*fp32` only, accuracy_drop no reference.
+//           accuracy takes `0.99*fp32` only, accuracy_drop and fidelity no reference.
 // Spaces are allowed anywhere. Internally weight memory is in bits, latency
 // in ms, energy in mJ, accuracy a fraction in [0, 1].
 //
@@ -32,10 +35,13 @@
 
 namespace autoprec::target {
 
-enum class Metric { WeightMemory, Bops, Latency, Energy, AccuracyDrop, Accuracy };
+enum class Metric { WeightMemory, Bops, Latency, Energy, AccuracyDrop, Accuracy, Fidelity };
 enum class Reference { Absolute, Fp32, Int8 };
 
 const char* to_string(Metric metric);
+// Whether the metric bounds the model's score (accuracy, accuracy_drop,
+// fidelity) rather than a cost on the target.
+bool is_score_metric(Metric metric);
 
 struct Constraint {
   std::string text;    // as written
@@ -68,10 +74,12 @@ struct ConstraintResult {
   double slack = 0;  // bound - value for <=, value - bound for >=; >= 0 when it holds
 };
 
-// Checks resolved constraints against `costs` and the accuracies (top-1
-// fractions; needed only by accuracy constraints, UserError when missing).
+// Checks resolved constraints against `costs` and the scores: `score` and
+// `fp32_score` are top-1 fractions for accuracy constraints and the
+// label-free metric's values for fidelity (needed only by score
+// constraints, UserError when missing).
 std::vector<ConstraintResult> check(const std::vector<Constraint>& constraints, const TargetCosts& costs,
-                                    std::optional<double> top1, std::optional<double> fp32_top1);
+                                    std::optional<double> score, std::optional<double> fp32_score);
 
 // A value in the metric's display unit: "12.5 KiB", "1.23G", "0.412 ms",
 // "0.031 mJ", "91.20%".

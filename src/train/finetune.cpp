@@ -33,7 +33,8 @@ void validate(const FinetuneOptions& o, const data::Dataset& train, const Teache
   if (o.step_gamma <= 0 || o.step_gamma > 1) fail("step schedule gamma must be in (0, 1], got {}", o.step_gamma);
   if (o.crop_padding < 0) fail("crop padding must be >= 0, got {}", o.crop_padding);
   if (train.size() == 0) fail("the training set is empty");
-  if (o.distill.alpha < 1 && !train.labels.defined()) fail("cross-entropy needs labels; set alpha to 1");
+  if ((o.crop_padding > 0 || o.horizontal_flip) && train.images.dim() != 4)
+    fail("crop padding and flips apply to images [N, C, H, W]; the inputs have shape {}", c10::str(train.images.sizes()));
   if (cache != nullptr) {
     if (o.epochs > 0) fail("a teacher-logit cache is for short fine-tunes (steps), not epochs");
     if (cache->size() != train.size()) {
@@ -237,6 +238,14 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
   const int64_t epochs = options.epochs > 0 ? options.epochs : (options.steps + batches - 1) / batches;
   std::mt19937_64 augment_rng(options.seed ^ 0x5DEECE66DULL);
 
+  DistillOptions distill = options.distill;
+  if (!train.labelled()) distill.alpha = 1;  // no labels: pure distillation
+  at::Tensor validation_reference;
+  if (validation != nullptr && options.epochs > 0) {
+    eval::check_metric_fits(options.metric, *validation);
+    if (eval::needs_reference(options.metric)) validation_reference = eval::outputs_of(teacher, *validation);
+  }
+
   FinetuneResult result;
   State good = State::capture(live);
   Progress progress("fine-tune", total_steps, "steps", options.quiet);
@@ -264,7 +273,7 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
       last_lr = learning_rate_at(options, step, total_steps);
       set_learning_rate(last_lr);
       at::Tensor logits = executor.run({images}).at(0);
-      at::Tensor loss = distillation_loss(logits, teacher_logits, labels, options.distill);
+      at::Tensor loss = distillation_loss(logits, teacher_logits, labels, distill);
       double loss_value = loss.item<double>();
       ++step;
       if (!std::isfinite(loss_value)) {
@@ -282,9 +291,10 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
       loss_sum += loss_value * static_cast<double>(images.size(0));
       if (labels.defined()) correct += eval::count_correct(logits.detach(), labels, 1);
       seen += images.size(0);
-      progress.advance(1, fmt::format("epoch {}/{} loss {:.4f} acc {:.1f}%", epoch + 1, epochs,
-                                      loss_sum / static_cast<double>(seen),
-                                      100.0 * static_cast<double>(correct) / static_cast<double>(seen)));
+      progress.advance(1, fmt::format("epoch {}/{} loss {:.4f}{}", epoch + 1, epochs, loss_sum / static_cast<double>(seen),
+                                      labels.defined() ? fmt::format(" acc {:.1f}%", 100.0 * static_cast<double>(correct) /
+                                                                                        static_cast<double>(seen))
+                                                       : std::string()));
     }
     executor.set_training(false);
     if (options.refresh_weight_scales && !refresh_each_step) student.refresh_weight_scales();
@@ -302,10 +312,14 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
     if (validation != nullptr && options.epochs > 0) {
       eval::EvalOptions eval_options;
       eval_options.quiet = true;
-      log.validation_top1 = eval::evaluate(executor, *validation, eval_options).top1;
-      improved = log.validation_top1 > result.best_validation_top1;
+      eval_options.metric = options.metric;
+      eval_options.reference_outputs = validation_reference;
+      log.validated = true;
+      log.validation_score = eval::evaluate(executor, *validation, eval_options).score;
+      improved = result.best_epoch == 0 || eval::utility(options.metric, log.validation_score) >
+                                               eval::utility(options.metric, result.best_validation_score);
       if (improved) {
-        result.best_validation_top1 = log.validation_top1;
+        result.best_validation_score = log.validation_score;
         result.best_epoch = log.epoch;
         good = State::capture(live);
       }

@@ -35,6 +35,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "data/dataset.h"
+#include "eval/metric.h"
 #include "exec/executor.h"
 #include "quant/quantized_model.h"
 #include "train/distill.h"
@@ -77,6 +78,9 @@ struct FinetuneOptions {
   // mask says); true recomputes min/max scales after every step, as PyTorch's
   // QAT observers do. Measured on resnet20_fmnist in docs/finetune.md.
   bool refresh_weight_scales = false;
+  // How validation scores an epoch (full mode); the best epoch is the one
+  // with the best score. Label-free metrics compare with the teacher.
+  eval::Metric metric = eval::Metric::Top1;
   uint64_t seed = 0;
   bool quiet = false;  // no progress line
 };
@@ -86,8 +90,9 @@ struct EpochLog {
   int64_t epoch = 0;        // 1-based
   int64_t steps = 0;        // optimizer steps so far
   double loss = 0;          // mean training loss over the epoch
-  double train_top1 = 0;    // fraction correct on the (augmented) training batches
-  double validation_top1 = -1;  // fraction; -1 when there is no validation set
+  double train_top1 = 0;    // fraction correct on the (augmented) training batches; -1 without labels
+  bool validated = false;   // a validation set was scored after this epoch
+  double validation_score = 0;  // options.metric on the validation set (metric.h units)
   double learning_rate = 0;     // at the end of the epoch
   double seconds = 0;           // wall time of the epoch's training steps
 };
@@ -97,7 +102,7 @@ struct FinetuneResult {
   int64_t steps = 0;
   double seconds = 0;            // training wall time (excludes validation)
   double images_per_second = 0;  // training images per second
-  double best_validation_top1 = -1;
+  double best_validation_score = 0;  // options.metric of the best epoch; meaningful when best_epoch > 0
   int64_t best_epoch = 0;        // 0 when there was no validation
 };
 
@@ -127,8 +132,9 @@ class TeacherCache {
 // best so far; a checkpoint writer hooks in here.
 using EpochCallback = std::function<void(const EpochLog&, bool improved)>;
 
-// Fine-tunes `student` in place. `train` supplies images and labels (labels
-// are unused when distill.alpha == 1); `validation` (may be nullptr) is
+// Fine-tunes `student` in place. `train` supplies inputs and labels (labels
+// are unused when distill.alpha == 1; without labels the loss is pure
+// distillation, alpha taken as 1); `validation` (may be nullptr) is
 // evaluated after each epoch in full mode; `cache`, in short mode, must hold
 // the teacher's logits of exactly `train.images`. Leaves the student in
 // evaluation mode with refreshed weight scales. UserError on invalid options

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Command-line tests of data without labels and of the label-free metrics
+# (agreement, kl, sqnr): eval, sensitivity, finetune (pure distillation) and a
+# search with a fidelity constraint, deployed and reported, on inputs-only
+# npy data; the refusals (a metric that needs labels, an accuracy constraint
+# on a label-free run) are one error line before any work. Runs alone (ctest
+# cli_labelfree). Usage: cli_labelfree_test.sh AUTOPREC_BINARY SOURCE_DIR
+set -u
+BIN=$1
+SRC=$2
+source "$(dirname "$0")/test_lib.sh"
+
+# 400 Fashion-MNIST training images without labels, and the same with them.
+$PY - "${FMNIST#idx:}" "$WORK" <<'PYEOF'
+import gzip, sys, numpy as np
+src, work = sys.argv[1], sys.argv[2]
+images = np.frombuffer(gzip.open(f"{src}/train-images-idx3-ubyte.gz").read()[16:], np.uint8).reshape(-1, 28, 28)
+labels = np.frombuffer(gzip.open(f"{src}/train-labels-idx1-ubyte.gz").read()[8:], np.uint8).astype(np.int64)
+np.save(f"{work}/x.npy", images[:400].copy())
+np.save(f"{work}/y.npy", labels[:400].copy())
+PYEOF
+X="npy:$WORK/x.npy"
+XY="npy:$WORK/x.npy,$WORK/y.npy"
+printf 'default: {weight_bits: 8, activation_bits: 8}\n' >"$WORK/w8a8.yaml"
+printf 'default: {weight_bits: 2, activation_bits: 8}\n' >"$WORK/w2a8.yaml"
+
+# eval: every label-free metric; FP32 against itself is perfect, W8A8 close, W2A8 worse.
+for m in agreement kl sqnr; do
+  for cfg in w8a8 w2a8; do
+    expect_ok "eval --metric $m $cfg" "$BIN" eval "$MODEL" --data "$X" --metric $m --precision "$WORK/$cfg.yaml" --calib 64 --json
+    cp "$WORK/out" "$WORK/eval_${m}_$cfg.json"
+  done
+done
+$PY - "$WORK" <<'PYEOF' && ok || bad "label-free scores"
+import json, sys
+w = sys.argv[1]
+s = lambda m, c: json.load(open(f"{w}/eval_{m}_{c}.json"))
+for m in ("agreement", "kl", "sqnr"):
+    a = s(m, "w8a8")
+    assert a["metric"] == m and "top1" not in a and a["examples"] == 400, a
+assert s("agreement", "w8a8")["score"] > 0.97 > s("agreement", "w2a8")["score"], "agreement"
+assert s("kl", "w8a8")["score"] < 0.01 < s("kl", "w2a8")["score"], "kl"
+assert s("sqnr", "w8a8")["score"] > 25 > s("sqnr", "w2a8")["score"], "sqnr"
+PYEOF
+expect_ok "eval FP32 agreement (default metric without labels)" "$BIN" eval "$MODEL" --data "$X" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["metric"] == "agreement" and d["score"] == 1.0, d' "$WORK/out" && ok || bad "default metric"
+grep -q "^metric: agreement" "$WORK/err" && ok || bad "no notice of the metric chosen: $(cat "$WORK/err")"
+# With labels, top1 stays in the JSON beside the chosen metric.
+expect_ok "eval kl with labels" "$BIN" eval "$MODEL" --data "$XY" --metric kl --precision "$WORK/w2a8.yaml" --calib 64 --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["metric"] == "kl" and 0 < d["top1"] <= 1 and d["score"] > 0, d' "$WORK/out" && ok || bad "kl with labels"
+expect_error "top1 without labels" "metric top1 needs labels" -- "$BIN" eval "$MODEL" --data "$X" --metric top1
+expect_error "unknown metric" "did you mean 'agreement'" -- "$BIN" eval "$MODEL" --data "$X" --metric agrement
+
+# sensitivity by KL without labels: no accuracy columns, a score per row.
+expect_ok "sensitivity --metric kl" "$BIN" sensitivity "$MODEL" --data "$X" --metric kl --bits 2,8 --validation 100 --calib 64 --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["rows"]
+assert d["metric"] == "kl" and "fp32_top1" not in d and all("top1" not in x and x["score"] >= 0 for x in r), d
+w2 = [x["score"] for x in r if x["bits"] == 2 and x["tensor"] == "weight"]; w8 = [x["score"] for x in r if x["bits"] == 8 and x["tensor"] == "weight"]
+assert sum(w2) > sum(w8), (w2, w8)' "$WORK/out" && ok || bad "sensitivity without labels"
+
+# finetune without labels: pure distillation lowers the KL to FP32.
+expect_ok "finetune without labels" "$BIN" finetune "$MODEL" --data "$X" --metric kl --precision "$WORK/w2a8.yaml" --epochs 1 --batch-size 32 --calib 64 --out "$WORK/ft" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1]))
+assert d["options"]["alpha"] == 1 and d["metric"] == "kl" and d["evaluated_on"] == "validation", d
+assert d["after"]["test_score"] < d["before"]["test_score"], (d["before"], d["after"])
+assert "train_top1" not in d["epochs"][0] and "test_top1" not in d["after"], d' "$WORK/out" && ok || bad "pure distillation"
+grep -q "pure distillation" "$WORK/err" && ok || bad "no notice of pure distillation"
+
+# search without labels: agreement, a fidelity bound, deployed and reported.
+cat >"$WORK/run.yaml" <<YAML
+model: $MODEL
+data: $X
+constraints: ["weight_memory<=0.2*fp32", "fidelity>=0.9"]
+agent: ddpg
+episodes: 3
+weight_bits: [2, 4, 8]
+activation_bits: [8]
+short_finetune: {steps: 4, batch_size: 32}
+final_finetune: {epochs: 1, examples: 200}
+out: $WORK/search
+YAML
+expect_ok "search without labels" "$BIN" search --config "$WORK/run.yaml" --json
+$PY - "$WORK/search" <<'PYEOF' && ok || bad "label-free search result"
+import json, os, sys, sqlite3
+d = sys.argv[1]
+r = json.load(open(f"{d}/result.json"))
+assert r["metric"] == "agreement" and r["evaluated_on"] == "validation", r
+assert "test_top1" not in r["final"] and 0.9 <= r["final"]["test_score"] <= 1, r["final"]
+assert r["feasible"] and any(c["metric"] == "fidelity" and c["holds"] for c in r["constraints"]), r["constraints"]
+assert r["deploy"]["verified"] and r["deploy"]["ort_top1"] is None and r["deploy"]["ort_agreement"] > 0.95, r["deploy"]
+assert not os.path.exists(f"{d}/outcomes.json")
+config = json.loads(sqlite3.connect(f"{d}/journal.sqlite").execute("SELECT config FROM run").fetchone()[0])
+assert config["metric"] == "agreement", config   # the resolved metric is journaled
+html = open(f"{d}/report.html").read()
+assert "agreement with FP32" in html and "validation top-1 (%)" not in html
+PYEOF
+expect_error "accuracy bound on a label-free run" "bounds top-1 accuracy" -- "$BIN" search --config "$WORK/run.yaml" --constraint "accuracy_drop<=1%" --out "$WORK/search_acc"
+[ ! -e "$WORK/search_acc" ] && ok || bad "a refused search wrote its directory"
+expect_error "fidelity bound on a top-1 run" "bounds a label-free metric" -- "$BIN" search --config "$WORK/run.yaml" --data "$XY" --constraint "fidelity>=0.9" --out "$WORK/search_fid"
+expect_error "top1 search without labels" "metric top1 needs labels" -- "$BIN" search --config "$WORK/run.yaml" --metric top1 --out "$WORK/search_top1"
+
+echo "cli_labelfree: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
