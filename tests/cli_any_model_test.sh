@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Command-line tests of data without labels and of the label-free metrics
-# (agreement, kl, sqnr): eval, sensitivity, finetune (pure distillation) and a
-# search with a fidelity constraint, deployed and reported, on inputs-only
-# npy data; the refusals (a metric that needs labels, an accuracy constraint
-# on a label-free run) are one error line before any work. Runs alone (ctest
-# cli_labelfree). Usage: cli_labelfree_test.sh AUTOPREC_BINARY SOURCE_DIR
+# Command-line tests of models and data beyond labelled images: data without
+# labels and the label-free metrics (agreement, kl, sqnr) in eval,
+# sensitivity, finetune (pure distillation) and a search with a fidelity
+# constraint, deployed and reported; and a token model (the zoo's character
+# language model, int64 inputs) searched, deployed and verified in ONNX
+# Runtime with and without labels. The refusals (a metric that needs labels,
+# an accuracy constraint on a label-free run) are one error line before any
+# work. Runs alone (ctest cli_any_model).
+# Usage: cli_any_model_test.sh AUTOPREC_BINARY SOURCE_DIR
 set -u
 BIN=$1
 SRC=$2
@@ -99,5 +102,37 @@ expect_error "accuracy bound on a label-free run" "bounds top-1 accuracy" -- "$B
 expect_error "fidelity bound on a top-1 run" "bounds a label-free metric" -- "$BIN" search --config "$WORK/run.yaml" --data "$XY" --constraint "fidelity>=0.9" --out "$WORK/search_fid"
 expect_error "top1 search without labels" "metric top1 needs labels" -- "$BIN" search --config "$WORK/run.yaml" --metric top1 --out "$WORK/search_top1"
 
-echo "cli_labelfree: $passed passed, $failed failed"
+# A token model: int64 inputs [N, 32], next-character logits. Its data are
+# written from the licence text Debian ships; 6000 training windows keep it short.
+LM="$SRC/models/char_mlp_lm.onnx"
+$PY "$SRC/models/char_lm.py" data "$WORK/lm" >/dev/null && $PY - "$WORK/lm" <<'PYEOF' && ok || bad "char_lm data"
+import sys, numpy as np
+d = sys.argv[1]
+np.save(f"{d}/small_x.npy", np.load(f"{d}/train_x.npy")[:6000])
+np.save(f"{d}/small_y.npy", np.load(f"{d}/train_y.npy")[:6000])
+PYEOF
+LMTEST="npy:$WORK/lm/test_x.npy,$WORK/lm/test_y.npy"
+expect_ok "eval the token model" "$BIN" eval "$LM" --data "$LMTEST" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); m=json.load(open(sys.argv[2]))["char_mlp_lm"]
+assert abs(d["top1"] - m["fp32_test_top1"]) < 1e-4, (d["top1"], m["fp32_test_top1"])' "$WORK/out" "$SRC/models/manifest.json" && ok || bad "token model top-1 differs from the manifest's"
+cat >"$WORK/lm.yaml" <<YAML
+model: $LM
+data: npy:$WORK/lm/small_x.npy,$WORK/lm/small_y.npy
+validation_data: $LMTEST
+validation: 1000
+constraints: ["weight_memory<=0.15*fp32"]
+episodes: 3
+short_finetune: {steps: 10, batch_size: 64}
+final_finetune: {epochs: 1, examples: 2000}
+out: $WORK/lm_search
+YAML
+expect_ok "search the token model" "$BIN" search --config "$WORK/lm.yaml" --json
+$PY -c 'import json,sys; r=json.load(open(sys.argv[1]))
+assert r["metric"] == "top1" and r["feasible"] and r["deploy"]["verified"] and 0.2 < r["final"]["test_top1"] <= 1, r' "$WORK/lm_search/result.json" && ok || bad "token model search"
+sed -e "s|small_y.npy|small_y.npy_unused|; s|data: npy:\(.*\)/small_x.npy,.*|data: npy:\1/small_x.npy|; s|validation_data: .*|metric: kl|; s|weight_memory<=0.15\*fp32|weight_memory<=0.15*fp32\", \"fidelity<=1.0|; s|lm_search|lm_search_kl|" "$WORK/lm.yaml" >"$WORK/lm_kl.yaml"
+expect_ok "search the token model without labels (kl)" "$BIN" search --config "$WORK/lm_kl.yaml" --json
+$PY -c 'import json,sys; r=json.load(open(sys.argv[1]))
+assert r["metric"] == "kl" and "test_top1" not in r["final"] and 0 <= r["final"]["test_score"] <= 1.0 and r["deploy"]["verified"], r' "$WORK/lm_search_kl/result.json" && ok || bad "token model search by kl: $(cat "$WORK/lm_kl.yaml")"
+
+echo "cli_any_model: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
