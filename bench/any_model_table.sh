@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/autoprec ] || bash scripts/build >/dev/null
-BIN=build/autoprec
+BIN=${BIN:-build/autoprec}
 PY=/usr/bin/python3
 FMNIST=/usr/share/datasets/fashion-mnist
 EPISODES=${EPISODES:-8}

@@ -26,8 +26,12 @@ sys.path.insert(0, HERE)
 import fmnist  # noqa: E402
 import zoo  # noqa: E402
 
-DEFAULT_EPOCHS = {"small_cnn": 3, "mobilenetv2_mini": 6, "resnet20": 10}
-DEFAULT_LR = {"small_cnn": 0.1, "mobilenetv2_mini": 0.2, "resnet20": 0.2}
+DEFAULT_EPOCHS = {"small_cnn": 3, "mobilenetv2_mini": 6, "resnet20": 10, "vit_tiny": 6, "mobilenetv3_small": 5}
+DEFAULT_LR = {"small_cnn": 0.1, "mobilenetv2_mini": 0.2, "resnet20": 0.2, "vit_tiny": 0.003, "mobilenetv3_small": 0.1}
+# Transformers train with AdamW; the CNNs with SGD and Nesterov momentum.
+ADAMW = {"vit_tiny"}
+# Opset 17 has LayerNormalization as one operator.
+OPSET = {"vit_tiny": 17}
 BATCH = 128
 PAD = 4
 PREPROCESSING = "scale 1/255, no mean/std"
@@ -85,9 +89,13 @@ def train(name, epochs, seed, lr=None, max_steps=None):
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, momentum=0.9, nesterov=True)
+    if name in ADAMW:
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    else:
+        opt = torch.optim.SGD(
+            [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
         pct_start=0.2, div_factor=10.0, final_div_factor=100.0)
@@ -122,14 +130,14 @@ def train(name, epochs, seed, lr=None, max_steps=None):
     return model.to(memory_format=torch.contiguous_format), time.time() - start
 
 
-def export_onnx(model, path):
-    """Export in eval mode (opset 13, dynamic batch) and check the result."""
+def export_onnx(model, path, opset=13):
+    """Export in eval mode (dynamic batch) and check the result."""
     import onnx
 
     model.eval()
     dummy = torch.zeros(1, 1, 28, 28)
     torch.onnx.export(
-        model, dummy, path, opset_version=13, input_names=["input"],
+        model, dummy, path, opset_version=opset, input_names=["input"],
         output_names=["logits"],
         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
         do_constant_folding=True)
@@ -167,7 +175,7 @@ def run(name, epochs, seed, lr, threads):
     base = f"{name}_fmnist"
     onnx_path = os.path.join(HERE, base + ".onnx")
     torch.save(model.state_dict(), os.path.join(HERE, base + ".pt"))
-    ops = export_onnx(model, onnx_path)
+    ops = export_onnx(model, onnx_path, OPSET.get(name, 13))
     log(f"[{name}] wrote {onnx_path} ops={ops}")
 
     update_manifest(name, {
@@ -186,7 +194,7 @@ def run(name, epochs, seed, lr, threads):
         "seed": seed,
         "train_seconds": round(seconds),
         "train_threads": threads,
-        "opset": 13,
+        "opset": OPSET.get(name, 13),
         "onnx_ops": ops,
         "training_command": (f"/usr/bin/python3 models/train_zoo.py --model {name} "
                              f"--epochs {epochs} --seed {seed} --threads {threads}"

@@ -140,15 +140,65 @@ class MobileNetV2Mini(nn.Module):
         return self.fc(x)
 
 
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: multi-head self-attention (MatMuls between activations, Softmax) and a GELU MLP."""
+
+    def __init__(self, dim=32, heads=4, hidden=64):
+        super().__init__()
+        self.n1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.n2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.heads = heads
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.n1(x)).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = (q @ k.transpose(-2, -1)) / (float(d // self.heads) ** 0.5)
+        x = x + self.proj((a.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d))
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.n2(x))))
+
+
+class VitTiny(nn.Module):
+    """A tiny ViT: 7x7 patches (16 tokens of width 32), learned positions, 2 blocks, LayerNorm, mean pool, Linear."""
+
+    def __init__(self, num_classes=10, in_channels=1, dim=32):
+        super().__init__()
+        self.patch = nn.Conv2d(in_channels, dim, 7, 7)
+        self.pos = nn.Parameter(torch.zeros(1, 16, dim))
+        self.blocks = nn.Sequential(TransformerBlock(dim), TransformerBlock(dim))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.blocks(x)).mean(1))
+
+
+def MobileNetV3Small(num_classes=10, in_channels=1):
+    """torchvision's mobilenet_v3_small (squeeze-excitation, hard-swish) with a stem for `in_channels` channels."""
+    import torchvision
+
+    m = torchvision.models.mobilenet_v3_small(num_classes=num_classes)
+    m.features[0][0] = nn.Conv2d(in_channels, 16, 3, 2, 1, bias=False)
+    return m
+
+
 MODELS = {
     "resnet20": ResNet20,
+    "mobilenetv3_small": MobileNetV3Small,
     "small_cnn": SmallCNN,
     "mobilenetv2_mini": MobileNetV2Mini,
+    "vit_tiny": VitTiny,
 }
 
 ARCHITECTURES = {
     "resnet20": "CIFAR-style ResNet-20 (3x3 BasicBlocks, 16/32/64 channels, 1x1 conv+BN downsampling shortcuts, GAP, Linear 64->10)",
     "small_cnn": "conv3x3(1->8)+BN+ReLU, maxpool2, conv3x3(8->16)+BN+ReLU, maxpool2, Linear 784->64, ReLU, Linear 64->10",
+    "mobilenetv3_small": "torchvision mobilenet_v3_small (squeeze-excitation with hard-sigmoid gates, hard-swish, 11 inverted residual blocks) with a 1-channel 3x3 stride-2 stem, classifier 576->1024->10",
+    "vit_tiny": "ViT: 7x7 patch conv (1->32, 16 tokens), learned positions, 2 pre-norm blocks (4-head attention, GELU MLP 32->64->32), LayerNorm, mean over tokens, Linear 32->10",
     "mobilenetv2_mini": "MobileNetV2-style: conv3x3 stride-2 stem (16), 6 inverted residual blocks (expand 4, ReLU6, depthwise 3x3; 24/24/32/32/64/64 channels, stride 2 at the first 32), 1x1 conv 128, GAP, Linear 128->10",
 }
 

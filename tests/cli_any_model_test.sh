@@ -2,7 +2,8 @@
 # Command-line tests of models and data beyond labelled images: data without
 # labels and the label-free metrics (agreement, kl, sqnr) in eval,
 # sensitivity, finetune (pure distillation) and a search with a fidelity
-# constraint, deployed and reported; and a token model (the zoo's character
+# constraint, deployed and reported; the command metric (a user's scorer)
+# and its failures; and a token model (the zoo's character
 # language model, int64 inputs) searched, deployed and verified in ONNX
 # Runtime with and without labels. The refusals (a metric that needs labels,
 # an accuracy constraint on a label-free run) are one error line before any
@@ -101,6 +102,21 @@ expect_error "accuracy bound on a label-free run" "bounds top-1 accuracy" -- "$B
 [ ! -e "$WORK/search_acc" ] && ok || bad "a refused search wrote its directory"
 expect_error "fidelity bound on a top-1 run" "bounds a label-free metric" -- "$BIN" search --config "$WORK/run.yaml" --data "$XY" --constraint "fidelity>=0.9" --out "$WORK/search_fid"
 expect_error "top1 search without labels" "metric top1 needs labels" -- "$BIN" search --config "$WORK/run.yaml" --metric top1 --out "$WORK/search_top1"
+
+# The command metric: the user's scorer gets the model file as its last
+# argument and prints one number (here minus the file's size in KiB).
+printf '#!/bin/sh\necho "scoring $1" >&2\necho "$(( - $(stat -c %%s "$1") / 1024 ))"\n' >"$WORK/score.sh"
+chmod +x "$WORK/score.sh"
+expect_ok "eval --metric command" "$BIN" eval "$MODEL" --data "$X" --metric command --metric-command "$WORK/score.sh" --precision "$WORK/w2a8.yaml" --calib 64 --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["metric"] == "command" and -100 < d["score"] < 0, d' "$WORK/out" && ok || bad "command metric score"
+expect_error "metric command fails" "exited with status 3 (its last stderr line: 'broken')" -- "$BIN" eval "$MODEL" --data "$X" --metric command --metric-command "echo broken >&2; exit 3; :"
+expect_error "metric command prints no number" "must print one number" -- "$BIN" eval "$MODEL" --data "$X" --metric command --metric-command "echo fine; :"
+expect_error "metric command hangs" "did not finish within 1 s" -- "$BIN" eval "$MODEL" --data "$X" --metric command --metric-command "sleep 30; :" --metric-timeout 1
+expect_error "command metric elsewhere" "eval and search" -- "$BIN" sensitivity "$MODEL" --data "$X" --metric command --validation 50 --calib 50
+expect_ok "search --metric command" "$BIN" search --model "$MODEL" --data "$X" --metric command --metric-command "$WORK/score.sh" --constraint "weight_memory<=0.2*fp32" --episodes 2 --out "$WORK/search_command" --json
+$PY -c 'import json,sys; r=json.load(open(sys.argv[1]))
+assert r["metric"] == "command" and r["fp32"]["test_score"] < r["final"]["test_score"] < 0 and r["feasible"], r' "$WORK/search_command/result.json" && ok || bad "search by the command metric"
+expect_error "metric command without a command" "needs metric_command" -- "$BIN" search --model "$MODEL" --data "$X" --metric command --out "$WORK/search_nocmd"
 
 # A token model: int64 inputs [N, 32], next-character logits. Its data are
 # written from the licence text Debian ships; 6000 training windows keep it short.

@@ -1,5 +1,7 @@
 // Metrics (eval/metric.h) and scoring on data without labels.
+#include <chrono>
 #include <cmath>
+#include <fstream>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -7,6 +9,9 @@
 
 #include "eval/evaluate.h"
 #include "eval/metric.h"
+#include "deploy/command_metric.h"
+#include "runtime/process.h"
+#include "temp_dir.h"
 #include "test_models.h"
 #include "util/error.h"
 
@@ -99,6 +104,48 @@ TEST(Evaluate, LabelFreeMetricsOnDataWithoutLabels) {
   // Against perturbed reference outputs the score moves.
   o.reference_outputs = eval::outputs_of(model, d) + 1.0 * at::randn({20, 3});
   EXPECT_GT(eval::evaluate(model, d, o).score, 0.01);
+}
+
+TEST(Process, CapturesOutputExitCodesSignalsAndTimeouts) {
+  auto r = runtime::run_command({"/bin/sh", "-c", "echo out; echo err >&2; exit 4"}, 10);
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(runtime::last_line(r.out), "out");
+  EXPECT_EQ(runtime::last_line(r.err_tail), "err");
+  EXPECT_FALSE(r.timed_out);
+  r = runtime::run_command({"/bin/sh", "-c", "kill -SEGV $$"}, 10);
+  EXPECT_EQ(r.signal, "SIGSEGV");
+  // A child that keeps its output open is killed at the deadline, its children with it.
+  auto start = std::chrono::steady_clock::now();
+  r = runtime::run_command({"/bin/sh", "-c", "sleep 30 & sleep 30"}, 0.5);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10);
+  EXPECT_THROW(runtime::run_command({"/nonexistent/program"}, 1), UserError);
+  EXPECT_EQ(runtime::last_line("a\nb  \n\n"), "b");
+}
+
+TEST(CommandMetric, ReadsOneNumberOrSaysWhatWentWrong) {
+  testing::TempDir dir;
+  const std::string model = dir.file("m.onnx");
+  { std::ofstream(model) << "x"; }
+  auto run = [&](const std::string& command, double timeout = 10) {
+    return deploy::run_metric_command({command, timeout}, model);
+  };
+  // The model's path is the last argument.
+  EXPECT_DOUBLE_EQ(run("f() { test \"$1\" = '" + model + "' && echo progress && echo -2.5e-1; }; f"), -0.25);
+  auto message = [&](const std::string& command, double timeout = 10) {
+    try {
+      run(command, timeout);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("echo oops >&2; exit 3; :").find("exited with status 3 (its last stderr line: 'oops')"), std::string::npos)
+      << message("echo oops >&2; exit 3; :");
+  EXPECT_NE(message("echo").find("must print one number"), std::string::npos);
+  EXPECT_NE(message("echo nan; :").find("must print one number"), std::string::npos);
+  EXPECT_NE(message("sleep 20; :", 0.3).find("did not finish within 0.3 s"), std::string::npos);
+  EXPECT_NE(message("").find("needs a command"), std::string::npos);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include "cli/common.h"
@@ -161,14 +163,38 @@ struct EvalCliOptions {
   int64_t batch = 256;
   QuantOptionsCli quant;
   std::string metric;
+  deploy::CommandMetric command;
   bool json = false;
 };
+
+// eval --metric command: the user's program scores the model file (no data pass here).
+int run_eval_command(const EvalCliOptions& o, const std::shared_ptr<graph::Graph>& graph) {
+  if (o.command.command.empty()) fail("--metric command needs --metric-command CMD");
+  auto start = std::chrono::steady_clock::now();
+  double score = 0;
+  json j = {{"model", o.model}, {"metric", "command"}, {"metric_command", o.command.command}};
+  if (!o.quant.precision.empty()) {
+    auto quantized = build_quantized(graph, o.model, o.quant, &o.data);
+    score = deploy::score_with_command(*quantized, o.model, o.command);
+    j["precision"] = o.quant.precision;
+    j["calibration_seed"] = o.quant.seed;
+  } else {
+    score = deploy::run_metric_command(o.command, o.model);
+  }
+  j["score"] = score;
+  j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (o.json) print_json(j);
+  else fmt::print("{}{}: metric command score {}\n", o.model, o.quant.precision.empty() ? "" : " with " + o.quant.precision,
+                  eval::format_score(eval::Metric::Command, score));
+  return 0;
+}
 
 int run_eval(const EvalCliOptions& o) {
   auto graph = exec::load_model(o.model);
   data::Dataset dataset = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess());
   if (o.limit > 0) dataset = data::take(dataset, o.limit);
-  const eval::Metric metric = resolve_metric(o.metric, dataset);
+  const eval::Metric metric = resolve_metric(o.metric, dataset, true);
+  if (metric == eval::Metric::Command) return run_eval_command(o, graph);
   std::unique_ptr<quant::QuantizedModel> quantized;
   std::unique_ptr<exec::Executor> fp32;
   if (!o.quant.precision.empty()) {
@@ -245,6 +271,7 @@ void register_model_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--limit", eval_options.limit, "Evaluate only the first N examples")->check(kNonNegative);
   cmd->add_option("--batch", eval_options.batch, "Batch size")->check(kPositive);
   add_metric_option(cmd, eval_options.metric);
+  add_metric_command_options(cmd, eval_options.command);
   add_quant_options(cmd, eval_options.quant);
   add_target_option(cmd, eval_options.quant);
   cmd->add_flag("--json", eval_options.json, "Print one JSON object");

@@ -51,16 +51,27 @@ void add_data_options(CLI::App* cmd, DataOptions& o, bool required) {
 void add_metric_option(CLI::App* cmd, std::string& metric) {
   cmd->add_option("--metric", metric,
                   "How to score: top1 (labels), agreement (top-1 agreement with FP32), kl (mean KL to the FP32 "
-                  "outputs, nats) or sqnr (output SQNR, dB); default: top1 with labels, agreement without");
+                  "outputs, nats), sqnr (output SQNR, dB) or command (eval and search: --metric-command scores the "
+                  "model file); default: top1 with labels, agreement without");
 }
 
-eval::Metric resolve_metric(const std::string& name, const data::Dataset& data) {
+void add_metric_command_options(CLI::App* cmd, deploy::CommandMetric& command) {
+  cmd->add_option("--metric-command", command.command,
+                  "With --metric command: a shell command scoring a model; it gets the ONNX file's path as its last "
+                  "argument and prints one number, higher is better");
+  cmd->add_option("--metric-timeout", command.timeout_s, "Seconds the metric command may take per model (default 600)")
+      ->check(CLI::PositiveNumber);
+}
+
+eval::Metric resolve_metric(const std::string& name, const data::Dataset& data, bool command_allowed) {
   if (name.empty()) {
     if (data.labelled()) return eval::Metric::Top1;
     notice(fmt::format("metric: agreement with FP32 ({} has no labels; --metric kl or sqnr also need none)", data.source));
     return eval::Metric::Agreement;
   }
   eval::Metric metric = eval::parse_metric(name, "--metric");
+  if (metric == eval::Metric::Command && !command_allowed)
+    fail("--metric command scores whole model files, which eval and search do; here use top1, agreement, kl or sqnr");
   eval::check_metric_fits(metric, data);
   return metric;
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
+#include "deploy/command_metric.h"
 #include "eval/metric.h"
 #include "exec/executor.h"
 #include "graph/ir.h"
@@ -50,7 +51,11 @@ void add_metric_option(CLI::App* cmd, std::string& metric);
 // The metric `name` names; empty: top1 on labelled data, agreement (with a
 // notice) on data without labels. UserError when the metric needs labels the
 // data does not have.
-eval::Metric resolve_metric(const std::string& name, const data::Dataset& data);
+// `command_allowed`: the command scores whole model files, which only eval
+// and search do; elsewhere it is a UserError.
+eval::Metric resolve_metric(const std::string& name, const data::Dataset& data, bool command_allowed = false);
+// --metric-command CMD and --metric-timeout S (the command metric).
+void add_metric_command_options(CLI::App* cmd, deploy::CommandMetric& command);
 void add_quant_options(CLI::App* cmd, QuantOptionsCli& o);
 // --target for commands that have no target of their own (run, eval,
 // quantize, finetune): build_quantized() then follows its form and refuses

@@ -152,7 +152,8 @@ int run_sensitivity(const SensitivityOptions& o) {
       case eval::Metric::Top1: return 100 * r.accuracy_drop;
       case eval::Metric::Agreement: return 100 * (table.fp32_score - r.score);
       case eval::Metric::Kl:
-      case eval::Metric::Sqnr: return r.score;
+      case eval::Metric::Sqnr:
+      case eval::Metric::Command: return r.score;
     }
     return r.score;
   };

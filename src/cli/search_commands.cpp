@@ -23,7 +23,7 @@ namespace {
 
 struct SearchCliOptions {
   std::string config;
-  std::string model, data, target, agent, metric, out, resume;
+  std::string model, data, target, agent, metric, metric_command, out, resume;
   std::vector<std::string> constraints;
   int64_t episodes = 0;
   int64_t seed = -1;
@@ -117,6 +117,7 @@ int run_search_command(const SearchCliOptions& o) {
   if (!o.target.empty()) config.target = o.target;
   if (!o.agent.empty()) config.agent = o.agent;
   if (!o.metric.empty()) config.metric = o.metric;
+  if (!o.metric_command.empty()) config.metric_command = o.metric_command;
   if (!o.out.empty()) config.out = o.out;
   if (!o.constraints.empty()) {
     if (!config.constraints.empty() && o.resume.empty()) {
@@ -139,6 +140,7 @@ int run_search_command(const SearchCliOptions& o) {
     note(!o.target.empty(), "--target");
     note(!o.agent.empty(), "--agent");
     note(!o.metric.empty(), "--metric");
+    note(!o.metric_command.empty(), "--metric-command");
     note(!o.constraints.empty(), "--constraint");
     note(o.episodes > 0, "--episodes");
     note(o.seed >= 0, "--seed");
@@ -223,7 +225,11 @@ void register_search_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--agent", o.agent, "Search agent (default ddpg):" + agents);
   cmd->add_option("--episodes", o.episodes, "Episodes (ddpg, random)")->check(kPositive);
   cmd->add_option("--metric", o.metric,
-                  "How candidates are scored: top1, agreement, kl or sqnr (default: top1 with labels, agreement without)");
+                  "How candidates are scored: top1, agreement, kl, sqnr or command (default: top1 with labels, "
+                  "agreement without)");
+  cmd->add_option("--metric-command", o.metric_command,
+                  "With --metric command: a shell command given each candidate's ONNX file as its last argument; it "
+                  "prints one number, higher is better");
   cmd->add_option("--seed", o.seed, "Seed of every random choice (default 0)")->check(kNonNegative);
   cmd->add_option("--out", o.out, "Output directory");
   cmd->add_option("--resume", o.resume, "Continue the interrupted search in this directory");

@@ -17,21 +17,22 @@ const char* to_string(Metric metric) {
     case Metric::Agreement: return "agreement";
     case Metric::Kl: return "kl";
     case Metric::Sqnr: return "sqnr";
+    case Metric::Command: return "command";
   }
   return "?";
 }
 
-std::vector<std::string> metric_names() { return {"top1", "agreement", "kl", "sqnr"}; }
+std::vector<std::string> metric_names() { return {"top1", "agreement", "kl", "sqnr", "command"}; }
 
 Metric parse_metric(const std::string& name, const std::string& what) {
-  for (Metric m : {Metric::Top1, Metric::Agreement, Metric::Kl, Metric::Sqnr})
+  for (Metric m : {Metric::Top1, Metric::Agreement, Metric::Kl, Metric::Sqnr, Metric::Command})
     if (name == to_string(m)) return m;
   fail("{}: unknown metric {}{}; metrics: {}", what, quote(name), did_you_mean(name, metric_names()),
        list_names(metric_names()));
 }
 
 bool needs_labels(Metric metric) { return metric == Metric::Top1; }
-bool needs_reference(Metric metric) { return metric != Metric::Top1; }
+bool needs_reference(Metric metric) { return metric != Metric::Top1 && metric != Metric::Command; }
 bool higher_is_better(Metric metric) { return metric != Metric::Kl; }
 
 double reference_score(Metric metric, double fp32_top1) {
@@ -40,6 +41,7 @@ double reference_score(Metric metric, double fp32_top1) {
     case Metric::Agreement: return 1.0;
     case Metric::Kl: return 0.0;
     case Metric::Sqnr: return kMaxSqnrDb;
+    case Metric::Command: return fp32_top1;
   }
   return 0;
 }
@@ -49,7 +51,8 @@ double utility(Metric metric, double score) { return higher_is_better(metric) ? 
 double reward_scale(Metric metric, double score) {
   switch (metric) {
     case Metric::Top1:
-    case Metric::Agreement: return score;
+    case Metric::Agreement:
+    case Metric::Command: return score;
     case Metric::Kl: return 1.0 - score;
     case Metric::Sqnr: return 1.0 - std::pow(10.0, -score / 10.0);
   }
@@ -62,6 +65,7 @@ std::string format_score(Metric metric, double score) {
     case Metric::Agreement: return fmt::format("{:.2f}%", 100 * score);
     case Metric::Kl: return fmt::format("{:.4g} nats", score);
     case Metric::Sqnr: return fmt::format("{:.1f} dB", score);
+    case Metric::Command: return fmt::format("{:.6g}", score);
   }
   return fmt::format("{}", score);
 }
@@ -72,11 +76,13 @@ std::string describe(Metric metric) {
     case Metric::Agreement: return "agreement with FP32";
     case Metric::Kl: return "KL to FP32";
     case Metric::Sqnr: return "SQNR to FP32";
+    case Metric::Command: return "metric command score";
   }
   return "?";
 }
 
 void MetricAccumulator::add(const at::Tensor& outputs, const at::Tensor& reference, const at::Tensor& labels) {
+  AUTOPREC_CHECK(metric_ != Metric::Command, "the command metric scores model files, not outputs");
   const int64_t batch = outputs.dim() > 0 ? outputs.size(0) : 0;
   if (needs_reference(metric_)) {
     AUTOPREC_CHECK(reference.defined(), "metric {} without reference outputs", to_string(metric_));
@@ -111,6 +117,7 @@ void MetricAccumulator::add(const at::Tensor& outputs, const at::Tensor& referen
       noise_ += (r - outputs.to(at::kDouble)).square().sum().item<double>();
       break;
     }
+    case Metric::Command: break;
   }
   examples_ += batch;
 }

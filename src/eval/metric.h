@@ -6,6 +6,9 @@
 //   kl         mean KL(softmax(fp32) || softmax(model)) per example, in nats
 //   sqnr       10·log10(Σ fp32² / Σ (fp32 − model)²) over all outputs, in dB;
 //              outputs identical to the FP32 model's score kMaxSqnrDb
+//   command    the user's program scores the exported model file
+//              (deploy/command_metric.h); higher is better. Not computed
+//              here: whoever scores with it calls deploy::score_with_command.
 //
 // top1, agreement and kl read class scores [N, C] from the first output; sqnr
 // takes an output of any shape [N, ...]. Higher is better except for kl.
@@ -18,13 +21,13 @@
 
 namespace autoprec::eval {
 
-enum class Metric { Top1, Agreement, Kl, Sqnr };
+enum class Metric { Top1, Agreement, Kl, Sqnr, Command };
 
 // The score of outputs identical to the reference (the cap of sqnr), in dB.
 constexpr double kMaxSqnrDb = 200.0;
 
 const char* to_string(Metric metric);
-// "top1" | "agreement" | "kl" | "sqnr"; UserError naming `what` (e.g. "--metric") otherwise.
+// "top1" | "agreement" | "kl" | "sqnr" | "command"; UserError naming `what` (e.g. "--metric") otherwise.
 Metric parse_metric(const std::string& name, const std::string& what = "--metric");
 std::vector<std::string> metric_names();
 
@@ -33,7 +36,7 @@ bool needs_reference(Metric metric);  // every metric but top1 compares with the
 bool higher_is_better(Metric metric);
 
 // The score of the FP32 model itself: `fp32_top1` for top1, 1 for agreement,
-// 0 for kl, kMaxSqnrDb for sqnr.
+// 0 for kl, kMaxSqnrDb for sqnr; `fp32_top1` (the command's FP32 score) for command.
 double reference_score(Metric metric, double fp32_top1);
 
 // A number that orders scores (higher is better): the score, or −score for kl.
@@ -41,7 +44,7 @@ double utility(Metric metric, double score);
 
 // The score on a common scale where 1 means "as good as FP32" and the reward's
 // accuracy term is 100·(fidelity(score) − fidelity(fp32 score)): top1 and
-// agreement themselves, 1 − kl for kl, 1 − 10^(−dB/10) (one minus the noise
+// agreement (and command) themselves, 1 − kl for kl, 1 − 10^(−dB/10) (one minus the noise
 // fraction of the output energy) for sqnr.
 double reward_scale(Metric metric, double score);
 

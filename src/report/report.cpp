@@ -68,6 +68,7 @@ ScoreAxis score_axis(const json& config) {
     case eval::Metric::Agreement: a.title = "validation agreement with FP32 (%)"; a.name = "agreement with FP32"; break;
     case eval::Metric::Kl: a.scale = 1; a.title = "validation KL to FP32 (nats)"; a.name = "KL to FP32"; break;
     case eval::Metric::Sqnr: a.scale = 1; a.title = "validation SQNR to FP32 (dB)"; a.name = "SQNR to FP32"; break;
+    case eval::Metric::Command: a.scale = 1; a.title = "validation score (metric command)"; a.name = "metric command score"; break;
   }
   return a;
 }

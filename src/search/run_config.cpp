@@ -119,12 +119,18 @@ const std::vector<RKey>& keys() {
               }
               for (const yaml::Node& item : n.items()) c.constraints.push_back(item.text("an expression"));
             }),
-        key("metric", "top1 | agreement | kl | sqnr", "top1 with labels, agreement without",
+        key("metric", "top1 | agreement | kl | sqnr | command", "top1 with labels, agreement without",
             "how candidates are scored (docs/search.md, \"Metrics\"); fidelity constraints bound the label-free ones",
             "accuracy",
             [](const yaml::Node& n, RunConfig& c) {
               c.metric = eval::metric_names()[n.choice(eval::metric_names())];
             }),
+        string_key("metric_command", "shell command", "none",
+                   "metric: command: scores a model file given as its last argument, prints one number (higher is "
+                   "better; docs/cli.md, \"Metrics\")",
+                   "[1]", [](RunConfig& c) -> std::string& { return c.metric_command; }),
+        number_key("metric_timeout", kPositive, num(d.metric_timeout), "seconds the metric command may take per model",
+                   "0", [](RunConfig& c) -> double& { return c.metric_timeout; }),
         key("agent", agent_names(), "ddpg", "the search agent (docs/search.md)", "haq",
             [](const yaml::Node& n, RunConfig& c) { c.agent = agent_name_list()[n.choice(agent_name_list())]; }),
         integer_key("episodes", 1, std::to_string(d.episodes), "episodes of ddpg and random (the others evaluate once)",
@@ -267,6 +273,10 @@ void validate(const RunConfig& c) {
   }
   if (c.episodes < 1) fail("episodes must be >= 1, got {}", c.episodes);
   if (!c.metric.empty()) eval::parse_metric(c.metric, "metric");
+  if (c.metric == "command" && c.metric_command.empty()) fail("metric: command needs metric_command, the scorer to run");
+  if (c.metric != "command" && !c.metric_command.empty())
+    fail("metric_command is set but the metric is {}; set metric: command to score with it",
+         c.metric.empty() ? "the default" : c.metric);
   if (c.staged.margin < 0) fail("staged.margin must be >= 0, got {}", c.staged.margin);
   if (!(c.short_finetune.learning_rate > 0) || !(c.final_finetune.learning_rate > 0)) {
     fail("fine-tune learning rates must be > 0");
@@ -326,6 +336,8 @@ nlohmann::json to_json(const RunConfig& c) {
             {"baseline_momentum", d.baseline_momentum}, {"updates_per_step", d.updates_per_step}}}};
   // Written only when set, so that journals from before the key still resume.
   if (!c.metric.empty()) j["metric"] = c.metric;
+  if (!c.metric_command.empty()) j["metric_command"] = c.metric_command;
+  if (c.metric_command.size() || c.metric_timeout != RunConfig().metric_timeout) j["metric_timeout"] = c.metric_timeout;
   if (c.parallel.batch != 1 || c.parallel.threads != 0) {
     j["parallel"] = {{"batch", c.parallel.batch}, {"threads", c.parallel.threads}};
   }

@@ -5,7 +5,8 @@
 //   data: idx:/usr/share/datasets/fashion-mnist
 //   target: bitfusion                 # built-in name or profile path (default generic)
 //   constraints: ["weight_memory<=0.125*fp32"]
-//   metric: top1                      # top1 | agreement | kl | sqnr (default: top1 with labels, agreement without)
+//   metric: top1                      # top1 | agreement | kl | sqnr | command (default: top1 with labels, agreement without)
+//   metric_command: python3 score.py  # metric: command: prints one number for the model file it is given
 //   agent: ddpg                       # ddpg | ilp | greedy | random | uniform
 //   episodes: 100                     # ddpg and random; 1 for the others
 //   seed: 0
@@ -93,6 +94,8 @@ struct RunConfig {
   std::string target = "generic";
   std::vector<std::string> constraints;
   std::string metric;  // eval::Metric name; empty: top1 on labelled data, agreement otherwise
+  std::string metric_command;  // metric command: the user's scorer (deploy/command_metric.h)
+  double metric_timeout = 600;  // seconds per model scored by metric_command
   std::string agent = "ddpg";
   int64_t episodes = 100;
   uint64_t seed = 0;

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "data/dataset.h"
+#include "deploy/command_metric.h"
 #include "eval/evaluate.h"
 #include "exec/executor.h"
 #include "graph/onnx_export.h"
@@ -141,6 +142,11 @@ class Search {
   // Scores `executor` on `d` with the run's metric; `reference` holds the teacher's outputs on `d` (label-free metrics).
   eval::EvalResult score(const exec::Executor& executor, const data::Dataset& d, const at::Tensor& reference,
                          bool keep_outcomes = false) const;
+  // The run's score of a candidate on `d`: the metric on the data, or the metric command on the exported model.
+  double candidate_score(const quant::QuantizedModel& model, const data::Dataset& d) const;
+  // What scores data where the run's metric cannot (the command scores files): the sensitivity
+  // table's and the final fine-tune's epochs.
+  eval::Metric data_metric() const { return metric_ == eval::Metric::Command ? eval::Metric::Kl : metric_; }
   void update_fronts();
   json finish(double search_seconds);
 
@@ -161,6 +167,7 @@ class Search {
   std::unique_ptr<train::TeacherCache> cache_;
   quant::SensitivityTable sensitivity_;
   eval::Metric metric_ = eval::Metric::Top1;  // resolved by load_data
+  deploy::CommandMetric command_;              // metric_ == Command: the user's scorer
   at::Tensor validation_reference_;  // the teacher's outputs on validation_ (label-free metrics)
   double fp32_validation_ = 0;       // the teacher's score on validation_
 
@@ -245,6 +252,7 @@ void Search::load_data() {
     metric_ = eval::parse_metric(cfg_.metric, "metric");
   }
   eval::check_metric_fits(metric_, full);
+  command_ = deploy::CommandMetric{cfg_.metric_command, cfg_.metric_timeout};
   for (const auto& c : constraints_) {
     const bool accuracy = c.metric == target::Metric::Accuracy || c.metric == target::Metric::AccuracyDrop;
     if (accuracy && metric_ != eval::Metric::Top1)
@@ -292,16 +300,21 @@ void Search::load_data() {
   teacher_ = std::make_unique<exec::Executor>(info_.graph, cfg_.model);
   teacher_->run({validation_.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
   teacher_->run({test_.images.slice(0, 0, 1)});
-  if (eval::needs_reference(metric_)) validation_reference_ = eval::outputs_of(*teacher_, validation_);
+  if (eval::needs_reference(data_metric())) validation_reference_ = eval::outputs_of(*teacher_, validation_);
+}
+
+double Search::candidate_score(const quant::QuantizedModel& model, const data::Dataset& d) const {
+  if (metric_ == eval::Metric::Command) return deploy::score_with_command(model, cfg_.model, command_);
+  return score(model.executor(), d, validation_reference_).score;
 }
 
 eval::EvalResult Search::score(const exec::Executor& executor, const data::Dataset& d, const at::Tensor& reference,
                                bool keep_outcomes) const {
   eval::EvalOptions o;
   o.quiet = true;
-  o.metric = metric_;
+  o.metric = metric_ == eval::Metric::Command ? (d.labelled() ? eval::Metric::Top1 : eval::Metric::Kl) : metric_;
   o.keep_outcomes = keep_outcomes && d.labelled();
-  if (eval::needs_reference(metric_)) o.reference_outputs = reference.narrow(0, 0, d.size());
+  if (eval::needs_reference(o.metric)) o.reference_outputs = reference.narrow(0, 0, d.size());
   return eval::evaluate(executor, d, o);
 }
 
@@ -371,8 +384,8 @@ void Search::build_problem() {
   if (std::filesystem::exists(sensitivity_path)) {
     try {
       json j = json::parse(std::ifstream(sensitivity_path));
-      if (j.at("bits").get<std::vector<int>>() == bits && j.value("metric", "top1") == eval::to_string(metric_)) {
-        sensitivity_.metric = metric_;
+      if (j.at("bits").get<std::vector<int>>() == bits && j.value("metric", "top1") == eval::to_string(data_metric())) {
+        sensitivity_.metric = data_metric();
         sensitivity_.labelled = j.contains("fp32_top1");
         sensitivity_.fp32_top1 = j.value("fp32_top1", 0.0);
         sensitivity_.fp32_score = j.value("fp32_score", sensitivity_.fp32_top1);
@@ -393,7 +406,7 @@ void Search::build_problem() {
     sensitivity_ = quant::measure_sensitivity(info_.graph, calibration_, data::take(validation_, sensitivity_examples_),
                                               bits, quant::QuantOptions{},
                                               [&](int64_t done, int64_t total) { progress.update(done, total); },
-                                              metric_);
+                                              data_metric());
     progress.finish();
     json rows = json::array();
     for (const auto& r : sensitivity_.rows) {
@@ -401,7 +414,7 @@ void Search::build_problem() {
       if (sensitivity_.labelled) row.update({{"top1", r.top1}, {"accuracy_drop", r.accuracy_drop}});
       rows.push_back(row);
     }
-    json j = {{"metric", eval::to_string(metric_)}, {"fp32_score", sensitivity_.fp32_score},
+    json j = {{"metric", eval::to_string(data_metric())}, {"fp32_score", sensitivity_.fp32_score},
               {"layers", sensitivity_.layers}, {"bits", bits}, {"rows", rows}};
     if (sensitivity_.labelled) j["fp32_top1"] = sensitivity_.fp32_top1;
     write_file_atomically(sensitivity_path, j.dump(1) + "\n", "sensitivity table");
@@ -451,7 +464,7 @@ json Search::evaluate_task(const json& task) const {
   quant::QuantizedModel model(info_.graph, config_of_bits(parse_config_key(task.at("key").get<std::string>())), cfg_.model);
   model.calibrate(stats_);
   json result = json::object();
-  if (kind == "staged" || kind == "both") result["cheap"] = score(model.executor(), stage_set_, validation_reference_).score;
+  if (kind == "staged" || kind == "both") result["cheap"] = candidate_score(model, stage_set_);
   if (kind == "full" || kind == "both") {
     if (cfg_.short_finetune.steps > 0) {
       train::FinetuneOptions o;
@@ -464,7 +477,7 @@ json Search::evaluate_task(const json& task) const {
       o.quiet = true;
       train::finetune(model, *teacher_, short_set_, nullptr, o, cache_.get());
     }
-    result["accuracy"] = score(model.executor(), validation_, validation_reference_).score;
+    result["accuracy"] = candidate_score(model, validation_);
   }
   result["seconds"] = seconds_since(start);
   return result;
@@ -692,7 +705,8 @@ json Search::run_prepared(Clock::time_point start) {
                cfg_.parallel.batch);
   if (mpi::size() > 1) check_workers(fingerprint());
 
-  fp32_validation_ = score(*teacher_, validation_, validation_reference_).score;
+  fp32_validation_ = metric_ == eval::Metric::Command ? deploy::run_metric_command(command_, cfg_.model)
+                                                      : score(*teacher_, validation_, validation_reference_).score;
   spdlog::info("metric {}: FP32 validation {}", eval::to_string(metric_), eval::format_score(metric_, fp32_validation_));
   stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images, 256,
                                           profile_.format == quant::QuantForm::Int);
@@ -854,18 +868,20 @@ json Search::finish(double search_seconds) {
     o.learning_rate = cfg_.final_finetune.learning_rate;
     o.seed = cfg_.seed;
     o.quiet = opt_.quiet;
-    o.metric = metric_;
+    o.metric = data_metric();
     data::Dataset final_train = cfg_.final_finetune.examples > 0 ? data::take(train_, cfg_.final_finetune.examples) : train_;
     final_result = train::finetune(model, *teacher_, final_train, &validation_, o);
   }
   at::Tensor test_reference;
-  if (eval::needs_reference(metric_)) test_reference = eval::outputs_of(*teacher_, test_);
+  const bool command = metric_ == eval::Metric::Command;
+  if (eval::needs_reference(metric_) || (command && !test_.labelled())) test_reference = eval::outputs_of(*teacher_, test_);
   eval::EvalResult fp32_on_test = score(*teacher_, test_, test_reference, true);
   eval::EvalResult final_on_test = score(model.executor(), test_, test_reference, true);
-  const double fp32_test = fp32_on_test.score;
-  const double final_test = final_on_test.score;
+  // The command scores the file once: its number is the test and the validation score.
+  const double fp32_test = command ? fp32_validation_ : fp32_on_test.score;
+  const double final_test = command ? deploy::score_with_command(model, cfg_.model, command_) : final_on_test.score;
   if (final_on_test.labelled) write_outcomes(dir_ + "/outcomes.json", test_.source, fp32_on_test, final_on_test);
-  const double final_validation = score(model.executor(), validation_, validation_reference_).score;
+  const double final_validation = command ? final_test : score(model.executor(), validation_, validation_reference_).score;
 
   quant::PrecisionConfig calibrated = model.calibrated_config();
   calibrated.calibration_seed = cfg_.seed;
