@@ -18,6 +18,7 @@
 #include <random>
 #include <set>
 
+#include "search/agent.h"
 #include "search/config_key.h"
 #include "search/ddpg.h"
 #include "search/environment.h"
@@ -869,6 +870,118 @@ TEST(Coordinator, SimulatedSearchScalesWithTheBatch) {
   EXPECT_GT(wide.utilisation, narrow.utilisation);
   EXPECT_EQ(wide.finetuned, one.finetuned);  // staging does not depend on the worker count
   EXPECT_THROW(simulate_search({}, 8, 1, 1, 0.03, 0.0, 0), InternalError);
+}
+
+// ---------------------------------------------------------------- agents
+
+// A driver without models: a candidate's score is a fixed function of its
+// choice, so an agent's proposals can be checked alone.
+// grid_problem with budgets at 60% of the largest totals: binding, reachable.
+ChoiceProblem budgeted_grid(std::mt19937_64& rng, int layers) {
+  ChoiceProblem p = grid_problem(rng, layers);
+  std::vector<double> hi = max_totals(p);
+  for (size_t k = 0; k < hi.size(); ++k) p.resources[k].budget = 0.6 * hi[k];
+  return p;
+}
+
+class FakeDriver : public SearchDriver {
+ public:
+  FakeDriver(ChoiceProblem p, std::vector<LayerFeatures> f, RunConfig cfg, const std::string& dir)
+      : problem_(std::move(p)), env_(problem_, std::move(f)), cfg_(std::move(cfg)), journal_(Journal::open(dir)) {}
+  const ChoiceProblem& problem() const override { return problem_; }
+  const Environment& environment() const override { return env_; }
+  const RunConfig& config() const override { return cfg_; }
+  Journal& journal() override { return journal_; }
+  std::vector<EvaluationRecord> evaluate(const std::vector<Candidate>& batch) override {
+    batches.push_back(batch.size());
+    std::vector<EvaluationRecord> out;
+    for (const Candidate& c : batch) {
+      EXPECT_TRUE(is_feasible(problem_, c.choice)) << "agents propose feasible configurations";
+      EvaluationRecord r;
+      r.episode = c.episode;
+      for (size_t l = 0; l < c.choice.size(); ++l) r.accuracy -= problem_.layers[l].options[c.choice[l]].sensitivity;
+      episodes.push_back(c.episode);
+      choices.push_back(c.choice);
+      out.push_back(r);
+    }
+    return out;
+  }
+  double reward(const EvaluationRecord& r) const override { return r.accuracy; }
+  void episode_done(int64_t episode) override { done.push_back(episode); }
+  void episodes_resumed(int64_t count) override { resumed += count; }
+
+  std::vector<size_t> batches;
+  std::vector<int64_t> episodes, done;
+  std::vector<Choice> choices;
+  int64_t resumed = 0;
+
+ private:
+  ChoiceProblem problem_;
+  Environment env_;
+  RunConfig cfg_;
+  Journal journal_;
+};
+
+TEST(SearchAgents, RegistryAndDescriptionsAgree) {
+  const auto& described = agent_descriptions();
+  const auto& registered = agent_registry();
+  ASSERT_EQ(described.size(), registered.size());
+  for (size_t i = 0; i < described.size(); ++i) {
+    EXPECT_STREQ(described[i].name, registered[i].name);
+    EXPECT_NE(find_agent(described[i].name).make(), nullptr);
+  }
+  EXPECT_TRUE(find_agent("ddpg").episodic);
+  EXPECT_FALSE(find_agent("ilp").episodic);
+  EXPECT_THROW(find_agent("haq"), UserError);
+}
+
+TEST(SearchAgents, EveryAgentProposesInEpisodeOrderAndRepeatsForASeed) {
+  for (const AgentFactory& factory : agent_registry()) {
+    std::vector<std::vector<Choice>> runs;
+    for (int repeat = 0; repeat < 2; ++repeat) {
+      std::mt19937_64 rng(9);
+      ChoiceProblem p = budgeted_grid(rng, 4);
+      RunConfig cfg;
+      cfg.agent = factory.name;
+      cfg.episodes = 7;
+      cfg.parallel.batch = 3;
+      cfg.ddpg.warmup_episodes = 2;
+      cfg.seed = 4;
+      TempDir dir;
+      FakeDriver driver(p, random_features(rng, 4), cfg, dir.str());
+      factory.make()->run(driver);
+      const int64_t expected = factory.episodic ? 7 : 1;
+      ASSERT_EQ(static_cast<int64_t>(driver.episodes.size()), expected) << factory.name;
+      for (int64_t e = 0; e < expected; ++e) {
+        EXPECT_EQ(driver.episodes[e], e) << factory.name;
+        EXPECT_EQ(driver.done[e], e) << factory.name;
+      }
+      if (factory.episodic) EXPECT_EQ(driver.batches, (std::vector<size_t>{3, 3, 1})) << factory.name;
+      runs.push_back(driver.choices);
+    }
+    EXPECT_EQ(runs[0], runs[1]) << factory.name << " is not reproducible for a seed";
+  }
+}
+
+TEST(SearchAgents, DdpgResumesAfterItsCheckpoint) {
+  std::mt19937_64 rng(2);
+  ChoiceProblem p = budgeted_grid(rng, 3);
+  auto features = random_features(rng, 3);
+  RunConfig cfg;
+  cfg.episodes = 5;
+  cfg.ddpg.warmup_episodes = 1;
+  TempDir dir;
+  {
+    RunConfig shorter = cfg;
+    shorter.episodes = 3;
+    FakeDriver partial(p, features, shorter, dir.str());
+    find_agent("ddpg").make()->run(partial);
+    EXPECT_EQ(partial.episodes.size(), 3u);
+  }
+  FakeDriver resumed(p, features, cfg, dir.str());
+  find_agent("ddpg").make()->run(resumed);
+  EXPECT_EQ(resumed.resumed, 3);
+  EXPECT_EQ(resumed.episodes, (std::vector<int64_t>{3, 4}));
 }
 
 }  // namespace

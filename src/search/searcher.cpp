@@ -19,6 +19,7 @@
 #include "graph/onnx_export.h"
 #include "quant/quantized_model.h"
 #include "quant/sensitivity.h"
+#include "search/agent.h"
 #include "search/config_key.h"
 #include "search/ddpg.h"
 #include "search/environment.h"
@@ -104,16 +105,24 @@ json constraints_json(const std::vector<target::ConstraintResult>& results) {
   return out;
 }
 
-class Search {
+class Search : public SearchDriver {
  public:
   Search(RunConfig config, const SearchOptions& options) : cfg_(std::move(config)), opt_(options) {}
   json run();
 
+  // SearchDriver: what the agents see (search/agent.h).
+  const ChoiceProblem& problem() const override { return problem_; }
+  const Environment& environment() const override { return *env_; }
+  const RunConfig& config() const override { return cfg_; }
+  Journal& journal() override { return *journal_; }
+  std::vector<EvaluationRecord> evaluate(const std::vector<Candidate>& batch) override { return evaluate_batch(batch); }
+  double reward(const EvaluationRecord& record) const override { return reward_of(record); }
+  void episode_done(int64_t episode) override;
+  void episodes_resumed(int64_t count) override;
+
  private:
   void prepare();
   void build_problem();
-  quant::PrecisionConfig config_of(const Choice& choice) const;
-  std::map<std::string, quant::LayerPrecision> precision_of(const Choice& choice) const;
   void load_data();
   void prepare_run();  // resume, validation, output directory: everything before the long work
   json run_prepared(Clock::time_point start);
@@ -125,18 +134,12 @@ class Search {
   // One candidate's work, wherever it runs: {"kind": "staged"|"full"|"both", "key": config key}
   // -> {"cheap": top-1 on the staged subset, "accuracy": validation top-1 after the short fine-tune, "seconds"}.
   json evaluate_task(const json& task) const;
-  struct Candidate {
-    Choice choice;
-    int64_t episode = 0;
-  };
   // Evaluates (or looks up) a batch of configurations, in episode order:
   // journaled keys are looked up, repeated keys evaluated once, staged scores
   // computed (in the pool), staging decided in episode order, promising
   // candidates fine-tuned (in the pool), and the records written in episode
   // order. Returns one record per candidate.
   std::vector<EvaluationRecord> evaluate_batch(const std::vector<Candidate>& batch);
-  EvaluationRecord evaluate(const Choice& choice, int64_t episode) { return evaluate_batch({{choice, episode}}).front(); }
-  void learn(DdpgAgent& agent, const Environment::Episode& played, const EvaluationRecord& record, int64_t episode);
   double reward_of(const EvaluationRecord& r) const;
   double utility(double score) const { return eval::utility(metric_, score); }
   // Scores `executor` on `d` with the run's metric; `reference` holds the teacher's outputs on `d` (label-free metrics).
@@ -179,7 +182,7 @@ class Search {
   int64_t sensitivity_examples_ = 0;  // resolved from cfg_.sensitivity_examples by load_data
   int64_t evaluations_run_ = 0;
   int64_t finetuned_run_ = 0;
-  std::mt19937_64 random_agent_rng_;
+  std::unique_ptr<Progress> progress_;  // the episodes' progress line, while the agent runs
 };
 
 void Search::prepare() {
@@ -431,14 +434,6 @@ void Search::build_problem() {
   }
 }
 
-std::map<std::string, quant::LayerPrecision> Search::precision_of(const Choice& choice) const {
-  std::map<std::string, quant::LayerPrecision> out;
-  for (size_t l = 0; l < choice.size(); ++l) out[problem_.layers[l].layer] = problem_.layers[l].options[choice[l]].precision;
-  return out;
-}
-
-quant::PrecisionConfig Search::config_of(const Choice& choice) const { return config_of_bits(bits_of(choice)); }
-
 quant::PrecisionConfig Search::config_of_bits(const std::vector<quant::LayerPrecision>& bits) const {
   if (bits.size() != info_.layers.size()) {
     throw InternalError(fmt::format("configuration of {} layers for a model of {}", bits.size(), info_.layers.size()));
@@ -595,20 +590,29 @@ void Search::update_fronts() {
   }
 }
 
-void Search::learn(DdpgAgent& agent, const Environment::Episode& played, const EvaluationRecord& record,
-                   int64_t episode) {
-  // The replay buffer learns from the configuration actually evaluated (after projection).
-  std::vector<double> evaluated = env_->actions_of(played.choice);
-  const size_t steps = env_->steps().size();
-  for (size_t s = 0; s < steps; ++s) {
-    Transition t;
-    t.state = played.states[s];
-    t.action = evaluated[s];
-    t.done = s + 1 == steps;
-    t.next_state = t.done ? played.states[s] : played.states[s + 1];
-    agent.observe(t);
+void Search::episodes_resumed(int64_t count) {
+  for (int64_t e = 0; e < count; ++e) progress_->advance(1);
+}
+
+void Search::episode_done(int64_t episode) {
+  auto best = journal_->best();
+  auto all = journal_->evaluations();
+  const EvaluationRecord* last = all.empty() ? nullptr : &all.back();
+  std::string status = fmt::format("ep {}", episode + 1);
+  if (last != nullptr) {
+    status += " " + eval::format_score(metric_, last->accuracy);
+    if (!resources_.empty()) {
+      const json& c = last->metrics.at("costs");
+      double v = resources_[0].metric == target::Metric::WeightMemory ? c.at("weight_bits").get<double>()
+                 : resources_[0].metric == target::Metric::Bops       ? c.at("bops").get<double>()
+                 : resources_[0].metric == target::Metric::Latency    ? c.value("latency_ms", 0.0)
+                                                                      : c.value("energy_mj", 0.0);
+      status += fmt::format(" {} {:.0f}% of budget", resources_[0].name,
+                            100 * v / (problem_.resources[0].budget + resources_[0].constant));
+    }
   }
-  agent.end_episode(reward_of(record), episode);
+  if (best) status += " best " + eval::format_score(metric_, best->accuracy);
+  progress_->advance(1, status);
 }
 
 std::string Search::fingerprint() const {
@@ -726,117 +730,11 @@ json Search::run_prepared(Clock::time_point start) {
   }
   update_fronts();
 
-  int64_t episodes = (cfg_.agent == "ddpg" || cfg_.agent == "random") ? cfg_.episodes : 1;
-  Progress progress("search", episodes, "episodes", opt_.quiet);
-  auto report = [&](int64_t episode) {
-    auto best = journal_->best();
-    auto all = journal_->evaluations();
-    const EvaluationRecord* last = all.empty() ? nullptr : &all.back();
-    std::string status = fmt::format("ep {}", episode + 1);
-    if (last != nullptr) {
-      status += " " + eval::format_score(metric_, last->accuracy);
-      if (!resources_.empty()) {
-        const json& c = last->metrics.at("costs");
-        double v = resources_[0].metric == target::Metric::WeightMemory ? c.at("weight_bits").get<double>()
-                   : resources_[0].metric == target::Metric::Bops       ? c.at("bops").get<double>()
-                   : resources_[0].metric == target::Metric::Latency    ? c.value("latency_ms", 0.0)
-                                                                        : c.value("energy_mj", 0.0);
-        status += fmt::format(" {} {:.0f}% of budget", resources_[0].name,
-                              100 * v / (problem_.resources[0].budget + resources_[0].constant));
-      }
-    }
-    if (best) status += " best " + eval::format_score(metric_, best->accuracy);
-    progress.advance(1, status);
-  };
-
-  if (cfg_.agent == "ddpg") {
-    DdpgOptions d = cfg_.ddpg;
-    d.state_dim = kStateDim;
-    d.seed = cfg_.seed;
-    DdpgAgent agent(d);
-    int64_t first = 0;
-    if (auto checkpoint = journal_->latest_checkpoint()) {
-      agent.load_bytes(checkpoint->data);
-      first = checkpoint->episode + 1;
-      spdlog::info("resuming after episode {}", checkpoint->episode);
-      for (int64_t e = 0; e < first && e < episodes; ++e) progress.advance(1);
-    }
-    // Warm start: the ILP optimum and the greedy (AIMET-like) lowering are
-    // the first episodes, so the agent starts from the best known heuristics
-    // and its replay buffer holds them first.
-    std::vector<Choice> warm;
-    if (cfg_.warm_start) {
-      warm.push_back(solve_ilp(problem_).choice);
-      Choice greedy = greedy_lowering(problem_);
-      if (greedy != warm.front()) warm.push_back(greedy);
-    }
-    // Batches of K episodes from one policy snapshot; the agent learns from them in episode order.
-    const int64_t batch = cfg_.parallel.batch;
-    for (int64_t begin = first; begin < episodes; begin += batch) {
-      const int64_t end = std::min(episodes, begin + batch);
-      std::vector<Environment::Episode> played;
-      std::vector<Candidate> candidates;
-      for (int64_t episode = begin; episode < end; ++episode) {
-        const Choice* forced = episode < static_cast<int64_t>(warm.size()) ? &warm[episode] : nullptr;
-        std::vector<double> forced_actions;
-        if (forced != nullptr) forced_actions = env_->actions_of(*forced);
-        played.push_back(env_->play([&](size_t step, const std::vector<double>& state) {
-          return forced != nullptr ? forced_actions[step] : agent.select_action(state, episode);
-        }));
-        candidates.push_back({played.back().choice, episode});
-      }
-      std::vector<EvaluationRecord> records = evaluate_batch(candidates);
-      for (int64_t episode = begin; episode < end; ++episode) {
-        learn(agent, played[episode - begin], records[episode - begin], episode);
-      }
-      journal_->save_checkpoint(end - 1, agent.save_bytes());
-      for (int64_t episode = begin; episode < end; ++episode) report(episode);
-    }
-  } else if (cfg_.agent == "random") {
-    random_agent_rng_.seed(cfg_.seed);
-    for (int64_t begin = 0; begin < episodes; begin += cfg_.parallel.batch) {
-      const int64_t end = std::min(episodes, begin + cfg_.parallel.batch);
-      std::vector<Candidate> candidates;
-      for (int64_t episode = begin; episode < end; ++episode) {
-        Decisions d;
-        for (size_t l = 0; l < problem_.layers.size(); ++l) {
-          const auto &ws = env_->weight_set(l), &as = env_->activation_set(l);
-          std::uniform_int_distribution<size_t> w(0, ws.size() - 1), a(0, as.size() - 1);
-          d.weight_bits.push_back(ws[w(random_agent_rng_)]);
-          d.activation_bits.push_back(as[a(random_agent_rng_)]);
-        }
-        candidates.push_back({project(problem_, env_->nearest_choice(d)), episode});
-      }
-      evaluate_batch(candidates);
-      for (int64_t episode = begin; episode < end; ++episode) report(episode);
-    }
-  } else {
-    Choice choice;
-    if (cfg_.agent == "ilp") {
-      choice = solve_ilp(problem_).choice;
-    } else if (cfg_.agent == "greedy") {
-      choice = greedy_lowering(problem_);
-    } else {  // uniform: the highest uniform weight precision (activations at their highest) that fits
-      Choice highest = highest_choice(problem_);
-      std::set<int> all_w;
-      for (size_t l = 0; l < problem_.layers.size(); ++l) {
-        all_w.insert(env_->weight_set(l).begin(), env_->weight_set(l).end());
-      }
-      bool found = false;
-      for (auto it = all_w.rbegin(); it != all_w.rend() && !found; ++it) {
-        Decisions d{std::vector<int>(problem_.layers.size(), *it), std::vector<int>(problem_.layers.size(), 0)};
-        Choice c = env_->nearest_choice(d);
-        if (is_feasible(problem_, c)) {
-          choice = c;
-          found = true;
-        }
-      }
-      if (!found) choice = project(problem_, highest);
-    }
-    evaluate(choice, 0);
-    report(0);
-  }
-  progress.finish();
+  const AgentFactory& agent = find_agent(cfg_.agent);
+  progress_ = std::make_unique<Progress>("search", agent.episodic ? cfg_.episodes : 1, "episodes", opt_.quiet);
+  agent.make()->run(*this);
+  progress_->finish();
+  progress_.reset();
   pool_.reset();  // the workers stop; the final fine-tune runs here
   return finish(seconds_since(start));
 }
