@@ -31,9 +31,9 @@ struct VerifyRequest {
 struct VerifyReport {
   std::string model, source;
   int64_t examples = 0;
-  bool labelled = true;                     // the data has labels (ort_top1 and simulated_top1 are set)
-  double ort_top1 = 0, simulated_top1 = 0;  // fractions in [0, 1]
-  double gap_points = 0;                    // |ort - simulated| top-1 in points; without labels 100·(1 − agreement)
+  bool labelled = true;                     // the data has labels; without, the FP32 model's predictions stand in
+  double ort_top1 = 0, simulated_top1 = 0;  // fractions in [0, 1]; without labels: agreement with FP32
+  double gap_points = 0;                    // |ort - simulated| in points
   double tolerance_points = 0;              // the tolerance used (>= one image)
   double requested_tolerance_points = 0;
   double top1_agreement = 0;                // fraction of images with the same prediction
