@@ -9,7 +9,7 @@
 #  3. over RANDOM_CONFIGS seeded random mixed-precision PTQ configurations,
 #     Spearman's rank correlation of agreement and of -KL with top-1: is the
 #     label-free score a stand-in for accuracy?
-# Usage: [EPISODES=8] [RANDOM_CONFIGS=12] bench/any_model_table.sh [MODELS...]
+# Usage: [EPISODES=8] [RANDOM_CONFIGS=12] [SECTIONS="ptq search rank"] bench/any_model_table.sh [MODELS...]
 # (default: small_cnn resnet20 mobilenetv2_mini vit_tiny char_mlp_lm). Prints Markdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ PY=/usr/bin/python3
 FMNIST=/usr/share/datasets/fashion-mnist
 EPISODES=${EPISODES:-8}
 RANDOM_CONFIGS=${RANDOM_CONFIGS:-12}
+SECTIONS=${SECTIONS:-ptq search rank}
 MODELS=("$@")
 [ ${#MODELS[@]} -gt 0 ] || MODELS=(small_cnn resnet20 mobilenetv2_mini vit_tiny char_mlp_lm)
 TMP=${TMP_DIR:-$(mktemp -d)}
@@ -43,6 +44,7 @@ score() {
     $PY -c 'import json,sys; d=json.load(sys.stdin); print("%.2f %.6g" % (100 * d["top1"], d["score"]))'
 }
 
+if [[ " $SECTIONS " == *" ptq "* ]]; then
 echo "### PTQ: top-1 with labels, agreement and KL without"
 echo
 echo "| model | FP32 top-1 | W8A8 top-1 | W8A8 agreement | W8A8 KL | W4A8 top-1 | W4A8 agreement | W4A8 KL |"
@@ -59,6 +61,9 @@ for m in "${MODELS[@]}"; do
   echo "$row"
 done
 
+fi
+
+if [[ " $SECTIONS " == *" search "* ]]; then
 echo
 echo "### Search at weight_memory <= 0.125*fp32 (ddpg, $EPISODES episodes, KD), with and without labels"
 echo
@@ -95,6 +100,9 @@ print(f"| {m} | {fp32} | {a['metric']} | {lab} | {v(a)} | {b['metric']} | {none}
 PYEOF
 done
 
+fi
+
+if [[ " $SECTIONS " == *" rank "* ]]; then
 echo
 echo "### Is the label-free score a stand-in for top-1? $RANDOM_CONFIGS random mixed-precision PTQ configurations"
 echo
@@ -141,3 +149,4 @@ print(f"| {sys.argv[1]} | {min(top1):.2f} to {max(top1):.2f} | {spearman([r[1] f
       f"{spearman([-r[2] for r in rows], top1):+.3f} |")
 PYEOF
 done
+fi
