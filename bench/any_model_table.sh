@@ -131,19 +131,9 @@ PYEOF
   done
   $PY - "$m" "$TMP/rand_$m.txt" <<'PYEOF'
 import sys
+sys.path.insert(0, "bench")
+from rank_stats import spearman  # noqa: E402
 rows = [tuple(map(float, l.split())) for l in open(sys.argv[2])]
-def ranks(v):
-    order = sorted(range(len(v)), key=lambda i: v[i]); r = [0.0] * len(v); i = 0
-    while i < len(v):
-        j = i
-        while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]: j += 1
-        for k in range(i, j + 1): r[order[k]] = (i + j) / 2
-        i = j + 1
-    return r
-def spearman(a, b):
-    ra, rb = ranks(a), ranks(b); n = len(a); ma, mb = sum(ra) / n, sum(rb) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb)); va = sum((x - ma) ** 2 for x in ra); vb = sum((y - mb) ** 2 for y in rb)
-    return cov / (va * vb) ** 0.5 if va and vb else float("nan")
 top1 = [r[0] for r in rows]
 print(f"| {sys.argv[1]} | {min(top1):.2f} to {max(top1):.2f} | {spearman([r[1] for r in rows], top1):+.3f} | "
       f"{spearman([-r[2] for r in rows], top1):+.3f} |")

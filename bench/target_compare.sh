@@ -51,24 +51,12 @@ printf '%s\n' "{\"cmd\":\"load\",\"model\":\"$PWD/$MODEL\",\"threads\":1,\"profi
   node tools/ort_runner.js | tail -1 >"$TMP/whole.json"
 /usr/bin/python3 - "$TMP" "${EXTRA[@]}" <<'PY'
 import json, os, sys
+sys.path.insert(0, "bench")
+from rank_stats import pearson, spearman  # noqa: E402
 tmp, extra = sys.argv[1], sys.argv[2:]
 def load(t, b):
     p = f"{tmp}/{t}-{b}.json"
     return json.load(open(p)) if os.path.exists(p) else None
-def rank(v):
-    order = sorted(range(len(v)), key=lambda i: v[i]); r = [0.0] * len(v); i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]: j += 1
-        for k in range(i, j + 1): r[order[k]] = (i + j) / 2
-        i = j + 1
-    return r
-def pearson(a, b):
-    n = len(a); ma = sum(a) / n; mb = sum(b) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
-    va = sum((x - ma) ** 2 for x in a) ** 0.5; vb = sum((y - mb) ** 2 for y in b) ** 0.5
-    return cov / (va * vb) if va and vb else float("nan")
-def spearman(a, b): return pearson(rank(a), rank(b))
 
 ort8, ort32 = load("cpu-ort", 8)["layers"], load("cpu-ort", 32)["layers"]
 bf8, bs8, gen8 = load("bitfusion", 8)["layers"], load("bismo", 8)["layers"], load("generic", 8)["layers"]
