@@ -11,8 +11,6 @@
 namespace autoprec::quant {
 namespace {
 
-at::Tensor all_logits(const exec::Executor& executor, const data::Dataset& d) { return eval::outputs_of(executor, d); }
-
 double score_of(eval::Metric metric, const at::Tensor& logits, const at::Tensor& reference, const at::Tensor& labels) {
   eval::MetricAccumulator m(metric);
   m.add(logits, eval::needs_reference(metric) ? reference : at::Tensor(), labels);
@@ -46,7 +44,7 @@ SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, 
   table.examples = validation.size();
   table.calibration_examples = calibration.size();
   exec::Executor reference(graph, "model");
-  at::Tensor reference_logits = all_logits(reference, validation);
+  at::Tensor reference_logits = eval::outputs_of(reference, validation);
   const bool kl_defined = reference_logits.dim() == 2;  // class scores: KL of the softmax outputs
   if (reference_logits.dim() != 2) table.labelled = false;
   if (table.labelled)
@@ -75,7 +73,7 @@ SensitivityTable measure_sensitivity(std::shared_ptr<const graph::Graph> graph, 
         config.layers.emplace_back(layer, p);
         QuantizedModel model(graph, config);
         if (!model.calibrated()) model.calibrate(stats);
-        at::Tensor logits = all_logits(model.executor(), validation);
+        at::Tensor logits = eval::outputs_of(model.executor(), validation);
         SensitivityRow row;
         row.layer = layer;
         row.tensor = tensor;

@@ -292,12 +292,12 @@ struct Point {
 
 std::vector<Point> points_of(const RunData& run) {
   std::vector<Point> out;
+  const ScoreAxis axis = score_axis(run.config);
   for (const auto& e : run.evaluations) {
     Point p;
     p.run = run.label;
     p.id = e.id;
     p.episode = e.episode;
-    const ScoreAxis axis = score_axis(run.config);
     p.accuracy = axis.scale * e.accuracy;
     p.utility = eval::utility(axis.metric, e.accuracy);
     p.finetuned = e.metrics.value("finetuned", true);
