@@ -13,12 +13,16 @@
 #include "exec/model.h"
 #include "graph/tensor_proto.h"
 #include "quant/quantized_model.h"
+#include "onnx_builder.h"
 #include "temp_dir.h"
 #include "test_models.h"
 #include "util/error.h"
+#include "test_helpers.h"
 
 namespace autoprec {
 namespace {
+
+using testing::count_ops;
 
 using testing::tiny_model;
 
@@ -70,12 +74,6 @@ std::string metadata(const onnx::ModelProto& m, const std::string& key) {
     if (p.key() == key) return p.value();
   }
   return "";
-}
-
-int count_ops(const onnx::ModelProto& m, const std::string& op) {
-  int n = 0;
-  for (const auto& node : m.graph().node()) n += node.op_type() == op;
-  return n;
 }
 
 // The integers the simulation puts on the grid for `layer`'s weight.
@@ -325,6 +323,113 @@ TEST(QdqValidation, RejectsBrokenFiles) {
     }
   }
   expect_rejected(wrong_bits, "metadata claiming fewer bits than the values use");
+}
+
+// x [-1, 600] -> Gemm (transB, W [40, 600], bias) -> Relu -> MatMul (W [40, 6]): two
+// layers MatMulNBits takes, one with a column longer than a block.
+std::shared_ptr<graph::Graph> nbits_model() {
+  testing::ModelBuilder b;
+  b.input("x", {-1, 600}).output("y", {-1, 6});
+  at::manual_seed(5);
+  b.initializer("w1", at::randn({40, 600}) * 0.1).initializer("b1", at::randn({40}));
+  b.initializer("w2", at::randn({40, 6}));
+  auto& gemm = b.node("Gemm", {"x", "w1", "b1"}, {"h"}, "fc1");
+  testing::ModelBuilder::attr(gemm, "transB", int64_t{1});
+  b.node("Relu", {"h"}, {"r"}, "relu");
+  b.node("MatMul", {"r", "w2"}, {"y"}, "fc2");
+  return std::make_shared<graph::Graph>(graph::import_onnx_bytes(b.bytes(), "nbits.onnx"));
+}
+
+quant::PrecisionConfig nbits_config(quant::QuantForm form) {
+  quant::PrecisionConfig c = quant::uniform(8, 8);
+  c.layers.push_back({"fc1", {4, 32}});
+  c.layers.push_back({"fc2", {2, 32}});
+  c.options.format = form;
+  return c;
+}
+
+TEST(MatMulNBits, LongColumnsAreQuantizedInBlocksOf256) {
+  quant::QuantizedModel model(nbits_model(), nbits_config(quant::QuantForm::Qdq), "nbits");
+  const quant::TensorQuantizer& fc1 = model.weight_quantizer("fc1");
+  EXPECT_EQ(fc1.block, 256);
+  EXPECT_EQ(fc1.block_axis, 1);
+  ASSERT_EQ(fc1.scale.numel(), 40 * 3);  // 600 = 256 + 256 + 88
+  at::Tensor w = model.executor().parameters().at("w1");
+  at::Tensor rows = quant::weight_blocks(fc1.apply(w), 0, 1, 256);
+  at::Tensor q = at::round(rows / fc1.scale.unsqueeze(1));
+  EXPECT_LE(q.abs().max().item<double>(), 7);
+  // Min/max scales: every block reaches the end of its grid.
+  EXPECT_TRUE(at::all(q.abs().amax(1) == 7).item<bool>());
+  // Not the per-channel result: blocks have their own scales.
+  at::Tensor per_channel = quant::fake_quantize_per_channel(
+      w, quant::weight_scales(w, 4, 0, quant::RangeMethod::MinMax), at::zeros({40}, at::kInt), 0, quant::signed_grid(4));
+  EXPECT_FALSE(at::allclose(fc1.apply(w), per_channel));
+  // A column of 40 is one block of 64: exactly per channel.
+  const quant::TensorQuantizer& fc2 = model.weight_quantizer("fc2");
+  EXPECT_EQ(fc2.block, 64);
+  at::Tensor w2 = model.executor().parameters().at("w2");
+  at::Tensor expected = quant::fake_quantize_per_channel(
+      w2, quant::weight_scales(w2, 2, 1, quant::RangeMethod::MinMax), at::zeros({6}, at::kInt), 1, quant::signed_grid(2));
+  EXPECT_TRUE(at::equal(fc2.apply(w2), expected));
+  // Calibrated scales round-trip through the config, with their count checked.
+  quant::QuantizedModel again(nbits_model(), model.calibrated_config(), "nbits");
+  EXPECT_TRUE(at::equal(again.weight_quantizer("fc1").scale, fc1.scale));
+  quant::PrecisionConfig wrong = model.calibrated_config();
+  wrong.calibration["fc1"].weight_scale.resize(40);
+  EXPECT_THROW(quant::QuantizedModel(nbits_model(), wrong, "nbits"), UserError);
+}
+
+TEST(MatMulNBits, ExportPacksTheSimulationsCodesAndReimportMatches) {
+  for (quant::QuantForm form : {quant::QuantForm::Qdq, quant::QuantForm::Int}) {
+    quant::QuantizedModel model(nbits_model(), nbits_config(form), "nbits");
+    at::manual_seed(2);
+    at::Tensor x = at::randn({64, 600});
+    model.calibrate(x);
+    deploy::QdqExport e = deploy::export_qdq(model);
+    EXPECT_EQ(count_ops(e.model, "MatMulNBits"), 2);
+    EXPECT_EQ(count_ops(e.model, "Gemm") + count_ops(e.model, "MatMul"), 0);
+    EXPECT_EQ(opset_of(e.model), 13);  // no INT4 tensor: the codes are packed in UINT8
+    for (const auto& node : e.model.graph().node()) {
+      if (node.op_type() != "MatMulNBits") continue;
+      EXPECT_EQ(node.domain(), "com.microsoft");
+      std::map<std::string, int64_t> attrs;
+      for (const auto& a : node.attribute()) attrs[a.name()] = a.i();
+      const bool fc1 = node.name() == "fc1";
+      EXPECT_EQ(attrs["K"], fc1 ? 600 : 40);
+      EXPECT_EQ(attrs["N"], fc1 ? 40 : 6);
+      EXPECT_EQ(attrs["bits"], fc1 ? 4 : 2);
+      EXPECT_EQ(attrs["block_size"], fc1 ? 256 : 64);
+      EXPECT_EQ(node.input_size(), fc1 ? 6 : 3);  // fc1 carries Gemm's bias
+      // Codes: the simulation's integers + 2^(b-1), low bits first along K.
+      const int bits = fc1 ? 4 : 2;
+      const quant::TensorQuantizer& wq = model.weight_quantizer(node.name());
+      at::Tensor w = model.executor().parameters().at(fc1 ? "w1" : "w2");
+      at::Tensor rows = quant::weight_blocks(wq.apply(w), fc1 ? 0 : 1, fc1 ? 1 : 0, wq.block);
+      at::Tensor expected = (at::round(rows / wq.scale.unsqueeze(1)) + (1 << (bits - 1))).to(at::kLong).reshape({-1});
+      const std::string& packed = initializer(e.model, node.input(1)).raw_data();
+      ASSERT_EQ(static_cast<int64_t>(packed.size()) * 8 / bits, expected.numel());
+      for (int64_t i = 0; i < expected.numel(); ++i) {
+        int byte = static_cast<unsigned char>(packed[static_cast<size_t>(i * bits / 8)]);
+        int code = (byte >> (bits * (i % (8 / bits)))) & ((1 << bits) - 1);
+        ASSERT_EQ(code, expected[i].item<int64_t>()) << node.name() << " code " << i;
+      }
+    }
+    nlohmann::json precision = nlohmann::json::parse(metadata(e.model, "autoprec.precision"));
+    EXPECT_EQ(precision["fc1"]["kernel"], "MatMulNBits");
+    ASSERT_NO_THROW(deploy::validate_qdq(e.model));
+    // autoprec's executor runs the contrib op: the file computes the simulation.
+    testing::TempDir dir;
+    deploy::save_qdq(e.model, dir.file("nbits.onnx"));
+    exec::Executor runtime(exec::load_model(dir.file("nbits.onnx")));
+    at::Tensor expected = model.executor().run({x})[0];
+    EXPECT_TRUE(at::allclose(runtime.run({x})[0], expected, 1e-4, 1e-4)) << (runtime.run({x})[0] - expected).abs().max();
+    // A code of 0 lies outside the narrow grid.
+    onnx::ModelProto broken = e.model;
+    for (auto& t : *broken.mutable_graph()->mutable_initializer()) {
+      if (t.name() == "w2_nbits") (*t.mutable_raw_data())[0] = 0;
+    }
+    EXPECT_THROW(deploy::validate_qdq(broken), UserError);
+  }
 }
 
 TEST(QdqExport, UpgradeMovesReduceAxesToAnInput) {

@@ -11,20 +11,14 @@
 #include "graph/passes.h"
 #include "onnx_builder.h"
 #include "util/error.h"
+#include "test_helpers.h"
 
 namespace autoprec {
 namespace {
 
-using testing::ModelBuilder;
+using testing::error_of;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::ModelBuilder;
 
 ModelBuilder conv_bn_model() {
   ModelBuilder b;

@@ -16,9 +16,13 @@
 #include "quant/quantized_model.h"
 #include "temp_dir.h"
 #include "util/error.h"
+#include "test_helpers.h"
 
 namespace autoprec {
 namespace {
+
+using testing::op_types;
+using testing::count_ops;
 
 using testing::ModelBuilder;
 
@@ -183,11 +187,6 @@ const onnx::TensorProto* find_initializer(const onnx::ModelProto& m, const std::
   return nullptr;
 }
 
-int count_ops(const onnx::ModelProto& m, const std::string& op) {
-  return static_cast<int>(std::count_if(m.graph().node().begin(), m.graph().node().end(),
-                                        [&](const onnx::NodeProto& n) { return n.op_type() == op; }));
-}
-
 TEST(IntegerExport, OneQuantizePerTensorInt32BiasesAndReimportMatchesTheSimulation) {
   auto g = residual_model(true);
   auto model = calibrated(g, int_config(5));
@@ -240,12 +239,6 @@ TEST(IntegerExport, ValidationRefusesABiasOffTheProductScale) {
   } catch (const UserError& err) {
     EXPECT_NE(std::string(err.what()).find("bias scale"), std::string::npos) << err.what();
   }
-}
-
-std::vector<std::string> op_types(const onnx::ModelProto& m) {
-  std::vector<std::string> out;
-  for (const auto& n : m.graph().node()) out.push_back(n.op_type());
-  return out;
 }
 
 TEST(IntegerLayerModel, IntegerLayerBetweenUint8TensorsAndFloatLayerWithItsBoundaries) {

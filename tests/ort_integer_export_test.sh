@@ -121,5 +121,64 @@ if [ "$code" -ne 2 ] || [ "$(wc -l <"$WORK/err")" -ne 1 ] || [ -e "$WORK/bundle"
 else
   echo "ok: refused: $(cat "$WORK/err")"
 fi
+
+# Weight-only MatMul/Gemm layers at 2, 4 and 8 bits run as MatMulNBits: the
+# ViT's MatMuls at 4 bits and its head at 8, the token model's Gemms at 4 and
+# 2 bits (its first has K = 512: two blocks of 256). ORT keeps the kernel,
+# matches the simulation, and verify passes.
+VIT=$SRC/models/vit_tiny_fmnist.onnx
+cat >"$WORK/vit_nbits.yaml" <<'Y'
+default: {weight_bits: 4, activation_bits: 32}
+layers:
+  "/patch/Conv": {weight_bits: 32}
+  "/head/Gemm": {weight_bits: 8}
+Y
+LM=$SRC/models/char_mlp_lm.onnx
+/usr/bin/python3 "$SRC/models/char_lm.py" data "$WORK/lm" >/dev/null || fail "char_lm data"
+printf 'default: {weight_bits: 4, activation_bits: 32}\nlayers:\n  "/fc2/Gemm": {weight_bits: 2}\n' >"$WORK/lm_nbits.yaml"
+for case in "vit_nbits $VIT $DATA 9" "lm_nbits $LM npy:$WORK/lm/test_x.npy,$WORK/lm/test_y.npy 2"; do
+  set -- $case
+  name=$1 model=$2 data=$3 kernels=$4
+  if ! "$BIN" export "$model" --precision "$WORK/$name.yaml" --target cpu-ort-int --data "$data" --out "$WORK/$name.onnx" --json >"$WORK/$name.json" 2>"$WORK/err"; then
+    fail "export $name: $(tail -c 300 "$WORK/err")"; continue
+  fi
+  printf '{"cmd":"load","model":"%s","threads":1,"optimized_model":"%s"}\n{"cmd":"quit"}\n' \
+    "$WORK/$name.onnx" "$WORK/$name.opt.onnx" | node "$SRC/tools/ort_runner.js" >"$WORK/runner.out" 2>&1
+  if /usr/bin/python3 - "$WORK/$name.opt.onnx" "$kernels" <<'PY'
+import collections, sys, onnx
+ops = collections.Counter(n.op_type for n in onnx.load(sys.argv[1]).graph.node)
+print(f"  optimized graph: {dict(ops)}")
+assert ops["MatMulNBits"] == int(sys.argv[2]), f"{ops['MatMulNBits']} MatMulNBits, expected {sys.argv[2]}"
+assert ops["DequantizeLinear"] == 0, "a weight is dequantized outside the kernel"
+PY
+  then
+    echo "ok: $name runs as MatMulNBits in ORT"
+  else
+    fail "$name: ORT's optimized graph does not hold the MatMulNBits kernels"
+  fi
+  if "$BIN" verify "$WORK/$name.onnx" --data "$data" --limit 1000 --json >"$WORK/verify.json" 2>"$WORK/err" &&
+     /usr/bin/python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); print("  verify:", {k: v[k] for k in ("ort_top1", "simulated_top1", "gap_points")}); assert abs(v["gap_points"]) <= 0.1' "$WORK/verify.json"; then
+    echo "ok: $name verify"
+  else
+    fail "$name: verify: $(tail -c 300 "$WORK/err")"
+  fi
+done
+if [ -e "$WORK/vit_nbits.onnx" ]; then
+  "$BIN" run "$VIT" --input "$WORK/x.npy" --output "$WORK/vit_nbits.sim.npy" --precision "$WORK/vit_nbits.yaml" --target cpu-ort-int --data "$DATA" 2>"$WORK/err" &&
+  node "$SRC/tests/ort_compare.js" compare "$WORK/vit_nbits.onnx" "$WORK/x.npy" "$WORK/vit_nbits.sim.npy" "$WORK/labels.npy" \
+      --optimization all --max-diff 0.001 --min-agreement 0.999 &&
+    echo "ok: the ViT's MatMulNBits logits match the simulation" ||
+    fail "vit_nbits: ORT's logits differ from the simulation: $(tail -c 300 "$WORK/err")"
+fi
+# 3-bit weights on float activations are not a MatMulNBits width: refused on the target.
+printf 'default: {weight_bits: 3, activation_bits: 32}\n' >"$WORK/lm_w3.yaml"
+"$BIN" export "$LM" --precision "$WORK/lm_w3.yaml" --target cpu-ort-int --data "npy:$WORK/lm/test_x.npy,$WORK/lm/test_y.npy" --out "$WORK/lm_w3.onnx" >"$WORK/out" 2>"$WORK/err"
+code=$?
+if [ "$code" -ne 2 ] || [ "$(wc -l <"$WORK/err")" -ne 1 ] || [ -e "$WORK/lm_w3.onnx" ] ||
+   ! grep -q "cpu-ort-int runs Gemm weights on float activations at 2, 4, 8 bits, not 3" "$WORK/err"; then
+  fail "W3A32 Gemm on cpu-ort-int: exit $code, stderr: $(cat "$WORK/err")"
+else
+  echo "ok: refused: $(cat "$WORK/err")"
+fi
 [ "$failed" -eq 0 ] || { echo "$failed failure(s)"; exit 1; }
 echo "integer exports run on ORT's integer kernels and match the simulation"

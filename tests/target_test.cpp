@@ -17,9 +17,12 @@
 #include "target/profile.h"
 #include "temp_dir.h"
 #include "util/error.h"
+#include "test_helpers.h"
 
 namespace autoprec {
 namespace {
+
+using testing::op_types;
 
 using testing::ModelBuilder;
 using testing::TempDir;
@@ -155,6 +158,19 @@ TEST(TargetProfile, FormatAndWeightBitsWithoutVnniFollowThisCpu) {
   for (auto [wb, ab] : target::supported_pairs(cpu, "Conv")) {
     EXPECT_EQ(quant::is_float_bits(wb), quant::is_float_bits(ab)) << wb << " " << ab;
   }
+  // MatMul/Gemm weights on float activations at 2, 4 or 8 bits (MatMulNBits),
+  // 8 even without VNNI: the kernel computes in float.
+  for (const char* op : {"MatMul", "Gemm"}) {
+    for (int wb : {2, 4, 8}) EXPECT_TRUE(target::allows(cpu, op, wb, 32, true, &why)) << op << " W" << wb << ": " << why;
+    EXPECT_FALSE(target::allows(cpu, op, 3, 32, true, &why));
+    EXPECT_EQ(why, fmt::format("cpu-ort-int runs {} weights on float activations at 2, 4, 8 bits, not 3", op));
+    auto pairs = target::supported_pairs(cpu, op);
+    for (int wb : {2, 4, 8}) EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(wb, 32)), 1) << wb;
+    EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(3, 32)), 0);
+    EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(8, 8)), vnni ? 1 : 0);
+  }
+  EXPECT_THROW(target::parse_profile("name: d\nprecisions:\n  MatMul: {weight_only_bits: [4, 32]}\n", "dev.yaml"),
+               UserError);
 }
 
 TEST(TargetProfile, RequireAllowedNamesTheLayer) {
@@ -463,12 +479,6 @@ TEST(Runner, MeasuredProfileResumesFromItsCache) {
 const char* kConformance = "/usr/share/libonnx-testdata/data/node/test_conv_with_strides_padding";
 
 // The op types of a serialized model, in order.
-std::vector<std::string> op_types(const onnx::ModelProto& model) {
-  std::vector<std::string> ops;
-  for (const auto& n : model.graph().node()) ops.push_back(n.op_type());
-  return ops;
-}
-
 int32_t initializer_type(const onnx::ModelProto& model, const std::string& name) {
   for (const auto& t : model.graph().initializer()) {
     if (t.name() == name) return t.data_type();

@@ -10,18 +10,12 @@
 #include "util/error.h"
 #include "util/text.h"
 #include "util/yaml.h"
+#include "test_helpers.h"
 
 namespace autoprec {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 yaml::Node scalar(const std::string& text) {
   return yaml::parse("k: " + text + "\n", "t.yaml", "test file").entries({"k"}).at(0).second;

@@ -14,17 +14,11 @@
 #include <zlib.h>
 
 #include "data/npy.h"
+#include "data/byte_order.h"
 #include "util/error.h"
 
 namespace autoprec::data {
 namespace {
-
-constexpr bool kHostBigEndian =
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    true;
-#else
-    false;
-#endif
 
 struct IdxType {
   uint8_t code;

@@ -16,18 +16,12 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "data/byte_order.h"
 #include "util/error.h"
 #include "util/file.h"
 
 namespace autoprec::data {
 namespace {
-
-constexpr bool kHostBigEndian =
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    true;
-#else
-    false;
-#endif
 
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicSize = 6;

@@ -10,6 +10,7 @@
 
 #include "graph/onnx_export.h"
 #include "graph/tensor_proto.h"
+#include "quant/matmul_nbits.h"
 #include "util/error.h"
 
 namespace autoprec::deploy {
@@ -117,6 +118,53 @@ int64_t emit_weight(Rewrite& rw, std::vector<graph::Node>& nodes, const quant::Q
   nodes.push_back(std::move(dq));
   node.inputs[static_cast<size_t>(layer.weight_input)] = dq_out;
   return container == kOnnxInt4 ? (q.numel() + 1) / 2 : q.numel();
+}
+
+// Rewrites `node`, a layer that runs as MatMulNBits (quant/matmul_nbits.h),
+// into that contrib op: its input as is, the simulation's codes q + 2^(b-1)
+// packed low-first along K into uint8 [N, blocks, block * b / 8], one scale
+// per (channel, block), Gemm's bias as the kernel's bias. Returns the stored
+// bytes of the packed weight.
+int64_t emit_matmul_nbits(Rewrite& rw, const quant::QuantLayer& layer, graph::Node& node,
+                          const quant::TensorQuantizer& wq, int bits) {
+  const std::string weight_name = node.inputs.at(1);
+  at::Tensor w = rw.graph.initializers.at(weight_name).to(at::kFloat);
+  const int64_t k_axis = quant::matmul_nbits_k_axis(layer);
+  const int64_t n = w.size(layer.channel_axis), k = w.size(k_axis);
+  const int64_t block = wq.block > 0 ? wq.block : quant::matmul_nbits_block_size(k);
+  const int64_t blocks = (k + block - 1) / block;
+  at::Tensor scale = wq.scale.detach().abs().to(at::kFloat).reshape({-1});
+  if (wq.block == 0) {
+    if (scale.numel() != 1) fail("layer '{}': MatMulNBits needs blocked or per-tensor weight scales", layer.name);
+    scale = scale.expand({n * blocks});
+  }
+  at::Tensor rows = quant::weight_blocks(wq.apply(w).to(at::kFloat), layer.channel_axis, k_axis, block);
+  at::Tensor q = at::round(rows / scale.unsqueeze(1)).clamp_(wq.grid.qmin, wq.grid.qmax).to(at::kInt);
+  // Padding of a partial last block holds code 2^(b-1), which dequantizes to 0.
+  at::Tensor codes = q + (1 << (bits - 1));
+  const int per_byte = 8 / bits;
+  codes = codes.reshape({n * blocks, block / per_byte, per_byte});
+  at::Tensor packed = at::zeros({n * blocks, block / per_byte}, at::TensorOptions().dtype(at::kInt));
+  for (int i = 0; i < per_byte; ++i) packed.bitwise_or_(codes.select(2, i).bitwise_left_shift(bits * i));
+  packed = packed.to(at::kByte).reshape({n, blocks, block * bits / 8}).contiguous();
+
+  std::string b_name = rw.add_initializer(weight_name + "_nbits", packed);
+  std::string s_name = rw.add_initializer(weight_name + "_nbits_scale", scale.contiguous());
+  std::vector<std::string> inputs = {node.inputs[0], b_name, s_name};
+  if (node.op_type == "Gemm" && node.inputs.size() > 2 && !node.inputs[2].empty()) {
+    at::Tensor bias = rw.graph.initializers.at(node.inputs[2]).to(at::kFloat).reshape({n}).contiguous();
+    inputs.insert(inputs.end(), {"", "", rw.add_initializer(node.inputs[2] + "_nbits_bias", bias)});
+  }
+  node.op_type = "MatMulNBits";
+  node.domain = "com.microsoft";
+  node.inputs = std::move(inputs);
+  node.attributes.clear();
+  node.attributes["K"] = int_attribute(k);
+  node.attributes["N"] = int_attribute(n);
+  node.attributes["bits"] = int_attribute(bits);
+  node.attributes["block_size"] = int_attribute(block);
+  node.attributes["accuracy_level"] = int_attribute(0);  // float arithmetic: exactly the simulation's products
+  return packed.numel();
 }
 
 // Drops initializers nobody reads, converts the rewritten graph to a model
@@ -275,10 +323,12 @@ QdqExport export_integer_form(const quant::QuantizedModel& model, const ExportOp
     auto found = by_name.find(node.name);
     const bool float_layer = found != by_name.end() && found->second->weight_input == 1 &&
                              !plan.integer_layers.count(node.name);
+    const bool nbits = found != by_name.end() &&
+                       quant::runs_as_matmul_nbits(source, *found->second, precision.at(node.name));
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       std::string& in = node.inputs[i];
       if (in.empty() || !plan.find(in)) continue;
-      in = float_layer && i == 0 ? dequantize_for_float_layer(in, node) : dequantize(in, node.name);
+      in = float_layer && i == 0 && !nbits ? dequantize_for_float_layer(in, node) : dequantize(in, node.name);
     }
     if (found != by_name.end()) {
       const quant::QuantLayer& layer = *found->second;
@@ -290,7 +340,11 @@ QdqExport export_integer_form(const quant::QuantizedModel& model, const ExportOp
       info.activation_bits = p.activation_bits;
       info.integer = integer;
       const quant::TensorQuantizer& wq = model.weight_quantizer(layer.name);
-      if (layer.weight_input >= 0 && wq.enabled) {
+      if (nbits && wq.enabled) {
+        info.weight_type = TensorProto::UINT8;
+        info.matmul_nbits = true;
+        out.quantized_weight_bytes += emit_matmul_nbits(rw, layer, node, wq, p.weight_bits);
+      } else if (layer.weight_input >= 0 && wq.enabled) {
         info.weight_type = TensorProto::INT8;  // ORT has no integer kernel for INT4 Conv weights
         out.quantized_weight_bytes += emit_weight(rw, nodes, layer, node, wq, info.weight_type, options.uint8_weights);
       }
@@ -318,6 +372,7 @@ QdqExport export_integer_form(const quant::QuantizedModel& model, const ExportOp
                                  {"weight_type", type_name(info.weight_type)},
                                  {"activation_type", type_name(info.activation_type)},
                                  {"integer", integer}};
+      if (info.matmul_nbits) layers_json[layer.name]["kernel"] = "MatMulNBits";
       out.layers.push_back(info);
     }
     std::vector<std::pair<std::string, std::string>> produced;  // quantized output, float tensor it is computed as
@@ -358,7 +413,8 @@ QdqExport export_qdq(const quant::QuantizedModel& model, const ExportOptions& op
   bool any_4bit = false;
   for (const quant::QuantLayer& layer : model.layers()) {
     const quant::LayerPrecision& p = precision.at(layer.name);
-    if (layer.weight_input >= 0 && !quant::is_float_bits(p.weight_bits) && container_bits(weight_container(p.weight_bits)) == 4) {
+    if (layer.weight_input >= 0 && !quant::is_float_bits(p.weight_bits) && container_bits(weight_container(p.weight_bits)) == 4 &&
+        !quant::runs_as_matmul_nbits(source, layer, p)) {
       any_4bit = true;
     }
     if (!quant::is_float_bits(p.activation_bits)) {
@@ -396,7 +452,11 @@ QdqExport export_qdq(const quant::QuantizedModel& model, const ExportOptions& op
     info.activation_bits = p.activation_bits;
 
     const quant::TensorQuantizer& wq = model.weight_quantizer(layer.name);
-    if (layer.weight_input >= 0 && wq.enabled) {
+    if (wq.enabled && quant::runs_as_matmul_nbits(source, layer, p)) {
+      info.weight_type = TensorProto::UINT8;
+      info.matmul_nbits = true;
+      out.quantized_weight_bytes += emit_matmul_nbits(rw, layer, node, wq, p.weight_bits);
+    } else if (layer.weight_input >= 0 && wq.enabled) {
       info.weight_type = weight_container(p.weight_bits);
       out.quantized_weight_bytes += emit_weight(rw, nodes, layer, node, wq, info.weight_type, options.uint8_weights);
     }
@@ -447,6 +507,7 @@ QdqExport export_qdq(const quant::QuantizedModel& model, const ExportOptions& op
       entry["weight_type"] = "none";
       entry["activation_only"] = true;
     }
+    if (info.matmul_nbits) entry["kernel"] = "MatMulNBits";
     layers_json[layer.name] = entry;
     out.layers.push_back(info);
     nodes.push_back(std::move(node));
@@ -608,6 +669,54 @@ void check_weight(const onnx::NodeProto& layer, int bits, const ModelIndex& inde
   }
 }
 
+int64_t int_attr(const onnx::NodeProto& node, const std::string& name) {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name && a.type() == onnx::AttributeProto::INT) return a.i();
+  }
+  invalid("node '{}' ({}) has no integer attribute {}", node.name(), node.op_type(), name);
+}
+
+// A layer exported as MatMulNBits: its attributes, the packed codes' shape
+// and grid (every code in [1, 2^b - 1]: q + 2^(b-1) of the narrow grid), one
+// positive scale per (channel, block), no zero points.
+void check_matmul_nbits(const onnx::NodeProto& layer, int bits, const ModelIndex& index) {
+  if (layer.op_type() != "MatMulNBits" || layer.domain() != "com.microsoft") {
+    invalid("layer '{}' is listed as MatMulNBits but is a {} node", layer.name(), layer.op_type());
+  }
+  const int64_t k = int_attr(layer, "K"), n = int_attr(layer, "N"), block = int_attr(layer, "block_size");
+  if (int_attr(layer, "bits") != bits || !quant::matmul_nbits_bits(bits)) {
+    invalid("layer '{}': MatMulNBits bits {} does not match its {}-bit weights", layer.name(), int_attr(layer, "bits"), bits);
+  }
+  if (block < 16 || block > 256 || (block & (block - 1))) {
+    invalid("layer '{}': MatMulNBits block_size {} is not a power of two in [16, 256]", layer.name(), block);
+  }
+  if (layer.input_size() < 3) invalid("layer '{}': MatMulNBits needs A, B and scales", layer.name());
+  if (layer.input_size() > 3 && !layer.input(3).empty()) invalid("layer '{}': MatMulNBits with zero points", layer.name());
+  const TensorProto* b = index.initializer(layer.input(1));
+  const TensorProto* scales = index.initializer(layer.input(2));
+  const int64_t blocks = (k + block - 1) / block;
+  if (!b || b->data_type() != TensorProto::UINT8 || b->dims_size() != 3 || b->dims(0) != n || b->dims(1) != blocks ||
+      b->dims(2) != block * bits / 8) {
+    invalid("layer '{}': MatMulNBits weights must be a UINT8 initializer [{}, {}, {}]", layer.name(), n, blocks,
+            block * bits / 8);
+  }
+  if (!scales || scales->data_type() != TensorProto::FLOAT || element_count(*scales) != n * blocks) {
+    invalid("layer '{}': MatMulNBits needs {} float scales", layer.name(), n * blocks);
+  }
+  for (double s : values_of(*scales)) {
+    if (!(s > 0) || !std::isfinite(s)) invalid("layer '{}': MatMulNBits scale {} is not positive", layer.name(), s);
+  }
+  const int mask = (1 << bits) - 1;
+  for (double byte : values_of(*b)) {
+    const int v = static_cast<int>(byte);
+    for (int shift = 0; shift < 8; shift += bits) {
+      if (((v >> shift) & mask) == 0) {
+        invalid("layer '{}': MatMulNBits code 0 is outside the {}-bit grid [1, {}]", layer.name(), bits, mask);
+      }
+    }
+  }
+}
+
 void check_activation(const onnx::NodeProto& layer, int input, int bits, const ModelIndex& index) {
   const onnx::NodeProto* dq = find_consumer_input(layer, input, index);
   bool quantized = dq && dq->op_type() == "DequantizeLinear";
@@ -760,6 +869,10 @@ void validate_qdq(const onnx::ModelProto& model) {
       if (!quant::valid_bits().count(bits)) invalid("layer '{}': {} bits is not a valid bit-width", name, bits);
     }
     bool activation_only = entry.value("activation_only", false);
+    if (entry.value("kernel", "") == "MatMulNBits") {
+      check_matmul_nbits(*node->second, weight_bits, index);
+      continue;
+    }
     if (integer_form) {
       // Layers the integer form leaves float may read dequantized tensors.
       if (entry.value("integer", false)) {

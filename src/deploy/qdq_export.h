@@ -108,6 +108,7 @@ struct LayerExport {
   bool activation_clip = false;  // a Clip restricts the activation to the b-bit grid
   bool integer = false;          // format int: the layer runs on integers (its input and output quantized)
   bool integer_bias = false;     // format int: its bias is stored as int32
+  bool matmul_nbits = false;     // runs as com.microsoft MatMulNBits (quant/matmul_nbits.h)
 };
 
 struct QdqExport {

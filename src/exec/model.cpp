@@ -20,7 +20,7 @@ int fold_constants(graph::Graph& graph) {
   std::set<std::string> graph_outputs;
   for (const auto& v : graph.outputs) graph_outputs.insert(v.name);
   for (graph::Node& node : graph.nodes) {
-    KernelFactory factory = node.domain.empty() ? registry().find(node.op_type) : nullptr;
+    KernelFactory factory = registry().find(node);
     bool constant_inputs = factory != nullptr;
     for (const std::string& in : node.inputs) {
       if (!in.empty() && !graph.initializers.count(in)) constant_inputs = false;

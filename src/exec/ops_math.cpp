@@ -326,6 +326,30 @@ Kernel gemm(const Node& node, int64_t) {
   };
 }
 
+// com.microsoft MatMulNBits (quant/matmul_nbits.h): Y = A · W^T (+ bias) with
+// W [N, K] = (code - zero point) * scale per (channel, block), codes packed
+// low-first along K in uint8 [N, blocks, block * bits / 8].
+Kernel matmul_nbits(const Node& node, int64_t) {
+  const int64_t k = node.get_int("K", 0), n = node.get_int("N", 0);
+  const int64_t bits = node.get_int("bits", 4), block = node.get_int("block_size", 0);
+  if (k <= 0 || n <= 0 || (bits != 2 && bits != 4 && bits != 8) || block < 16 || (block & (block - 1))) {
+    fail("node '{}' (MatMulNBits): needs K, N > 0, bits 2, 4 or 8 and a power-of-two block_size >= 16", node.name);
+  }
+  return [=](const Tensors& in) {
+    if (present(in, 3) || present(in, 4)) {
+      fail("node '{}' (MatMulNBits): zero points and g_idx are not supported", node.name);
+    }
+    const int64_t blocks = (k + block - 1) / block;
+    at::Tensor packed = in[1].to(at::kInt).reshape({n, blocks * block * bits / 8});
+    std::vector<at::Tensor> fields;
+    for (int64_t shift = 0; shift < 8; shift += bits) fields.push_back(packed.bitwise_right_shift(shift).bitwise_and((1 << bits) - 1));
+    at::Tensor codes = at::stack(fields, 2).reshape({n, blocks * block}).narrow(1, 0, k);
+    at::Tensor scales = in[2].to(at::kFloat).reshape({n, blocks}).repeat_interleave(block, 1).narrow(1, 0, k);
+    at::Tensor weight = (codes - (1 << (bits - 1))).to(at::kFloat) * scales;
+    return Tensors{at::linear(in[0], weight, present(in, 5) ? in[5] : at::Tensor())};
+  };
+}
+
 Kernel cast(const Node& node, int64_t) {
   int64_t to = node.get_int("to", 0);
   at::ScalarType type;
@@ -431,6 +455,7 @@ void register_math_ops(Registry& r) {
   r.add("ReduceL2", reduce<Reduce::L2>);
   r.add("ReduceLogSumExp", reduce<Reduce::LogSumExp>);
   r.add("Gemm", gemm);
+  r.add("com.microsoft::MatMulNBits", matmul_nbits);
   r.add("Cast", cast);
   r.add("Where", where);
 }

@@ -15,6 +15,10 @@ KernelFactory Registry::find(const std::string& op_type) const {
   return it == factories_.end() ? nullptr : it->second;
 }
 
+KernelFactory Registry::find(const graph::Node& node) const {
+  return find(node.domain.empty() || node.domain == "ai.onnx" ? node.op_type : node.domain + "::" + node.op_type);
+}
+
 std::vector<std::string> Registry::op_types() const {
   std::vector<std::string> names;
   for (const auto& [name, factory] : factories_) names.push_back(name);
@@ -36,7 +40,7 @@ void check_supported(const graph::Graph& graph, const std::string& origin) {
   std::map<std::string, std::vector<std::string>> unsupported;  // op -> node names
   for (const graph::Node& node : graph.nodes) {
     std::string op = node.domain.empty() ? node.op_type : node.domain + "::" + node.op_type;
-    if (!node.domain.empty() || !registry().find(node.op_type)) unsupported[op].push_back(node.name);
+    if (!registry().find(node)) unsupported[op].push_back(node.name);
   }
   if (unsupported.empty()) return;
   std::string list;
@@ -50,7 +54,7 @@ void check_supported(const graph::Graph& graph, const std::string& origin) {
 }
 
 Kernel make_kernel(const graph::Node& node, int64_t opset) {
-  KernelFactory factory = node.domain.empty() ? registry().find(node.op_type) : nullptr;
+  KernelFactory factory = registry().find(node);
   if (!factory) fail("node '{}': operator {} is not supported", node.name, node.op_type);
   return factory(node, opset);
 }

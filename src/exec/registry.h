@@ -31,6 +31,10 @@ class Registry {
   void add(const std::string& op_type, KernelFactory factory);
   // nullptr when `op_type` (default ONNX domain) is not supported.
   KernelFactory find(const std::string& op_type) const;
+  // The factory of `node`'s operator: op_type in the default domain,
+  // "DOMAIN::op_type" in any other (com.microsoft::MatMulNBits). nullptr when
+  // there is none.
+  KernelFactory find(const graph::Node& node) const;
   std::vector<std::string> op_types() const;
 
  private:

@@ -7,6 +7,7 @@
 #include <limits>
 #include <tuple>
 
+#include "quant/matmul_nbits.h"
 #include "util/error.h"
 
 namespace autoprec::quant {
@@ -33,6 +34,12 @@ std::pair<double, int64_t> affine_params(double lo, double hi, QuantGrid grid) {
 
 at::Tensor TensorQuantizer::apply(const at::Tensor& x) const {
   if (!enabled) return x;
+  if (block > 0) {
+    at::Tensor rows = weight_blocks(x, axis, block_axis, block);
+    at::Tensor q = learnable ? fake_quantize_learnable(rows, scale, zero_point.to(at::kFloat), 0, grid)
+                             : fake_quantize_per_channel(rows, scale, zero_point, 0, grid);
+    return weight_from_blocks(q, x, axis, block_axis);
+  }
   if (learnable) return fake_quantize_learnable(x, scale, zero_point.to(at::kFloat), axis, grid);
   if (axis >= 0) return fake_quantize_per_channel(x, scale, zero_point, axis, grid);
   return fake_quantize_per_tensor(x, scale.item<double>(), zero_point.item<int64_t>(), grid);
@@ -72,6 +79,21 @@ at::Tensor weight_scales(const at::Tensor& weight, int bits, int64_t axis, Range
     }
   }
   return best.contiguous();
+}
+
+at::Tensor weight_blocks(const at::Tensor& weight, int64_t axis, int64_t block_axis, int64_t block) {
+  TORCH_CHECK(weight.dim() == 2 && axis != block_axis && block > 0, "weight_blocks: a 2-D weight and two axes");
+  at::Tensor w = axis == 0 ? weight : weight.t();  // [C, K]
+  const int64_t channels = w.size(0), k = w.size(1);
+  const int64_t blocks = (k + block - 1) / block;
+  if (blocks * block != k) w = at::constant_pad_nd(w, {0, blocks * block - k});
+  return w.reshape({channels * blocks, block});
+}
+
+at::Tensor weight_from_blocks(const at::Tensor& rows, const at::Tensor& like, int64_t axis, int64_t block_axis) {
+  const int64_t channels = like.size(axis), k = like.size(block_axis);
+  at::Tensor w = rows.reshape({channels, -1}).narrow(1, 0, k);
+  return axis == 0 ? w : w.t();
 }
 
 std::pair<double, double> activation_range(const at::Tensor& samples, double observed_min, double observed_max, int bits,
@@ -121,15 +143,25 @@ QuantizedModel::QuantizedModel(std::shared_ptr<const graph::Graph> graph, const 
       auto calibration = config.calibration.find(layer.name);
       const at::Tensor& weight = executor_.parameters().at(graph->find_node(layer.name)->inputs[layer.weight_input]);
       int64_t channels = wq->axis >= 0 ? weight.size(wq->axis) : 1;
+      std::string what = fmt::format("{} channel(s)", channels);
+      if (wq->axis >= 0 && runs_as_matmul_nbits(*graph, layer, p)) {
+        wq->block_axis = matmul_nbits_k_axis(layer);
+        const int64_t k = weight.size(wq->block_axis);
+        wq->block = matmul_nbits_block_size(k);
+        const int64_t blocks = (k + wq->block - 1) / wq->block;
+        what = fmt::format("{} channel(s) x {} block(s) of {} along K", channels, blocks, wq->block);
+        channels *= blocks;
+      }
       if (calibration != config.calibration.end() && !calibration->second.weight_scale.empty()) {
         const auto& s = calibration->second.weight_scale;
         if (static_cast<int64_t>(s.size()) != channels) {
-          fail("calibrated weight_scale of layer '{}' has {} values; the layer has {} channel(s)", layer.name, s.size(),
-               channels);
+          fail("calibrated weight_scale of layer '{}' has {} values; the layer has {}", layer.name, s.size(), what);
         }
         wq->scale = at::tensor(std::vector<float>(s.begin(), s.end()));
       } else {
-        wq->scale = weight_scales(weight, p.weight_bits, wq->axis, config.options.weight_clipping);
+        wq->scale = wq->block > 0 ? weight_scales(weight_blocks(weight, wq->axis, wq->block_axis, wq->block),
+                                                  p.weight_bits, 0, config.options.weight_clipping)
+                                  : weight_scales(weight, p.weight_bits, wq->axis, config.options.weight_clipping);
       }
       wq->zero_point = at::zeros({channels}, at::TensorOptions().dtype(at::kInt));
     }
@@ -341,7 +373,10 @@ void QuantizedModel::refresh_weight_scales() {
     TensorQuantizer& wq = *weights_.at(layer.name);
     if (!wq.enabled || wq.learnable) continue;
     const at::Tensor& weight = executor_.parameters().at(executor_.graph().find_node(layer.name)->inputs[1]);
-    wq.scale = weight_scales(weight, precision_.at(layer.name).weight_bits, wq.axis, config_.options.weight_clipping);
+    const int bits = precision_.at(layer.name).weight_bits;
+    wq.scale = wq.block > 0 ? weight_scales(weight_blocks(weight, wq.axis, wq.block_axis, wq.block), bits, 0,
+                                            config_.options.weight_clipping)
+                            : weight_scales(weight, bits, wq.axis, config_.options.weight_clipping);
     wq.clear_cache();
   }
 }

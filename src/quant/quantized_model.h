@@ -39,7 +39,12 @@ struct TensorQuantizer {
   bool enabled = false;     // false: the tensor stays float
   QuantGrid grid;
   int64_t axis = -1;        // channel axis for per-channel, -1 for per-tensor
-  at::Tensor scale;         // float32 [C] or [1]
+  // > 0: blocked (a 2-D weight, MatMulNBits layers: quant/matmul_nbits.h):
+  // each channel's `block_axis` is cut into blocks of `block` values (the last
+  // one may be partial), each block with its own scale.
+  int64_t block = 0;
+  int64_t block_axis = -1;
+  at::Tensor scale;         // float32 [C], [1], or [C * ceil(K / block)] channel-major when blocked
   at::Tensor zero_point;    // int32, same shape
   bool learnable = false;   // LSQ: scale requires grad
 
@@ -142,6 +147,13 @@ class QuantizedModel {
 // Per-channel (axis >= 0) or per-tensor symmetric weight scales for `bits`,
 // by min/max or by the MSE-optimal clipping search. Returns float32 [C] or [1].
 at::Tensor weight_scales(const at::Tensor& weight, int bits, int64_t axis, RangeMethod method);
+
+// The blocks of a 2-D weight as rows: [C * ceil(K / block), block], channel
+// `axis`, K along `block_axis`, the last block of each channel zero padded.
+// Row r is block r % kb of channel r / kb (the layout of a blocked scale).
+at::Tensor weight_blocks(const at::Tensor& weight, int64_t axis, int64_t block_axis, int64_t block);
+// The inverse: rows back to a weight shaped like `like`.
+at::Tensor weight_from_blocks(const at::Tensor& rows, const at::Tensor& like, int64_t axis, int64_t block_axis);
 
 // Clipping range [lo, hi] of activation samples (1-D float) for `bits`:
 // min/max, percentile (p in (50, 100]) or MSE-optimal. The range always

@@ -15,8 +15,8 @@
 namespace autoprec::search {
 namespace {
 
-constexpr const char* kFormat = "autoprec-ddpg";
-constexpr int64_t kVersion = 1;
+constexpr const char* kAgentFormat = "autoprec-ddpg";
+constexpr int64_t kAgentVersion = 1;
 
 // PyTorch's default Linear initialisation (uniform in +-1/sqrt(fan_in) for
 // weight and bias), drawn from the agent's own generator.
@@ -338,8 +338,8 @@ std::string DdpgAgent::save_bytes() const {
   const Impl& m = *impl_;
   const DdpgOptions& o = m.options;
   torch::serialize::OutputArchive archive;
-  archive.write("format", c10::IValue(std::string(kFormat)));
-  archive.write("version", c10::IValue(kVersion));
+  archive.write("format", c10::IValue(std::string(kAgentFormat)));
+  archive.write("version", c10::IValue(kAgentVersion));
   archive.write("state_dim", c10::IValue(static_cast<int64_t>(o.state_dim)));
   archive.write("hidden1", c10::IValue(static_cast<int64_t>(o.hidden1)));
   archive.write("hidden2", c10::IValue(static_cast<int64_t>(o.hidden2)));
@@ -386,8 +386,8 @@ void DdpgAgent::load_bytes(const std::string& bytes) {
     torch::serialize::InputArchive archive;
     std::istringstream in(bytes);
     archive.load_from(in);
-    if (read_string(archive, "format") != kFormat) fail("not a saved DDPG agent");
-    if (read_int(archive, "version") != kVersion) fail("saved DDPG agent has an unsupported version");
+    if (read_string(archive, "format") != kAgentFormat) fail("not a saved DDPG agent");
+    if (read_int(archive, "version") != kAgentVersion) fail("saved DDPG agent has an unsupported version");
     if (read_int(archive, "state_dim") != o.state_dim || read_int(archive, "hidden1") != o.hidden1 ||
         read_int(archive, "hidden2") != o.hidden2) {
       fail("saved DDPG agent has state_dim {}, hidden {}x{}; this agent {}, {}x{}", read_int(archive, "state_dim"),

@@ -10,8 +10,8 @@
 namespace autoprec::search {
 namespace {
 
-constexpr const char* kFormat = "autoprec-journal";
-constexpr int kVersion = 1;
+constexpr const char* kJournalFormat = "autoprec-journal";
+constexpr int kJournalVersion = 1;
 constexpr const char* kNow = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 [[noreturn]] void sql_fail(sqlite3* db, const std::string& path, const std::string& what) {
@@ -194,8 +194,8 @@ Journal Journal::open(const std::string& dir) {
     Transaction t(raw, journal.path_);
     exec(raw, path, kSchema);
     Statement(raw, journal.path_, "INSERT INTO meta(key, value) VALUES ('format', ?1), ('version', ?2)")
-        .bind(1, std::string(kFormat))
-        .bind(2, std::to_string(kVersion))
+        .bind(1, std::string(kJournalFormat))
+        .bind(2, std::to_string(kJournalVersion))
         .run();
     t.commit();
     return journal;
@@ -216,12 +216,12 @@ Journal Journal::open(const std::string& dir) {
     }
     sqlite3_finalize(stmt);
   }
-  if (format != kFormat) {
+  if (format != kJournalFormat) {
     fail("{} is an SQLite database but not an autoprec journal (format '{}'); choose another output directory", path,
          format);
   }
-  if (version != std::to_string(kVersion)) {
-    fail("{} is an autoprec journal of format version {}; this autoprec reads version {}", path, version, kVersion);
+  if (version != std::to_string(kJournalVersion)) {
+    fail("{} is an autoprec journal of format version {}; this autoprec reads version {}", path, version, kJournalVersion);
   }
   return journal;
 }

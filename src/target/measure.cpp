@@ -21,9 +21,10 @@
 
 #include "deploy/layer_model.h"
 #include "deploy/qdq_export.h"
-#include "quant/quantized_model.h"
+#include "exec/summary.h"
 #include "graph/qdq_format.h"
 #include "graph/tensor_proto.h"
+#include "quant/quantized_model.h"
 #include "runtime/runner.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -476,7 +477,7 @@ LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
     in_context_ = true;
     double scale = integer_scale();
     double integer_row = (quantized(wb) && ab == 8) ? *e.latency_ms : *estimate(layer, 7, 8).latency_ms;
-    e.latency_ms = scale * integer_row + ((quantized(wb) && ab == 8) ? 0.0 : island_cost(layer));
+    e.latency_ms = scale * integer_row + ((quantized(wb) && ab == 8) ? 0.0 : island_cost(layer, wb, ab));
     in_context_ = false;
   }
   return e;
@@ -493,33 +494,40 @@ double MeasuredSource::integer_scale() {
   return *integer_scale_;
 }
 
-double MeasuredSource::whole_integer_ms(const std::string& float_layer) {
+double MeasuredSource::whole_integer_ms(const std::string& layer, int wb, int ab) {
   Impl& m = *impl_;
+  std::string which = "all-int";
+  if (!layer.empty()) {
+    which = quant::is_float_bits(wb) && quant::is_float_bits(ab) ? "float=" + layer : fmt::format("W{}A{}={}", wb, ab, layer);
+  }
   const std::string key = fmt::format("{}|whole|{}|{}|{}|t{}|{}|cpu={}", m.profile.name, m.model->path,
-                                      m.model->graph->nodes.size(), float_layer.empty() ? "all-int" : "float=" + float_layer,
+                                      m.model->graph->nodes.size(), which,
                                       m.profile.cost_model.threads, m.profile.cost_model.kernel_timing ? "kernels" : "wall",
                                       cpu_features().text());
   {
     if (auto hit = m.cache.find(key)) return *hit;
     quant::PrecisionConfig config = quant::uniform(7, 8);
     config.options.format = quant::QuantForm::Int;
-    if (!float_layer.empty()) config.layers.push_back({float_layer, {32, 32}});
+    if (!layer.empty()) config.layers.push_back({layer, {wb, ab}});
     quant::QuantizedModel model(m.model->graph, config, m.model->path);
-    std::vector<int64_t> batch = m.model->summary.input_shape;
-    batch[0] = 8;
     at::Generator gen = at::detail::createCPUGenerator(0);
-    model.calibrate(at::rand(batch, gen, at::kFloat));  // latency does not depend on the ranges
+    // Uniform [0, 1) floats, or token id 0 for an integer input: latency does not depend on the values.
+    auto input = [&](int64_t batch) {
+      at::Tensor x = exec::example_input(*m.model->graph, 0, batch);
+      return at::isFloatingType(x.scalar_type()) ? at::rand(x.sizes(), gen, x.scalar_type()) : x;
+    };
+    model.calibrate(input(8));
     TemporaryFile file(".onnx");
     deploy::save_qdq(deploy::export_qdq(model).model, file.path());
-    double ms = measure_model_file(m.profile, file.path(), at::rand(m.model->summary.input_shape, gen, at::kFloat)).ms;
+    double ms = measure_model_file(m.profile, file.path(), input(1)).ms;
     m.cache.add(key, ms);
     ++measured_;
     return ms;
   }
 }
 
-double MeasuredSource::island_cost(const LayerDesc& layer) {
-  return std::max(0.0, whole_integer_ms(layer.name) - whole_integer_ms(""));
+double MeasuredSource::island_cost(const LayerDesc& layer, int wb, int ab) {
+  return std::max(0.0, whole_integer_ms(layer.name, wb, ab) - whole_integer_ms(""));
 }
 
 std::string default_cache_path(const Profile& profile) {
@@ -547,12 +555,15 @@ std::vector<std::pair<int, int>> supported_pairs(const Profile& profile, const s
                                                  const std::set<int>& only_a) {
   const PrecisionSupport& s = profile.support(op);
   std::vector<std::pair<int, int>> pairs;
-  for (int wb : s.weight_bits) {
+  std::set<int> weight_bits = s.weight_bits;
+  if (s.weight_only_bits) weight_bits.insert(s.weight_only_bits->begin(), s.weight_only_bits->end());
+  for (int wb : weight_bits) {
     if (!only_w.empty() && !only_w.count(wb)) continue;
     for (int ab : s.activation_bits) {
       if (!only_a.empty() && !only_a.count(ab)) continue;
       if (!s.mixed && wb != ab) continue;
-      if (!s.weight_only && !quant::is_float_bits(wb) && quant::is_float_bits(ab)) continue;
+      const bool weight_only = !quant::is_float_bits(wb) && quant::is_float_bits(ab);
+      if (weight_only ? !s.allows_weight_only(wb) : !s.weight_bits.count(wb)) continue;
       if (!s.activation_only && quant::is_float_bits(wb) && !quant::is_float_bits(ab)) continue;
       pairs.emplace_back(wb, ab);
     }

@@ -25,8 +25,8 @@
 // that they add up to the whole model timed all integer (W7A8, which also
 // runs the Adds, pools and QuantizeLinear no row holds), and a float row is
 // the layer's scaled integer row plus the whole model with only that layer
-// float minus the whole model all integer (island_cost): what an island
-// costs is what it does to the chain.
+// float (or weight-only: MatMulNBits) minus the whole model all integer
+// (island_cost): what an island costs is what it does to the chain.
 // The cpu-ort keys include the CPU's SIMD features (target::cpu_features()).
 // Inputs are uniform [0, 1) from a fixed seed; the latency is the median of
 // `repeats` runs after `warmup` runs.
@@ -98,12 +98,13 @@ class MeasuredSource : public LayerCostSource {
   double time_model(const std::string& key, const std::vector<int64_t>& shape, bool* from_cache,
                     const std::function<std::string()>& build, bool uint8_input = false);
 
-  // Integer form: the whole model with only `layer` float minus the whole
-  // model all integer (W7A8), timed on the runner, cached per model and layer.
-  double island_cost(const LayerDesc& layer);
-  // The whole model in the integer form at W7A8 with `float_layer` (if any)
-  // float, timed on the runner; cached per model and layer.
-  double whole_integer_ms(const std::string& float_layer);
+  // Integer form: the whole model with only `layer` at W`wb`A`ab` (float,
+  // or weight-only MatMulNBits) minus the whole model all integer (W7A8),
+  // timed on the runner, cached per model, layer and bits.
+  double island_cost(const LayerDesc& layer, int wb, int ab);
+  // The whole model in the integer form at W7A8 with `layer` (if any) at
+  // W`wb`A`ab`, timed on the runner; cached per model, layer and bits.
+  double whole_integer_ms(const std::string& layer, int wb = 32, int ab = 32);
   // whole_integer_ms("") over the sum of the layers' integer rows.
   double integer_scale();
   std::optional<double> integer_scale_;

@@ -89,13 +89,19 @@ void read_precisions(const yaml::Node& node, Profile& p) {
       PrecisionSupport s = pass == 0 ? PrecisionSupport{} : p.default_support;
       std::optional<std::set<int>> without_vnni;
       for (const auto& [key, v] : entry.entries({"weight_bits", "weight_bits_without_vnni", "activation_bits", "mixed",
-                                                 "per_channel", "weight_only", "activation_only"})) {
+                                                 "per_channel", "weight_only", "weight_only_bits", "activation_only"})) {
         if (key == "weight_bits") s.weight_bits = read_bits(v);
         if (key == "weight_bits_without_vnni") without_vnni = read_bits(v);
         if (key == "activation_bits") s.activation_bits = read_bits(v);
         if (key == "mixed") s.mixed = v.boolean();
         if (key == "per_channel") s.per_channel = v.boolean();
         if (key == "weight_only") s.weight_only = v.boolean();
+        if (key == "weight_only_bits") {
+          s.weight_only_bits = read_bits(v);
+          for (int b : *s.weight_only_bits) {
+            if (quant::is_float_bits(b)) v.fail(fmt::format("{} lists weight bits on float activations; {} is float", v.what(), b));
+          }
+        }
         if (key == "activation_only") s.activation_only = v.boolean();
       }
       if (without_vnni && !cpu_features().vnni()) {
@@ -207,6 +213,8 @@ const std::vector<TKey>& keys() {
         key("precisions.*.per_channel", "true | false", "true", "per-output-channel weight scales allowed", "1", nullptr),
         key("precisions.*.weight_only", "true | false", "true", "quantized weights on float activations allowed", "no",
             nullptr),
+        key("precisions.*.weight_only_bits", bits, "weight_bits if weight_only",
+            "the weight bits allowed on float activations (overrides weight_only)", "[32]", nullptr),
         key("precisions.*.activation_only", "true | false", "true", "quantized activations on float weights allowed",
             "on", nullptr),
         key("cost_model", "mapping with a type and its parameters", "{type: generic}",
@@ -370,7 +378,16 @@ bool allows(const Profile& profile, const std::string& op, int weight_bits, int 
             std::string* why) {
   const PrecisionSupport& s = profile.support(op);
   std::string reason;
-  if (!s.weight_bits.count(weight_bits)) {
+  const bool weight_only = !quant::is_float_bits(weight_bits) && quant::is_float_bits(activation_bits);
+  if (weight_only && s.weight_only_bits) {
+    if (!s.weight_only_bits->count(weight_bits)) {
+      reason = fmt::format("{} runs {} weights on float activations at {} bits, not {}", profile.name, op,
+                           join_bits(*s.weight_only_bits), weight_bits);
+    } else if (!s.activation_bits.count(activation_bits)) {
+      reason = fmt::format("{} runs {} activations at {} bits, not {}", profile.name, op, join_bits(s.activation_bits),
+                           activation_bits);
+    }
+  } else if (!s.weight_bits.count(weight_bits)) {
     reason = fmt::format("{} runs {} weights at {} bits, not {}{}", profile.name, op, join_bits(s.weight_bits), weight_bits,
                          s.without_vnni ? " (this CPU has no VNNI: 8-bit weights saturate ONNX Runtime's integer kernels)" : "");
   } else if (!s.activation_bits.count(activation_bits)) {

@@ -15,6 +15,7 @@
 //     # weight_bits_without_vnni: [2, 3, 4, 5, 6, 7]  replaces weight_bits on a
 //     #   CPU without VNNI (cpu_features())
 //     # weight_only: false       quantized weights need quantized activations
+//     # weight_only_bits: [2, 4, 8]  the weight bits allowed on float activations
 //     # activation_only: false   quantized activations need quantized weights
 //   format: int                   # the export form deploy and search use: qdq (default) | int
 //   cost_model:
@@ -50,6 +51,14 @@ struct PrecisionSupport {
   bool weight_only = true;
   // false: quantized activations only with quantized weights
   bool activation_only = true;
+  // When set, the weight bit-widths allowed on float activations, whatever
+  // weight_bits and weight_only say (cpu-ort-int: MatMul/Gemm weights at 2, 4
+  // or 8 bits run as MatMulNBits, quant/matmul_nbits.h).
+  std::optional<std::set<int>> weight_only_bits;
+  // True when W`weight_bits` on float activations is allowed.
+  bool allows_weight_only(int weight_bits) const {
+    return weight_only_bits ? weight_only_bits->count(weight_bits) > 0 : weight_only && this->weight_bits.count(weight_bits) > 0;
+  }
   // weight_bits came from weight_bits_without_vnni (this CPU has no VNNI).
   bool without_vnni = false;
 };
