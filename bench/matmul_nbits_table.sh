@@ -75,7 +75,8 @@ for form in forms:
     kernel = "Gemm/MatMul" if form == "fp32" else ", ".join(f"{n} {k}" for k, n in ops.most_common() if k in ("MatMulNBits", "Gemm", "MatMul", "QuantizeLinear"))
     diff = "-"
     if form != "fp32":
-        run = json.loads([l for l in open(os.path.join(tmp, f"{name}.{form}.run.json")) if '"outputs"' in l][0])
+        replies = [json.loads(l) for l in open(os.path.join(tmp, f"{name}.{form}.run.json"))]
+        run = [r for r in replies if isinstance(r.get("outputs"), dict)][0]
         ort = np.load(list(run["outputs"].values())[0])
         sim = np.load(os.path.join(tmp, f"{name}.{form}.sim.npy"))
         diff = "%.2g (of max %.3g)" % (np.abs(ort - sim).max(), np.abs(sim).max())

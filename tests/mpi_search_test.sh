@@ -79,6 +79,30 @@ pkill -9 -f -- "--out $WORK/killed" ; wait $launcher 2>/dev/null
 expect_ok "resume with mpirun -n 2 after kill -9" "${MPIRUN[@]}" -n 2 "$BIN" search --resume "$WORK/killed" --json
 same_run "$WORK/one" "$WORK/killed" && ok || bad "the resumed distributed run differs from the uninterrupted one"
 
+# Under mpirun --enable-recovery a worker killed mid-search is replaced: its
+# task goes to another worker once its lease (parallel.worker_timeout) runs
+# out, and the run ends as the uninterrupted one did. The worker is killed
+# once every worker has said hello (rank 0 then opens the journal), before
+# the first candidate, so that it is given tasks it will not answer.
+sed 's/^parallel: .*/parallel: {batch: 3, threads: 1, worker_timeout: 8}/' "$WORK/run.yaml" >"$WORK/recover.yaml"
+"${MPIRUN[@]}" --enable-recovery -n 3 "$BIN" search --config "$WORK/recover.yaml" --out "$WORK/recover" --json >"$WORK/recover.out" 2>"$WORK/recover.err" &
+launcher=$!
+for _ in $(seq 1 600); do
+  [ -e "$WORK/recover/journal.sqlite" ] && break
+  sleep 0.1
+done
+killed=0
+for p in $(pgrep -f -- "--out $WORK/recover"); do
+  if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then kill -9 "$p" && killed=1; fi
+done
+wait $launcher
+code=$?
+[ $killed -eq 1 ] && [ $code -eq 0 ] && [ -f "$WORK/recover/result.json" ] && ok ||
+  bad "--enable-recovery with a worker killed: killed $killed, exit $code, $(tail -c 400 "$WORK/recover.err")"
+grep -q "worker rank 1 did not answer within 8 s (parallel.worker_timeout): taken as lost" "$WORK/recover.err" && ok ||
+  bad "--enable-recovery: rank 0 did not say the killed worker was lost: $(tail -c 400 "$WORK/recover.err")"
+same_run "$WORK/one" "$WORK/recover" && ok || bad "the run that lost a worker differs from the uninterrupted one"
+
 # Bad input: rank 0's exit code, one autoprec error line.
 sed 's/^episodes: .*/episodes: 0/' "$WORK/run.yaml" >"$WORK/bad.yaml"
 "${MPIRUN[@]}" -n 3 "$BIN" search --config "$WORK/bad.yaml" --out "$WORK/bad" >"$WORK/out" 2>"$WORK/err"

@@ -158,17 +158,27 @@ TEST(TargetProfile, FormatAndWeightBitsWithoutVnniFollowThisCpu) {
   for (auto [wb, ab] : target::supported_pairs(cpu, "Conv")) {
     EXPECT_EQ(quant::is_float_bits(wb), quant::is_float_bits(ab)) << wb << " " << ab;
   }
-  // MatMul/Gemm weights on float activations at 2, 4 or 8 bits (MatMulNBits),
-  // 8 even without VNNI: the kernel computes in float.
+  // MatMul/Gemm weights on float activations at 4 bits (MatMulNBits, the
+  // width ORT runs fast here); Conv stays integer or float.
   for (const char* op : {"MatMul", "Gemm"}) {
-    for (int wb : {2, 4, 8}) EXPECT_TRUE(target::allows(cpu, op, wb, 32, true, &why)) << op << " W" << wb << ": " << why;
-    EXPECT_FALSE(target::allows(cpu, op, 3, 32, true, &why));
-    EXPECT_EQ(why, fmt::format("cpu-ort-int runs {} weights on float activations at 2, 4, 8 bits, not 3", op));
+    EXPECT_TRUE(target::allows(cpu, op, 4, 32, true, &why)) << op << ": " << why;
+    EXPECT_FALSE(target::allows(cpu, op, 2, 32, true, &why));
+    EXPECT_EQ(why, fmt::format("cpu-ort-int runs {} weights on float activations at 4 bits, not 2", op));
     auto pairs = target::supported_pairs(cpu, op);
-    for (int wb : {2, 4, 8}) EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(wb, 32)), 1) << wb;
-    EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(3, 32)), 0);
+    EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(4, 32)), 1);
+    EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(2, 32)), 0);
     EXPECT_EQ(std::count(pairs.begin(), pairs.end(), std::make_pair(8, 8)), vnni ? 1 : 0);
   }
+  EXPECT_FALSE(target::allows(cpu, "Conv", 4, 32, true, &why));
+  // weight_only_bits overrides weight_bits for weight-only pairs: 8 bits even without VNNI.
+  target::Profile nbits = target::parse_profile(
+      "name: d\nprecisions:\n  default: {weight_bits: [4, 32], activation_bits: [8, 32], weight_only: false}\n"
+      "  MatMul: {weight_only_bits: [2, 8]}\n",
+      "dev.yaml");
+  EXPECT_TRUE(target::allows(nbits, "MatMul", 8, 32, true, &why)) << why;
+  EXPECT_TRUE(target::allows(nbits, "MatMul", 4, 8, true, &why)) << why;
+  EXPECT_FALSE(target::allows(nbits, "MatMul", 4, 32, true, &why));
+  EXPECT_FALSE(target::allows(nbits, "Gemm", 8, 32, true, &why));
   EXPECT_THROW(target::parse_profile("name: d\nprecisions:\n  MatMul: {weight_only_bits: [4, 32]}\n", "dev.yaml"),
                UserError);
 }

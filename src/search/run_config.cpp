@@ -223,6 +223,12 @@ const std::vector<RKey>& keys() {
                     [](RunConfig& c) -> int64_t& { return c.parallel.batch; }),
         integer_key("parallel.threads", 0, "0 (the process's --threads)", "compute threads per evaluation", "-1",
                     [](RunConfig& c) -> int64_t& { return c.parallel.threads; }),
+        number_key("parallel.worker_timeout", kPositive, num(d.parallel.worker_timeout),
+                   "mpirun --enable-recovery: seconds a worker may be silent on a task before it is taken as lost", "0",
+                   [](RunConfig& c) -> double& { return c.parallel.worker_timeout; }),
+        integer_key("parallel.max_attempts", 1, std::to_string(d.parallel.max_attempts),
+                    "mpirun --enable-recovery: workers a task may be lost with before the search stops", "0",
+                    [](RunConfig& c) -> int64_t& { return c.parallel.max_attempts; }),
     };
     return k;
   }();
@@ -338,8 +344,12 @@ nlohmann::json to_json(const RunConfig& c) {
   if (!c.metric.empty()) j["metric"] = c.metric;
   if (!c.metric_command.empty()) j["metric_command"] = c.metric_command;
   if (c.metric_command.size() || c.metric_timeout != RunConfig().metric_timeout) j["metric_timeout"] = c.metric_timeout;
-  if (c.parallel.batch != 1 || c.parallel.threads != 0) {
+  const ParallelConfig p0;
+  if (c.parallel.batch != p0.batch || c.parallel.threads != p0.threads || c.parallel.worker_timeout != p0.worker_timeout ||
+      c.parallel.max_attempts != p0.max_attempts) {
     j["parallel"] = {{"batch", c.parallel.batch}, {"threads", c.parallel.threads}};
+    if (c.parallel.worker_timeout != p0.worker_timeout) j["parallel"]["worker_timeout"] = c.parallel.worker_timeout;
+    if (c.parallel.max_attempts != p0.max_attempts) j["parallel"]["max_attempts"] = c.parallel.max_attempts;
   }
   return j;
 }

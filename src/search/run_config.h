@@ -83,9 +83,14 @@ struct RewardConfig {
 // them in episode order. `threads` compute threads per evaluation (0: the
 // process's --threads). Both shape the results and are journaled; the number
 // of workers is not: a seed gives the same journal for any worker count.
+// Under `mpirun --enable-recovery`, a worker silent `worker_timeout` seconds
+// on a task is taken as lost and the task requeued, at most `max_attempts`
+// times (search/task_pool.h); neither changes the results.
 struct ParallelConfig {
   int64_t batch = 1;
   int64_t threads = 0;
+  double worker_timeout = 3600;
+  int64_t max_attempts = 3;
 };
 
 struct RunConfig {

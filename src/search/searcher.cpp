@@ -670,8 +670,10 @@ json Search::run() {
     json run_json = to_json(cfg_);
     run_json.erase("out");
     mpi::broadcast(json{{"config", run_json}}.dump());
-    pool_ = std::make_unique<MpiPool>();
-    spdlog::info("search: {} worker rank(s) evaluate, rank 0 coordinates", mpi::size() - 1);
+    Leases leases{mpi::recovery_enabled(), cfg_.parallel.worker_timeout, static_cast<int>(cfg_.parallel.max_attempts)};
+    pool_ = std::make_unique<MpiPool>(leases);
+    spdlog::info("search: {} worker rank(s) evaluate, rank 0 coordinates{}", mpi::size() - 1,
+                 leases.enabled ? fmt::format(" (recovery: a worker silent {} s on a task is replaced)", leases.timeout_s) : "");
   } else {
     pool_ = std::make_unique<LocalPool>([this](const json& task) { return evaluate_task(task); });
   }

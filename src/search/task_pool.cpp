@@ -1,8 +1,13 @@
 #include "search/task_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
+#include <map>
+#include <optional>
 #include <stdexcept>
+
+#include <spdlog/spdlog.h>
 
 #include "util/error.h"
 #include "util/mpi.h"
@@ -40,7 +45,7 @@ std::vector<json> LocalPool::run(const std::vector<json>& tasks) {
   return results;
 }
 
-MpiPool::MpiPool() {
+MpiPool::MpiPool(Leases leases) : leases_(leases) {
   if (mpi::size() < 2) throw InternalError("MpiPool needs an MPI job with workers");
 }
 
@@ -48,9 +53,80 @@ MpiPool::~MpiPool() {
   for (int r = 1; r < mpi::size(); ++r) mpi::send(r, kTagTask, json{{"stop", true}}.dump());
 }
 
-int MpiPool::workers() const { return mpi::size() - 1; }
+int MpiPool::workers() const { return mpi::size() - 1 - static_cast<int>(lost_.size()); }
+
+std::vector<json> MpiPool::run_with_leases(const std::vector<json>& tasks) {
+  using Clock = std::chrono::steady_clock;
+  struct Lease {
+    size_t task = 0;
+    Clock::time_point deadline;
+  };
+  std::vector<json> results(tasks.size());
+  std::vector<int> attempts(tasks.size(), 0);
+  std::deque<size_t> queue;
+  for (size_t i = 0; i < tasks.size(); ++i) queue.push_back(i);
+  std::deque<int> idle;
+  for (int r = 1; r < mpi::size(); ++r) {
+    if (!lost_.count(r)) idle.push_back(r);
+  }
+  std::map<int, Lease> leased;  // worker rank -> its task
+  size_t done = 0;
+  const auto lease = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(leases_.timeout_s));
+  while (done < tasks.size()) {
+    while (!queue.empty() && !idle.empty()) {
+      const size_t id = queue.front();
+      queue.pop_front();
+      mpi::send(idle.front(), kTagTask, json{{"id", id}, {"task", tasks[id]}}.dump());
+      leased[idle.front()] = {id, Clock::now() + lease};
+      idle.pop_front();
+    }
+    if (leased.empty()) {
+      fail("every worker rank was lost ({} of {}); what was journaled is kept: continue with --resume", lost_.size(),
+           mpi::size() - 1);
+    }
+    Clock::time_point first = leased.begin()->second.deadline;
+    for (const auto& [rank, l] : leased) first = std::min(first, l.deadline);
+    int source = 0;
+    const double wait = std::chrono::duration<double>(first - Clock::now()).count();
+    if (std::optional<std::string> text = mpi::recv_from_any_within(kTagResult, &source, wait)) {
+      json message = json::parse(*text);
+      auto it = leased.find(source);
+      if (lost_.count(source) || it == leased.end() || it->second.task != message.at("id").get<size_t>()) continue;
+      results[it->second.task] = message.at("result");
+      leased.erase(it);
+      idle.push_back(source);
+      ++done;
+      continue;
+    }
+    const auto now = Clock::now();
+    for (auto it = leased.begin(); it != leased.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      const size_t id = it->second.task;
+      lost_.insert(it->first);
+      ++attempts[id];
+      spdlog::warn("worker rank {} did not answer within {} s (parallel.worker_timeout): taken as lost, its task {}",
+                   it->first, leases_.timeout_s,
+                   attempts[id] < leases_.max_attempts ? "goes to another worker" : "has failed too often");
+      if (attempts[id] >= leases_.max_attempts) {
+        fail("the evaluation of configuration {} was lost with its worker {} time(s) (parallel.max_attempts); what "
+             "was journaled is kept: continue with --resume",
+             tasks[id].value("key", "?"), attempts[id]);
+      }
+      queue.push_front(id);
+      it = leased.erase(it);
+    }
+  }
+  for (const auto& r : results) {
+    if (r.contains("error")) rethrow(r);
+  }
+  return results;
+}
 
 std::vector<json> MpiPool::run(const std::vector<json>& tasks) {
+  if (leases_.enabled) return run_with_leases(tasks);
   std::vector<json> results(tasks.size());
   std::deque<int> idle;
   for (int r = 1; r < mpi::size(); ++r) idle.push_back(r);

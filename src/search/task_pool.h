@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,15 +36,32 @@ class LocalPool : public TaskPool {
   TaskFunction fn_;
 };
 
+// Fault handling of an MpiPool under `mpirun --enable-recovery`: each task
+// handed to a worker is a lease of `timeout_s` seconds; a worker silent past
+// its lease is taken as lost (never given work again, a late answer is
+// dropped) and its task goes to another worker. A task lost `max_attempts`
+// times, or lost with no worker left, is a UserError naming it; what was
+// journaled before stays, and --resume continues.
+struct Leases {
+  bool enabled = false;
+  double timeout_s = 3600;
+  int max_attempts = 3;
+};
+
 // Rank 0 of an MPI job with at least one worker: hands each free worker the
 // next task (dynamic scheduling) and collects the results. The destructor
 // tells every worker to stop.
 class MpiPool : public TaskPool {
  public:
-  MpiPool();
+  explicit MpiPool(Leases leases = {});
   ~MpiPool() override;
   std::vector<nlohmann::json> run(const std::vector<nlohmann::json>& tasks) override;
-  int workers() const override;
+  int workers() const override;  // the workers not lost
+
+ private:
+  std::vector<nlohmann::json> run_with_leases(const std::vector<nlohmann::json>& tasks);
+  Leases leases_;
+  std::set<int> lost_;  // worker ranks taken as lost
 };
 
 // The coordinator's scoring of new candidates (keys in episode order): their

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #ifdef AUTOPREC_WITH_MPI
@@ -27,6 +28,7 @@ bool init_if_launched(int* argc, char*** argv) {
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  if (recovery_enabled()) MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   g_active = true;
   return true;
 }
@@ -47,12 +49,16 @@ void send(int to, int tag, const std::string& message) {
 }
 
 namespace {
-std::string receive(int from, int tag, int* source) {
+std::optional<std::string> receive(int from, int tag, int* source, double timeout_s = -1) {
   MPI_Status status;
   int flag = 0;
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     MPI_Iprobe(from, tag, MPI_COMM_WORLD, &flag, &status);
     if (flag) break;
+    if (timeout_s >= 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s) {
+      return std::nullopt;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   int count = 0;
@@ -64,8 +70,11 @@ std::string receive(int from, int tag, int* source) {
 }
 }  // namespace
 
-std::string recv(int from, int tag) { return receive(from, tag, nullptr); }
-std::string recv_from_any(int tag, int* source) { return receive(MPI_ANY_SOURCE, tag, source); }
+std::string recv(int from, int tag) { return *receive(from, tag, nullptr); }
+std::string recv_from_any(int tag, int* source) { return *receive(MPI_ANY_SOURCE, tag, source); }
+std::optional<std::string> recv_from_any_within(int tag, int* source, double timeout_s) {
+  return receive(MPI_ANY_SOURCE, tag, source, std::max(0.0, timeout_s));
+}
 
 std::string broadcast(const std::string& message) {
   // Point to point from rank 0, so that the waiting ranks poll instead of spinning.
@@ -85,6 +94,9 @@ void abort_job(int code) { std::exit(code); }
 void send(int, int, const std::string&) { throw InternalError("mpi::send without MPI"); }
 std::string recv(int, int) { throw InternalError("mpi::recv without MPI"); }
 std::string recv_from_any(int, int*) { throw InternalError("mpi::recv_from_any without MPI"); }
+std::optional<std::string> recv_from_any_within(int, int*, double) {
+  throw InternalError("mpi::recv_from_any_within without MPI");
+}
 std::string broadcast(const std::string& message) { return message; }
 
 #endif
@@ -94,6 +106,11 @@ int launched_ranks() {
     if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
   }
   return 1;
+}
+
+bool recovery_enabled() {
+  const char* v = std::getenv("OMPI_MCA_orte_enable_recovery");
+  return v && (std::string(v) == "1" || std::string(v) == "true");
 }
 
 bool active() { return g_active; }

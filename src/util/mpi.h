@@ -23,6 +23,10 @@ void finalize();
 // Ends every rank of the job with `code` (MPI_Abort); plain exit when MPI is not active.
 [[noreturn]] void abort_job(int code);
 
+// True when mpirun was given --enable-recovery (Open MPI: the job outlives a
+// rank that dies). MPI errors then return to the caller instead of aborting.
+bool recovery_enabled();
+
 bool active();
 int rank();  // 0 when not active
 int size();  // 1 when not active
@@ -32,6 +36,8 @@ bool is_worker();  // active and rank() > 0
 void send(int to, int tag, const std::string& message);
 std::string recv(int from, int tag);
 std::string recv_from_any(int tag, int* source);
+// Like recv_from_any, but gives up after `timeout_s` seconds (nullopt).
+std::optional<std::string> recv_from_any_within(int tag, int* source, double timeout_s);
 // Rank 0's `message` to every rank; the others pass anything and get rank 0's.
 std::string broadcast(const std::string& message);
 
