@@ -32,6 +32,14 @@ std::pair<double, int64_t> affine_params(double lo, double hi, QuantGrid grid) {
 
 }  // namespace
 
+namespace {
+// The weight scales `q`'s layout asks for: per block, per channel or per tensor.
+at::Tensor scales_of(const TensorQuantizer& q, const at::Tensor& weight, int bits, RangeMethod method) {
+  if (q.block > 0) return weight_scales(weight_blocks(weight, q.axis, q.block_axis, q.block), bits, 0, method);
+  return weight_scales(weight, bits, q.axis, method);
+}
+}  // namespace
+
 at::Tensor TensorQuantizer::apply(const at::Tensor& x) const {
   if (!enabled) return x;
   if (block > 0) {
@@ -159,9 +167,7 @@ QuantizedModel::QuantizedModel(std::shared_ptr<const graph::Graph> graph, const 
         }
         wq->scale = at::tensor(std::vector<float>(s.begin(), s.end()));
       } else {
-        wq->scale = wq->block > 0 ? weight_scales(weight_blocks(weight, wq->axis, wq->block_axis, wq->block),
-                                                  p.weight_bits, 0, config.options.weight_clipping)
-                                  : weight_scales(weight, p.weight_bits, wq->axis, config.options.weight_clipping);
+        wq->scale = scales_of(*wq, weight, p.weight_bits, config.options.weight_clipping);
       }
       wq->zero_point = at::zeros({channels}, at::TensorOptions().dtype(at::kInt));
     }
@@ -374,9 +380,7 @@ void QuantizedModel::refresh_weight_scales() {
     if (!wq.enabled || wq.learnable) continue;
     const at::Tensor& weight = executor_.parameters().at(executor_.graph().find_node(layer.name)->inputs[1]);
     const int bits = precision_.at(layer.name).weight_bits;
-    wq.scale = wq.block > 0 ? weight_scales(weight_blocks(weight, wq.axis, wq.block_axis, wq.block), bits, 0,
-                                            config_.options.weight_clipping)
-                            : weight_scales(weight, bits, wq.axis, config_.options.weight_clipping);
+    wq.scale = scales_of(wq, weight, bits, config_.options.weight_clipping);
     wq.clear_cache();
   }
 }
