@@ -83,6 +83,9 @@ TEST(Metric, NamesDirectionsAndReferenceScores) {
   for (Metric m : {Metric::Agreement, Metric::Kl, Metric::Sqnr})
     EXPECT_NEAR(eval::reward_scale(m, eval::reference_score(m, 0)), 1.0, 1e-12) << eval::to_string(m);
   EXPECT_NEAR(eval::reward_scale(Metric::Sqnr, 20), 0.99, 1e-12);  // 1% of the output energy is noise
+  // A failed evaluation's floor: no fidelity at all on every metric's scale.
+  for (Metric m : {Metric::Top1, Metric::Agreement, Metric::Kl, Metric::Sqnr, Metric::Command})
+    EXPECT_NEAR(eval::reward_scale(m, eval::floor_score(m)), 0.0, 1e-12) << eval::to_string(m);
 }
 
 TEST(Evaluate, LabelFreeMetricsOnDataWithoutLabels) {

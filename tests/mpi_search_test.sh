@@ -37,7 +37,8 @@ parallel: {batch: 3, threads: 1}
 deploy: false
 YAML
 
-# same_run A B: equal journal rows (all but timings and timestamps) and best.yaml.
+# same_run A B: equal journal rows (all but timings and timestamps), best.yaml
+# and sensitivity table (measured on the workers when distributed).
 same_run() {
   $PY - "$1" "$2" <<'PY'
 import json, sqlite3, sys
@@ -51,6 +52,7 @@ def rows(d):
 a, b = rows(sys.argv[1]), rows(sys.argv[2])
 assert a == b, f"journals differ:\n{a}\n{b}"
 assert open(f"{sys.argv[1]}/best.yaml").read() == open(f"{sys.argv[2]}/best.yaml").read(), "best.yaml differs"
+assert json.load(open(f"{sys.argv[1]}/sensitivity.json")) == json.load(open(f"{sys.argv[2]}/sensitivity.json")), "sensitivity.json differs"
 assert len(a[0]) >= 3, a
 PY
 }
@@ -102,6 +104,37 @@ code=$?
 grep -q "worker rank 1 did not answer within 8 s (parallel.worker_timeout): taken as lost" "$WORK/recover.err" && ok ||
   bad "--enable-recovery: rank 0 did not say the killed worker was lost: $(tail -c 400 "$WORK/recover.err")"
 same_run "$WORK/one" "$WORK/recover" && ok || bad "the run that lost a worker differs from the uninterrupted one"
+
+# A configuration that kills every worker that takes it is journaled as
+# failed after parallel.max_attempts workers, and the search goes on with the
+# workers left (AUTOPREC_FAULT_CRASH_AT=key:K makes a worker SIGKILL itself on
+# configuration K; K is the single-process run's first candidate).
+crash_key=$($PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select config_key from evaluations order by id limit 1").fetchone()[0])' "$WORK/one/journal.sqlite")
+sed 's/^parallel: .*/parallel: {batch: 3, threads: 1, worker_timeout: 8, max_attempts: 2}/' "$WORK/run.yaml" >"$WORK/crash.yaml"
+AUTOPREC_FAULT_CRASH_AT=key:$crash_key "${MPIRUN[@]}" --enable-recovery -x AUTOPREC_FAULT_CRASH_AT -n 4 "$BIN" search \
+  --config "$WORK/crash.yaml" --out "$WORK/crash" --json >"$WORK/crash.out" 2>"$WORK/crash.err"
+code=$?
+[ $code -eq 0 ] && [ -f "$WORK/crash/result.json" ] && ok ||
+  bad "--enable-recovery with a configuration that kills its workers: exit $code, $(tail -c 400 "$WORK/crash.err")"
+$PY - "$WORK/crash/journal.sqlite" "$crash_key" <<'PY' && ok || bad "the configuration that killed its workers is not journaled as failed: $(tail -c 400 "$WORK/crash.err")"
+import json, sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute("select config_key, metrics, feasible from evaluations").fetchall()
+failed = [(k, json.loads(m), f) for k, m, f in rows if "failed" in json.loads(m)]
+assert [k for k, _, _ in failed] == [sys.argv[2]], failed
+assert "2 time(s)" in failed[0][1]["failed"] and failed[0][2] == 0, failed
+assert len(rows) >= 3, rows
+PY
+[ "$(grep -c 'did not answer within 8 s' "$WORK/crash.err")" -eq 2 ] && grep -q 'journaled as failed' "$WORK/crash.err" && ok ||
+  bad "--enable-recovery: rank 0 did not say both workers were lost and the configuration failed: $(tail -c 600 "$WORK/crash.err")"
+
+# A worker that dies while setting up (before its hello) is waited for one
+# lease and then taken as lost; the others run the search to the same end.
+AUTOPREC_FAULT_CRASH_AT=setup:1 "${MPIRUN[@]}" --enable-recovery -x AUTOPREC_FAULT_CRASH_AT -n 3 "$BIN" search \
+  --config "$WORK/recover.yaml" --out "$WORK/nohello" --json >"$WORK/nohello.out" 2>"$WORK/nohello.err"
+code=$?
+[ $code -eq 0 ] && grep -q 'worker rank 1 did not say hello within 8 s' "$WORK/nohello.err" && ok ||
+  bad "--enable-recovery with a worker dead before its hello: exit $code, $(tail -c 400 "$WORK/nohello.err")"
+same_run "$WORK/one" "$WORK/nohello" && ok || bad "the run that lost a worker in set-up differs from the uninterrupted one"
 
 # Bad input: rank 0's exit code, one autoprec error line.
 sed 's/^episodes: .*/episodes: 0/' "$WORK/run.yaml" >"$WORK/bad.yaml"

@@ -853,6 +853,69 @@ TEST(Coordinator, StagingIsDecidedInEpisodeOrderOverAFakeEvaluator) {
   EXPECT_EQ(fine_tuned.size(), 2u);
 }
 
+TEST(Coordinator, AFineTuneIsHandedOutAsSoonAsTheStagedScoresBeforeItAreKnown) {
+  // One virtual worker: a's fine-tune runs before b's staged score, not after every staged score.
+  std::vector<std::string> order;
+  SimulatedPool pool(1, [&](const nlohmann::json& t) {
+    const std::string key = t.at("key");
+    order.push_back(t.at("kind").get<std::string>() + ":" + key);
+    nlohmann::json r = {{"cheap", key == "a" ? 0.9 : 0.5}, {"accuracy", 0.95}};
+    return std::pair<nlohmann::json, double>{r, t.at("kind") == "full" ? 5.0 : 1.0};
+  });
+  double best = -1;
+  auto scores = score_candidates(pool, {"a", "b", "c"}, true, 0.05, best);
+  EXPECT_EQ(order, (std::vector<std::string>{"staged:a", "full:a", "staged:b", "staged:c"}));
+  EXPECT_TRUE(scores[0].promising);
+  EXPECT_FALSE(scores[1].promising || scores[2].promising);
+  EXPECT_DOUBLE_EQ(scores[0].seconds, 6.0);
+  EXPECT_DOUBLE_EQ(pool.clock(), 8.0);
+  // Two workers: b and c are staged while a fine-tunes, so the batch ends with a's fine-tune.
+  SimulatedPool two(2, [&](const nlohmann::json& t) {
+    nlohmann::json r = {{"cheap", t.at("key") == "a" ? 0.9 : 0.5}, {"accuracy", 0.95}};
+    return std::pair<nlohmann::json, double>{r, t.at("kind") == "full" ? 5.0 : 1.0};
+  });
+  best = -1;
+  score_candidates(two, {"a", "b", "c"}, true, 0.05, best);
+  EXPECT_DOUBLE_EQ(two.clock(), 6.0);  // the two-barrier schedule took 2 + 5 = 7
+}
+
+TEST(Coordinator, ResultsAreDeliveredInTaskOrderWhateverFinishesFirst) {
+  // Task 0 takes longest: 1 and 2 finish first but are delivered after it.
+  SimulatedPool pool(3, [](const nlohmann::json& t) {
+    return std::pair<nlohmann::json, double>{{{"n", t.at("n")}}, t.at("n") == 0 ? 9.0 : 1.0};
+  });
+  std::vector<int> delivered;
+  auto results = pool.run({{{"n", 0}}, {{"n", 1}}, {{"n", 2}}}, [&](size_t i, const nlohmann::json& r) {
+    delivered.push_back(r.at("n").get<int>());
+    EXPECT_EQ(static_cast<int>(i), r.at("n").get<int>());
+    return i == 0 ? std::vector<nlohmann::json>{{{"n", 3}}} : std::vector<nlohmann::json>{};
+  });
+  EXPECT_EQ(delivered, (std::vector<int>{0, 1, 2, 3}));
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[3].at("n"), 3);
+}
+
+TEST(Coordinator, AFailedEvaluationIsScoredAsFailedAndDoesNotMoveTheThreshold) {
+  LocalPool pool([](const nlohmann::json& t) -> nlohmann::json {
+    if (t.at("key") == "b") return {{"failed", "lost with its worker 3 time(s)"}};
+    return {{"cheap", t.at("key") == "a" ? 0.6 : 0.62}, {"accuracy", 0.7}, {"seconds", 1.0}};
+  });
+  double best = -1;
+  auto scores = score_candidates(pool, {"a", "b", "c"}, true, 0.05, best);
+  EXPECT_TRUE(scores[1].failed.find("lost") != std::string::npos);
+  EXPECT_FALSE(scores[1].promising);
+  EXPECT_TRUE(scores[0].failed.empty() && scores[2].failed.empty());
+  EXPECT_TRUE(scores[2].promising);
+  EXPECT_DOUBLE_EQ(best, 0.62);
+  // A task that throws still stops the run with its error.
+  LocalPool throwing([](const nlohmann::json& t) -> nlohmann::json {
+    if (t.at("key") == "b") fail("bad configuration");
+    return {{"cheap", 0.5}, {"accuracy", 0.5}, {"seconds", 1.0}};
+  });
+  best = -1;
+  EXPECT_THROW(score_candidates(throwing, {"a", "b", "c"}, true, 0.05, best), UserError);
+}
+
 TEST(Coordinator, SimulatedSearchScalesWithTheBatch) {
   std::vector<EvaluationRecord> journal;
   for (int i = 0; i < 20; ++i) {

@@ -59,6 +59,8 @@ double reward_scale(Metric metric, double score) {
   return score;
 }
 
+double floor_score(Metric metric) { return metric == Metric::Kl ? 1.0 : 0.0; }
+
 std::string format_score(Metric metric, double score) {
   switch (metric) {
     case Metric::Top1:

@@ -47,6 +47,10 @@ double utility(Metric metric, double score);
 // agreement (and command) themselves, 1 − kl for kl, 1 − 10^(−dB/10) (one minus the noise
 // fraction of the output energy) for sqnr.
 double reward_scale(Metric metric, double score);
+// The score of a useless model, where reward_scale is 0: 0 for top1,
+// agreement and command, 1 nat for kl, 0 dB for sqnr. What a configuration
+// whose evaluation failed is journaled with.
+double floor_score(Metric metric);
 
 // "91.20%" (top1, agreement), "0.0123 nats" (kl), "32.1 dB" (sqnr).
 std::string format_score(Metric metric, double score);

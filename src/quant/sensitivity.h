@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,34 @@ struct SensitivityTable {
 
   // The row for (layer, tensor, bits); throws std::out_of_range when absent.
   const SensitivityRow& at(const std::string& layer, const std::string& tensor, int bits) const;
+};
+
+// One measurement at a time, so that the measurements can run anywhere (the
+// distributed search spreads them over its workers): the constructor runs
+// the float model once over `validation` and `calibration`; measure() is a
+// pure function of its arguments and the constructor's. Every process that
+// builds a SensitivityMeasurer from the same inputs measures the same rows.
+// It keeps a reference to `validation`, which must outlive it.
+class SensitivityMeasurer {
+ public:
+  struct Job {
+    std::string layer;
+    std::string tensor;  // "weight" or "activation"
+    int bits = 8;
+  };
+  SensitivityMeasurer(std::shared_ptr<const graph::Graph> graph, const data::Dataset& calibration,
+                      const data::Dataset& validation, const std::vector<int>& bits, const QuantOptions& options,
+                      eval::Metric metric = eval::Metric::Top1);
+  ~SensitivityMeasurer();
+  // The table without rows: metric, FP32 scores, sizes, layers, bits.
+  SensitivityTable header() const;
+  // Every measurement of the table, in its row order (layer, tensor, bits).
+  std::vector<Job> jobs() const;
+  SensitivityRow measure(const Job& job) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 // `calibration` supplies activation ranges, `validation` the accuracy and KL.

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cmath>
+#include <cstdlib>
 #include <optional>
 #include <tuple>
 #include <filesystem>
@@ -44,6 +46,14 @@ namespace {
 
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+
+// Fault injection for the recovery tests (docs/search.md, "Recovery"):
+// AUTOPREC_FAULT_CRASH_AT=key:K kills the worker given configuration K,
+// =setup:R kills worker rank R before its hello, as a crash would.
+void crash_if_asked(const std::string& where) {
+  const char* crash = std::getenv("AUTOPREC_FAULT_CRASH_AT");
+  if (crash && where == crash) std::raise(SIGKILL);
+}
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -147,6 +157,9 @@ class Search : public SearchDriver {
                          bool keep_outcomes = false) const;
   // The run's score of a candidate on `d`: the metric on the data, or the metric command on the exported model.
   double candidate_score(const quant::QuantizedModel& model, const data::Dataset& d) const;
+  // Built on first use over the sensitivity subset of the validation set, with the table's `bits`
+  // (a worker, which only measures, passes none).
+  const quant::SensitivityMeasurer& sensitivity_measurer(const std::vector<int>& bits) const;
   // What scores data where the run's metric cannot (the command scores files): the sensitivity
   // table's and the final fine-tune's epochs.
   eval::Metric data_metric() const { return metric_ == eval::Metric::Command ? eval::Metric::Kl : metric_; }
@@ -165,6 +178,8 @@ class Search : public SearchDriver {
   quant::Granularity granularity_ = quant::Granularity::PerChannel;
 
   data::Dataset train_, validation_, stage_set_, calibration_, short_set_, test_;
+  mutable data::Dataset sensitivity_set_;  // the first sensitivity_examples_ of validation_
+  mutable std::unique_ptr<quant::SensitivityMeasurer> sensitivity_measurer_;
   std::unique_ptr<exec::Executor> teacher_;
   quant::CalibrationStats stats_;
   std::unique_ptr<train::TeacherCache> cache_;
@@ -178,6 +193,7 @@ class Search : public SearchDriver {
   std::unique_ptr<Environment> env_;  // built from problem_ once its sensitivities are known
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<TaskPool> pool_;
+  MpiPool* mpi_pool_ = nullptr;  // pool_ when distributed
   double best_cheap_ = -std::numeric_limits<double>::infinity();  // a utility (eval::utility)
   int64_t sensitivity_examples_ = 0;  // resolved from cfg_.sensitivity_examples by load_data
   int64_t evaluations_run_ = 0;
@@ -405,12 +421,29 @@ void Search::build_problem() {
     }
   }
   if (!loaded) {
-    Progress progress("sensitivity", 0, "measurements", opt_.quiet);
-    sensitivity_ = quant::measure_sensitivity(info_.graph, calibration_, data::take(validation_, sensitivity_examples_),
-                                              bits, quant::QuantOptions{},
-                                              [&](int64_t done, int64_t total) { progress.update(done, total); },
-                                              data_metric());
+    // One task per measurement, in the pool: spread over the workers when distributed.
+    const quant::SensitivityMeasurer& measurer = sensitivity_measurer(bits);
+    sensitivity_ = measurer.header();
+    sensitivity_.bits = bits;
+    std::vector<json> tasks;
+    for (const auto& job : measurer.jobs()) {
+      tasks.push_back({{"kind", "sensitivity"}, {"layer", job.layer}, {"tensor", job.tensor}, {"bits", job.bits}});
+    }
+    Progress progress("sensitivity", static_cast<int64_t>(tasks.size()), "measurements", opt_.quiet);
+    const std::vector<json> measured = pool_->run(tasks, [&](size_t, const json&) {
+      progress.advance(1);
+      return std::vector<json>{};
+    });
     progress.finish();
+    for (size_t t = 0; t < measured.size(); ++t) {
+      const json& r = measured[t];
+      if (r.contains("failed")) {
+        fail("the sensitivity of {} ({} at {} bits): {}", tasks[t].at("layer").get<std::string>(),
+             tasks[t].at("tensor").get<std::string>(), tasks[t].at("bits").get<int>(), r.at("failed").get<std::string>());
+      }
+      sensitivity_.rows.push_back({r.at("layer"), r.at("tensor"), r.at("bits"), r.at("top1"), r.at("accuracy_drop"),
+                                   r.at("kl"), r.at("score")});
+    }
     json rows = json::array();
     for (const auto& r : sensitivity_.rows) {
       json row = {{"layer", r.layer}, {"tensor", r.tensor}, {"bits", r.bits}, {"kl", r.kl}, {"score", r.score}};
@@ -453,9 +486,25 @@ std::vector<quant::LayerPrecision> Search::bits_of(const Choice& choice) const {
   return bits;
 }
 
+const quant::SensitivityMeasurer& Search::sensitivity_measurer(const std::vector<int>& bits) const {
+  if (!sensitivity_measurer_) {
+    sensitivity_set_ = data::take(validation_, sensitivity_examples_);
+    sensitivity_measurer_ = std::make_unique<quant::SensitivityMeasurer>(
+        info_.graph, calibration_, sensitivity_set_, bits, quant::QuantOptions{}, data_metric());
+  }
+  return *sensitivity_measurer_;
+}
+
 json Search::evaluate_task(const json& task) const {
   const std::string kind = task.at("kind").get<std::string>();
+  if (kind == "sensitivity") {
+    quant::SensitivityRow r = sensitivity_measurer({}).measure(
+        {task.at("layer").get<std::string>(), task.at("tensor").get<std::string>(), task.at("bits").get<int>()});
+    return {{"layer", r.layer}, {"tensor", r.tensor}, {"bits", r.bits},         {"top1", r.top1},
+            {"accuracy_drop", r.accuracy_drop}, {"kl", r.kl}, {"score", r.score}};
+  }
   auto start = Clock::now();
+  if (mpi::is_worker()) crash_if_asked("key:" + task.at("key").get<std::string>());
   quant::QuantizedModel model(info_.graph, config_of_bits(parse_config_key(task.at("key").get<std::string>())), cfg_.model);
   model.calibrate(stats_);
   json result = json::object();
@@ -502,8 +551,10 @@ std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate
                          eval::higher_is_better(metric_));
     for (size_t j = 0; j < fresh.size(); ++j) {
       const size_t i = fresh[j];
+      const bool failed = !scores[j].failed.empty();
       const double cheap = scores[j].staged;
-      const double accuracy = scores[j].accuracy;
+      // A failed configuration scores the metric's floor: its reward is that of a useless model.
+      const double accuracy = failed ? eval::floor_score(metric_) : scores[j].accuracy;
       const double seconds = scores[j].seconds;
       const bool promising = scores[j].promising;
       if (promising && cfg_.short_finetune.steps > 0) ++finetuned_run_;
@@ -521,6 +572,14 @@ std::vector<EvaluationRecord> Search::evaluate_batch(const std::vector<Candidate
       record.metrics = {{"cheap_score", cheap},   {"finetuned", promising}, {"validation_score", accuracy},
                         {"costs", totals_json(costs)}, {"constraints", constraints_json(checks)}};
       if (metric_ == eval::Metric::Top1) record.metrics.update({{"cheap_top1", cheap}, {"validation_top1", accuracy}});
+      if (failed) {
+        record.feasible = false;
+        record.metrics.erase("cheap_score");
+        record.metrics.erase("cheap_top1");
+        record.metrics["failed"] = scores[j].failed;
+        spdlog::warn("episode {}: configuration {} is journaled as failed: {}", record.episode, keys[i],
+                     scores[j].failed);
+      }
       record.id = journal_->record_evaluation(record);
       ++evaluations_run_;
       out[i] = record;
@@ -646,6 +705,7 @@ void Search::serve_as_worker() {
   } catch (const std::exception& e) {
     error = e.what();
   }
+  crash_if_asked(fmt::format("setup:{}", mpi::rank()));
   send_hello(error.empty() ? fingerprint() : "", error);
   serve_tasks([&](const json& task) {
     if (!error.empty()) fail("{}", error);
@@ -671,7 +731,9 @@ json Search::run() {
     run_json.erase("out");
     mpi::broadcast(json{{"config", run_json}}.dump());
     Leases leases{mpi::recovery_enabled(), cfg_.parallel.worker_timeout, static_cast<int>(cfg_.parallel.max_attempts)};
-    pool_ = std::make_unique<MpiPool>(leases);
+    auto pool = std::make_unique<MpiPool>(leases);
+    mpi_pool_ = pool.get();
+    pool_ = std::move(pool);
     spdlog::info("search: {} worker rank(s) evaluate, rank 0 coordinates{}", mpi::size() - 1,
                  leases.enabled ? fmt::format(" (recovery: a worker silent {} s on a task is replaced)", leases.timeout_s) : "");
   } else {
@@ -709,7 +771,7 @@ void Search::prepare_run() {
 json Search::run_prepared(Clock::time_point start) {
   spdlog::info("search: agent {}, {} episode(s), seed {}, batch {}", cfg_.agent, cfg_.episodes, cfg_.seed,
                cfg_.parallel.batch);
-  if (mpi::size() > 1) check_workers(fingerprint());
+  if (mpi_pool_) mpi_pool_->check_workers(fingerprint());
 
   fp32_validation_ = metric_ == eval::Metric::Command ? deploy::run_metric_command(command_, cfg_.model)
                                                       : score(*teacher_, validation_, validation_reference_).score;
@@ -737,6 +799,7 @@ json Search::run_prepared(Clock::time_point start) {
   agent.make()->run(*this);
   progress_->finish();
   progress_.reset();
+  mpi_pool_ = nullptr;
   pool_.reset();  // the workers stop; the final fine-tune runs here
   return finish(seconds_since(start));
 }

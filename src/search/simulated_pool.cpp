@@ -2,6 +2,7 @@
 #include "util/error.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 #include <queue>
 #include <random>
@@ -15,24 +16,36 @@ SimulatedPool::SimulatedPool(int workers, Surrogate surrogate) : workers_(worker
   if (workers < 1) throw InternalError("SimulatedPool needs at least one worker");
 }
 
-std::vector<json> SimulatedPool::run(const std::vector<json>& tasks) {
-  // Earliest-free worker first: a min-heap of the times the workers become free.
-  std::priority_queue<double, std::vector<double>, std::greater<double>> free_at;
-  for (int w = 0; w < workers_; ++w) free_at.push(clock_);
-  std::vector<json> results;
-  double end = clock_;
-  for (const auto& task : tasks) {
-    auto [result, seconds] = surrogate_(task);
-    const double start = free_at.top();
-    free_at.pop();
-    free_at.push(start + seconds);
-    end = std::max(end, start + seconds);
-    busy_ += seconds;
-    result["seconds"] = seconds;
-    results.push_back(result);
+std::vector<json> SimulatedPool::run(const std::vector<json>& tasks, const OnResult& on_result) {
+  // Events in virtual time: a free worker takes the next queued task; the
+  // earliest running task finishes, its result is delivered in task order
+  // (which may queue more), and its worker is free again.
+  using Finish = std::pair<double, size_t>;  // (time, task)
+  std::priority_queue<Finish, std::vector<Finish>, std::greater<Finish>> running;
+  std::map<size_t, json> started;  // results of the running tasks
+  OrderedTasks run(tasks, on_result);
+  int idle = workers_;
+  double now = clock_;
+  while (run.has_queued() || !running.empty()) {
+    while (idle > 0 && run.has_queued()) {
+      const size_t i = run.next_task();
+      auto [result, seconds] = surrogate_(run.task(i));
+      result["seconds"] = seconds;
+      started[i] = std::move(result);
+      busy_ += seconds;
+      running.push({now + seconds, i});
+      --idle;
+    }
+    const auto [end, i] = running.top();
+    running.pop();
+    now = end;
+    ++idle;
+    json result = std::move(started.at(i));
+    started.erase(i);
+    run.complete(i, std::move(result));
   }
-  clock_ = end;
-  return results;
+  clock_ = now;
+  return run.results();
 }
 
 ScalingResult simulate_search(const std::vector<EvaluationRecord>& journal, int64_t episodes, int64_t batch,

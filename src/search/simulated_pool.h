@@ -1,8 +1,8 @@
 // The coordinator's scaling without a cluster: a TaskPool of W virtual
 // workers on a virtual clock. A surrogate gives each task's result and
 // duration; run() hands the tasks, in order, to the earliest-free worker (what
-// MpiPool's dynamic scheduling does) and advances the clock by the batch's
-// makespan. score_candidates() runs over it unchanged.
+// MpiPool's dynamic scheduling does; a task added by on_result goes before
+// the queued ones) and advances the clock by the batch's makespan. score_candidates() runs over it unchanged.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +20,7 @@ class SimulatedPool : public TaskPool {
   // (result, seconds) of a task.
   using Surrogate = std::function<std::pair<nlohmann::json, double>(const nlohmann::json& task)>;
   SimulatedPool(int workers, Surrogate surrogate);
-  std::vector<nlohmann::json> run(const std::vector<nlohmann::json>& tasks) override;
+  std::vector<nlohmann::json> run(const std::vector<nlohmann::json>& tasks, const OnResult& on_result = nullptr) override;
   int workers() const override { return workers_; }
   // Time the coordinator spends alone (proposals, learning, costs): every worker waits.
   void advance(double seconds) { clock_ += seconds; }

@@ -34,15 +34,56 @@ json run_one(const TaskFunction& fn, const json& task) {
   }
 }
 
+
 }  // namespace
 
-std::vector<json> LocalPool::run(const std::vector<json>& tasks) {
-  std::vector<json> results;
-  for (const auto& t : tasks) {
-    results.push_back(run_one(fn_, t));
-    if (results.back().contains("error")) rethrow(results.back());
+OrderedTasks::OrderedTasks(const std::vector<json>& tasks, const OnResult& on_result)
+    : tasks_(tasks), on_result_(on_result) {
+  results_.resize(tasks_.size());
+  done_.assign(tasks_.size(), false);
+  for (size_t i = 0; i < tasks_.size(); ++i) queue_.push_back(i);
+}
+
+size_t OrderedTasks::next_task() {
+  const size_t i = queue_.front();
+  queue_.pop_front();
+  return i;
+}
+
+void OrderedTasks::complete(size_t i, json result) {
+  results_[i] = std::move(result);
+  done_[i] = true;
+  while (delivered_ < results_.size() && done_[delivered_]) {
+    const json& r = results_[delivered_];
+    if (r.contains("error")) {
+      if (!error_) error_ = r;
+      queue_.clear();  // nothing more is handed out; the running tasks finish
+    } else if (on_result_ && !error_) {
+      std::vector<json> added = on_result_(delivered_, r);
+      for (size_t k = added.size(); k-- > 0;) queue_.push_front(tasks_.size() + k);
+      for (auto& t : added) {
+        tasks_.push_back(std::move(t));
+        results_.emplace_back();
+        done_.push_back(false);
+      }
+    }
+    ++delivered_;
   }
-  return results;
+}
+
+std::vector<json> OrderedTasks::results() {
+  if (error_) rethrow(*error_);
+  return std::move(results_);
+}
+
+
+std::vector<json> LocalPool::run(const std::vector<json>& tasks, const OnResult& on_result) {
+  OrderedTasks run(tasks, on_result);
+  while (run.has_queued()) {
+    const size_t i = run.next_task();
+    run.complete(i, run_one(fn_, run.task(i)));
+  }
+  return run.results();
 }
 
 MpiPool::MpiPool(Leases leases) : leases_(leases) {
@@ -55,28 +96,61 @@ MpiPool::~MpiPool() {
 
 int MpiPool::workers() const { return mpi::size() - 1 - static_cast<int>(lost_.size()); }
 
-std::vector<json> MpiPool::run_with_leases(const std::vector<json>& tasks) {
+void MpiPool::check_workers(const std::string& expected) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(leases_.timeout_s));
+  std::string first_error;
+  std::set<int> silent;
+  for (int r = 1; r < mpi::size(); ++r) silent.insert(r);
+  while (!silent.empty()) {
+    int source = 0;
+    std::optional<std::string> text;
+    if (leases_.enabled) {
+      text = mpi::recv_from_any_within(kTagHello, &source,
+                                       std::max(0.0, std::chrono::duration<double>(deadline - Clock::now()).count()));
+    } else {
+      text = mpi::recv_from_any(kTagHello, &source);
+    }
+    if (!text) break;
+    silent.erase(source);
+    if (!first_error.empty()) continue;
+    json hello = json::parse(*text);
+    if (hello.contains("error")) {
+      first_error = fmt::format("worker rank {} could not set up the search: {}", source, hello["error"].get<std::string>());
+    } else if (hello.value("fingerprint", "") != expected) {
+      first_error = fmt::format("worker rank {} has a different model, data or binary than rank 0 ({} against {}); "
+                                "every rank must see the same files and run the same autoprec",
+                                source, hello.value("fingerprint", ""), expected);
+    }
+  }
+  if (!first_error.empty()) fail("{}", first_error);
+  for (int r : silent) {
+    spdlog::warn("worker rank {} did not say hello within {} s (parallel.worker_timeout): taken as lost", r,
+                 leases_.timeout_s);
+    lost_.insert(r);
+  }
+  if (workers() == 0) fail("no worker rank set up within {} s (parallel.worker_timeout)", leases_.timeout_s);
+}
+
+std::vector<json> MpiPool::run(const std::vector<json>& tasks, const OnResult& on_result) {
   using Clock = std::chrono::steady_clock;
   struct Lease {
     size_t task = 0;
     Clock::time_point deadline;
   };
-  std::vector<json> results(tasks.size());
-  std::vector<int> attempts(tasks.size(), 0);
-  std::deque<size_t> queue;
-  for (size_t i = 0; i < tasks.size(); ++i) queue.push_back(i);
+  OrderedTasks run(tasks, on_result);
+  std::vector<int> attempts;
   std::deque<int> idle;
   for (int r = 1; r < mpi::size(); ++r) {
     if (!lost_.count(r)) idle.push_back(r);
   }
   std::map<int, Lease> leased;  // worker rank -> its task
-  size_t done = 0;
   const auto lease = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(leases_.timeout_s));
-  while (done < tasks.size()) {
-    while (!queue.empty() && !idle.empty()) {
-      const size_t id = queue.front();
-      queue.pop_front();
-      mpi::send(idle.front(), kTagTask, json{{"id", id}, {"task", tasks[id]}}.dump());
+  while (run.has_queued() || !leased.empty()) {
+    while (run.has_queued() && !idle.empty()) {
+      const size_t id = run.next_task();
+      mpi::send(idle.front(), kTagTask, json{{"id", id}, {"task", run.task(id)}}.dump());
       leased[idle.front()] = {id, Clock::now() + lease};
       idle.pop_front();
     }
@@ -84,18 +158,23 @@ std::vector<json> MpiPool::run_with_leases(const std::vector<json>& tasks) {
       fail("every worker rank was lost ({} of {}); what was journaled is kept: continue with --resume", lost_.size(),
            mpi::size() - 1);
     }
-    Clock::time_point first = leased.begin()->second.deadline;
-    for (const auto& [rank, l] : leased) first = std::min(first, l.deadline);
     int source = 0;
-    const double wait = std::chrono::duration<double>(first - Clock::now()).count();
-    if (std::optional<std::string> text = mpi::recv_from_any_within(kTagResult, &source, wait)) {
+    std::optional<std::string> text;
+    if (leases_.enabled) {
+      Clock::time_point first = leased.begin()->second.deadline;
+      for (const auto& [rank, l] : leased) first = std::min(first, l.deadline);
+      text = mpi::recv_from_any_within(kTagResult, &source, std::chrono::duration<double>(first - Clock::now()).count());
+    } else {
+      text = mpi::recv_from_any(kTagResult, &source);
+    }
+    if (text) {
       json message = json::parse(*text);
       auto it = leased.find(source);
       if (lost_.count(source) || it == leased.end() || it->second.task != message.at("id").get<size_t>()) continue;
-      results[it->second.task] = message.at("result");
+      const size_t id = it->second.task;
       leased.erase(it);
       idle.push_back(source);
-      ++done;
+      run.complete(id, std::move(message.at("result")));
       continue;
     }
     const auto now = Clock::now();
@@ -105,48 +184,24 @@ std::vector<json> MpiPool::run_with_leases(const std::vector<json>& tasks) {
         continue;
       }
       const size_t id = it->second.task;
-      lost_.insert(it->first);
-      ++attempts[id];
-      spdlog::warn("worker rank {} did not answer within {} s (parallel.worker_timeout): taken as lost, its task {}",
-                   it->first, leases_.timeout_s,
-                   attempts[id] < leases_.max_attempts ? "goes to another worker" : "has failed too often");
-      if (attempts[id] >= leases_.max_attempts) {
-        fail("the evaluation of configuration {} was lost with its worker {} time(s) (parallel.max_attempts); what "
-             "was journaled is kept: continue with --resume",
-             tasks[id].value("key", "?"), attempts[id]);
-      }
-      queue.push_front(id);
+      const int rank = it->first;
       it = leased.erase(it);
+      lost_.insert(rank);
+      if (attempts.size() < run.size()) attempts.resize(run.size(), 0);
+      const bool exhausted = ++attempts[id] >= leases_.max_attempts;
+      spdlog::warn("worker rank {} did not answer within {} s (parallel.worker_timeout): taken as lost, its task {}",
+                   rank, leases_.timeout_s, exhausted ? "is recorded as failed" : "goes to another worker");
+      if (!exhausted) {
+        run.requeue(id);
+        continue;
+      }
+      const std::string why = fmt::format("its evaluation was lost with its worker {} time(s) (parallel.max_attempts)",
+                                          attempts[id]);
+      spdlog::warn("configuration {}: {}", run.task(id).value("key", "?"), why);
+      run.complete(id, json{{"failed", why}});
     }
   }
-  for (const auto& r : results) {
-    if (r.contains("error")) rethrow(r);
-  }
-  return results;
-}
-
-std::vector<json> MpiPool::run(const std::vector<json>& tasks) {
-  if (leases_.enabled) return run_with_leases(tasks);
-  std::vector<json> results(tasks.size());
-  std::deque<int> idle;
-  for (int r = 1; r < mpi::size(); ++r) idle.push_back(r);
-  size_t next = 0, done = 0;
-  while (done < tasks.size()) {
-    while (next < tasks.size() && !idle.empty()) {
-      mpi::send(idle.front(), kTagTask, json{{"id", next}, {"task", tasks[next]}}.dump());
-      idle.pop_front();
-      ++next;
-    }
-    int source = 0;
-    json message = json::parse(mpi::recv_from_any(kTagResult, &source));
-    results[message.at("id").get<size_t>()] = message.at("result");
-    idle.push_back(source);
-    ++done;
-  }
-  for (const auto& r : results) {
-    if (r.contains("error")) rethrow(r);
-  }
-  return results;
+  return run.results();
 }
 
 std::vector<CandidateScore> score_candidates(TaskPool& pool, const std::vector<std::string>& keys, bool staging,
@@ -155,29 +210,30 @@ std::vector<CandidateScore> score_candidates(TaskPool& pool, const std::vector<s
   if (keys.empty()) return scores;
   std::vector<json> tasks;
   for (const auto& key : keys) tasks.push_back({{"kind", staging ? "staged" : "both"}, {"key", key}});
-  const std::vector<json> first = pool.run(tasks);
-  tasks.clear();
-  std::vector<size_t> full_of;
-  for (size_t j = 0; j < keys.size(); ++j) {
-    CandidateScore& c = scores[j];
-    c.staged = first[j].at("cheap").get<double>();
-    c.accuracy = staging ? c.staged : first[j].at("accuracy").get<double>();
-    c.seconds = first[j].at("seconds").get<double>();
+  std::vector<size_t> full_of;  // added task keys.size() + t fine-tunes candidate full_of[t]
+  // Results come in task order, so candidate j is staged against the staged scores before it in episode order.
+  auto on_result = [&](size_t task, const json& result) -> std::vector<json> {
+    CandidateScore& c = scores[task < keys.size() ? task : full_of.at(task - keys.size())];
+    c.seconds += result.value("seconds", 0.0);
+    if (result.contains("failed")) {
+      c.failed = result.at("failed").get<std::string>();
+      c.promising = false;
+      return {};
+    }
+    if (task >= keys.size()) {
+      c.accuracy = result.at("accuracy").get<double>();
+      return {};
+    }
+    c.staged = result.at("cheap").get<double>();
+    c.accuracy = staging ? c.staged : result.at("accuracy").get<double>();
     const double utility = higher_is_better ? c.staged : -c.staged;
     c.promising = !staging || utility >= best_staged - margin;
     best_staged = std::max(best_staged, utility);
-    if (staging && c.promising) {
-      tasks.push_back({{"kind", "full"}, {"key", keys[j]}});
-      full_of.push_back(j);
-    }
-  }
-  if (tasks.empty()) return scores;
-  const std::vector<json> second = pool.run(tasks);
-  for (size_t t = 0; t < second.size(); ++t) {
-    CandidateScore& c = scores[full_of[t]];
-    c.accuracy = second[t].at("accuracy").get<double>();
-    c.seconds += second[t].at("seconds").get<double>();
-  }
+    if (!staging || !c.promising) return {};
+    full_of.push_back(task);
+    return {json{{"kind", "full"}, {"key", keys[task]}}};
+  };
+  pool.run(tasks, on_result);
   return scores;
 }
 
@@ -188,23 +244,6 @@ void serve_tasks(const TaskFunction& fn) {
     json result = run_one(fn, message.at("task"));
     mpi::send(0, kTagResult, json{{"id", message.at("id")}, {"result", result}}.dump());
   }
-}
-
-void check_workers(const std::string& expected) {
-  std::string first_error;
-  for (int i = 1; i < mpi::size(); ++i) {
-    int source = 0;
-    json hello = json::parse(mpi::recv_from_any(kTagHello, &source));
-    if (!first_error.empty()) continue;
-    if (hello.contains("error")) {
-      first_error = fmt::format("worker rank {} could not set up the search: {}", source, hello["error"].get<std::string>());
-    } else if (hello.value("fingerprint", "") != expected) {
-      first_error = fmt::format("worker rank {} has a different model, data or binary than rank 0 ({} against {}); "
-                                "every rank must see the same files and run the same autoprec",
-                                source, hello.value("fingerprint", ""), expected);
-    }
-  }
-  if (!first_error.empty()) fail("{}", first_error);
 }
 
 void send_hello(const std::string& fingerprint, const std::string& error) {
