@@ -5,10 +5,11 @@
 # thread (mpirun -n 3), and one process with 2 threads, and whether their
 # best.yaml and journals are identical. The sensitivity table is computed once
 # and given to every run, so the times are the episodes phase plus set-up.
-# Usage: EPISODES=48 K=8 bench/mpi_speedup.sh
+# Usage: EPISODES=48 K=8 [BIN=build/autoprec] bench/mpi_speedup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x build/autoprec ] || bash scripts/build >/dev/null
+BIN=${BIN:-build/autoprec}
+[ -x "$BIN" ] || bash scripts/build >/dev/null
 EPISODES=${EPISODES:-48}
 K=${K:-8}
 TMP=$(mktemp -d)
@@ -23,7 +24,7 @@ config 1
 config 2
 # The shared sensitivity table: a 1-episode run of the same configuration.
 sed -e "s|^episodes: .*|episodes: 1|" "$TMP/run1.yaml" >"$TMP/sens.yaml"
-build/autoprec search --config "$TMP/sens.yaml" --out "$TMP/sens" --json >/dev/null
+"$BIN" search --config "$TMP/sens.yaml" --out "$TMP/sens" --json >/dev/null
 run() {  # run NAME THREADS LAUNCHER...
   local name=$1 threads=$2
   shift 2
@@ -31,7 +32,7 @@ run() {  # run NAME THREADS LAUNCHER...
   cp "$TMP/sens/sensitivity.json" "$TMP/$name/"
   local start end
   start=$(date +%s.%N)
-  "$@" build/autoprec --threads "$threads" search --config "$TMP/run$threads.yaml" --out "$TMP/$name" --json >"$TMP/$name.json"
+  "$@" "$BIN" --threads "$threads" search --config "$TMP/run$threads.yaml" --out "$TMP/$name" --json >"$TMP/$name.json"
   end=$(date +%s.%N)
   echo "$name $start $end" >>"$TMP/times"
 }

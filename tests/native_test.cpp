@@ -1,0 +1,144 @@
+// The native runtime's integer kernels against the scalar reference: every
+// kernel, every (weight bits, activation bits) pair it supports, shapes with
+// and without tails, the extreme codes where an int16 sum would saturate,
+// and K long enough to need the LUT kernel's periodic widening.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "native/gemm.h"
+
+namespace autoprec::native {
+namespace {
+
+struct Shape {
+  int64_t m, n, k;
+};
+
+struct Operands {
+  std::vector<uint8_t> a;  // M x K
+  std::vector<int8_t> w;   // N x K
+};
+
+// extreme: 0 random codes; 1 the largest activations with the most negative
+// weights; 2 the largest activations with the largest weights.
+Operands random_operands(const Shape& s, int wb, int ab, uint64_t seed, int extreme = 0) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> act(0, (1 << ab) - 1), wt(-(1 << (wb - 1)), (1 << (wb - 1)) - 1);
+  Operands o;
+  o.a.resize(s.m * s.k);
+  o.w.resize(s.n * s.k);
+  for (auto& x : o.a) x = static_cast<uint8_t>(extreme ? (1 << ab) - 1 : act(rng));
+  const int w_extreme = extreme == 1 ? -(1 << (wb - 1)) : (1 << (wb - 1)) - 1;
+  for (auto& x : o.w) x = static_cast<int8_t>(extreme ? w_extreme : wt(rng));
+  return o;
+}
+
+// C of the kernel over operands laid out with its paddings, cut back to M x N.
+std::vector<int32_t> run_kernel(Kernel kernel, const Operands& o, const Shape& s, int wb, int ab) {
+  PackedWeights p = pack_weights(kernel, o.w.data(), s.n, s.k, wb, ab);
+  std::vector<uint8_t> a(s.m * p.padded_k, 0);
+  for (int64_t r = 0; r < s.m; ++r)
+    for (int64_t i = 0; i < s.k; ++i) a[r * p.padded_k + i] = o.a[r * s.k + i];
+  std::vector<int32_t> c(s.m * p.padded_n, -1);
+  gemm(p, a.data(), s.m, c.data());
+  std::vector<int32_t> out(s.m * s.n);
+  for (int64_t r = 0; r < s.m; ++r)
+    for (int64_t j = 0; j < s.n; ++j) out[r * s.n + j] = c[r * p.padded_n + j];
+  return out;
+}
+
+std::vector<int32_t> reference(const Operands& o, const Shape& s) {
+  std::vector<int32_t> c(s.m * s.n);
+  gemm_reference(o.a.data(), s.m, o.w.data(), s.n, s.k, c.data());
+  return c;
+}
+
+const Shape kShapes[] = {
+    {1, 1, 1},     // everything is padding but one product
+    {5, 17, 13},   // tails in every dimension
+    {4, 16, 8},    // exactly one block
+    {49, 64, 576}, // resnet20's last stage as a GEMM (7x7 pixels, 3x3x64 -> 64)
+    {7, 33, 300},
+};
+
+TEST(NativeKernels, EverySupportedPairMatchesTheReference) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU: only the reference kernel runs";
+  int checked = 0;
+  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::Lut}) {
+    for (int wb = 1; wb <= 8; ++wb) {
+      for (int ab = 1; ab <= 8; ++ab) {
+        if (!kernel_supports(kernel, wb, ab)) continue;
+        for (const Shape& s : kShapes) {
+          for (int extreme : {0, 1, 2}) {
+            const uint64_t seed = 1000 * wb + 10 * ab + static_cast<uint64_t>(s.k);
+            Operands o = random_operands(s, wb, ab, seed, extreme);
+            ASSERT_EQ(run_kernel(kernel, o, s, wb, ab), reference(o, s))
+                << kernel_name(kernel) << " W" << wb << "A" << ab << " m" << s.m << " n" << s.n << " k" << s.k
+                << " extreme " << extreme;
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 500);
+}
+
+TEST(NativeKernels, LongReductionsWidenBeforeTheirSumsOverflow) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  // K = 4800: 600 octets, more than the LUT's int16 sums hold at 6-bit activations (260).
+  const Shape s{3, 16, 4800};
+  for (int wb : {1, 4}) {
+    Operands o = random_operands(s, wb, 6, 7, /*extreme=*/2);
+    EXPECT_EQ(run_kernel(Kernel::Lut, o, s, wb, 6), reference(o, s)) << "W" << wb;
+  }
+  Operands o = random_operands(s, 8, 7, 9, 1);
+  EXPECT_EQ(run_kernel(Kernel::Maddubs, o, s, 8, 7), reference(o, s));
+  EXPECT_EQ(run_kernel(Kernel::Madd16, o, s, 8, 7), reference(o, s));
+  Operands full = random_operands(s, 8, 8, 11, 1);  // 255 x -128 everywhere: what maddubs alone saturates
+  EXPECT_EQ(run_kernel(Kernel::MaddubsSplit, full, s, 8, 8), reference(full, s));
+}
+
+TEST(NativeKernels, RefusesWhatItCannotComputeExactly) {
+  std::vector<int8_t> w(16, 0);
+  EXPECT_FALSE(kernel_supports(Kernel::Maddubs, 8, 8));  // 2 x 255 x 128 saturates int16
+  EXPECT_FALSE(kernel_supports(Kernel::Lut, 5, 4));
+  EXPECT_FALSE(kernel_supports(Kernel::Lut, 2, 8));      // a table entry would exceed a byte
+  EXPECT_THROW(pack_weights(Kernel::Maddubs, w.data(), 2, 8, 8, 8), std::invalid_argument);
+  w[3] = 2;  // outside 2 bits (-2..1)
+  EXPECT_THROW(pack_weights(Kernel::Reference, w.data(), 2, 8, 2, 2), std::invalid_argument);
+  EXPECT_THROW(pack_weights(Kernel::Reference, w.data(), 0, 8, 8, 8), std::invalid_argument);
+}
+
+TEST(NativeKernels, LutWeightsTakeTheirBitWidthInMemory) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  std::vector<int8_t> w(64 * 576, -1);  // within every width from 1 bit
+  for (int wb : {1, 2, 3, 4}) {
+    PackedWeights p = pack_weights(Kernel::Lut, w.data(), 64, 576, wb, 4);
+    EXPECT_EQ(p.bytes(), 64 * 576 * wb / 8) << "W" << wb;
+  }
+  EXPECT_EQ(pack_weights(Kernel::Maddubs, w.data(), 64, 576, 4, 4).bytes(), 64 * 576);
+}
+
+TEST(NativeKernels, BaselineSgemmMatchesAPlainProduct) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  const Shape s{6, 19, 37};
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> a(s.m * s.k), w(s.n * s.k), c(s.m * s.n);
+  for (auto& x : a) x = u(rng);
+  for (auto& x : w) x = u(rng);
+  sgemm_baseline(a.data(), s.m, pack_sgemm_weights(w.data(), s.n, s.k), s.n, s.k, c.data());
+  for (int64_t r = 0; r < s.m; ++r)
+    for (int64_t j = 0; j < s.n; ++j) {
+      double e = 0;
+      for (int64_t i = 0; i < s.k; ++i) e += static_cast<double>(a[r * s.k + i]) * w[j * s.k + i];
+      EXPECT_NEAR(c[r * s.n + j], e, 1e-4);
+    }
+}
+
+}  // namespace
+}  // namespace autoprec::native
