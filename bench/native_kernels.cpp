@@ -146,7 +146,9 @@ int main(int argc, char** argv) {
   };
   const Case cases[] = {
       {Kernel::Madd16, 8, 8},  {Kernel::MaddubsSplit, 8, 8}, {Kernel::Maddubs, 7, 8}, {Kernel::Maddubs, 8, 7}, {Kernel::Maddubs, 4, 8},
-      {Kernel::Maddubs, 4, 4}, {Kernel::Maddubs, 2, 2}, {Kernel::Lut, 4, 6},     {Kernel::Lut, 4, 4},
+      {Kernel::Maddubs, 4, 4}, {Kernel::Maddubs, 2, 2}, {Kernel::MaddubsPacked, 7, 8}, {Kernel::MaddubsPacked, 6, 6},
+      {Kernel::MaddubsPacked, 4, 8}, {Kernel::MaddubsPacked, 4, 4}, {Kernel::MaddubsPacked, 3, 4},
+      {Kernel::MaddubsPacked, 2, 2}, {Kernel::Lut, 4, 6},     {Kernel::Lut, 4, 4},
       {Kernel::Lut, 3, 4},     {Kernel::Lut, 2, 6},     {Kernel::Lut, 2, 4},     {Kernel::Lut, 2, 2},
       {Kernel::Lut, 1, 4},     {Kernel::Lut, 1, 1},
   };

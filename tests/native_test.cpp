@@ -67,7 +67,7 @@ const Shape kShapes[] = {
 TEST(NativeKernels, EverySupportedPairMatchesTheReference) {
   if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU: only the reference kernel runs";
   int checked = 0;
-  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::Lut}) {
+  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::MaddubsPacked, Kernel::Lut}) {
     for (int wb = 1; wb <= 8; ++wb) {
       for (int ab = 1; ab <= 8; ++ab) {
         if (!kernel_supports(kernel, wb, ab)) continue;
@@ -121,6 +121,11 @@ TEST(NativeKernels, LutWeightsTakeTheirBitWidthInMemory) {
     EXPECT_EQ(p.bytes(), 64 * 576 * wb / 8) << "W" << wb;
   }
   EXPECT_EQ(pack_weights(Kernel::Maddubs, w.data(), 64, 576, 4, 4).bytes(), 64 * 576);
+  // maddubs_packed: every width from 1 to 8 bits at its bit budget.
+  for (int wb = 1; wb <= 8; ++wb) {
+    PackedWeights p = pack_weights(Kernel::MaddubsPacked, w.data(), 64, 576, wb, 4);
+    EXPECT_EQ(p.bytes(), 64 * 576 * wb / 8) << "W" << wb;
+  }
 }
 
 TEST(NativeKernels, BaselineSgemmMatchesAPlainProduct) {

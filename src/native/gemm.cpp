@@ -36,12 +36,30 @@ void pack_blocked(PackedWeights& p, int64_t group, const At& at) {
 
 }  // namespace
 
+namespace detail {
+
+std::vector<CodeField> code_fields(int weight_bits) {
+  if (weight_bits == 8) return {{8, 0}};
+  std::vector<CodeField> fields;
+  int shift = 0;
+  for (int width : {4, 2, 1}) {
+    if (weight_bits - shift >= width) {
+      fields.push_back({width, shift});
+      shift += width;
+    }
+  }
+  return fields;
+}
+
+}  // namespace detail
+
 const char* kernel_name(Kernel kernel) {
   switch (kernel) {
     case Kernel::Reference: return "reference";
     case Kernel::Madd16: return "madd16";
     case Kernel::Maddubs: return "maddubs";
     case Kernel::MaddubsSplit: return "maddubs_split";
+    case Kernel::MaddubsPacked: return "maddubs_packed";
     case Kernel::Lut: return "lut";
   }
   return "?";
@@ -63,6 +81,7 @@ bool kernel_supports(Kernel kernel, int wb, int ab) {
     case Kernel::Madd16: return cpu_has_avx2();
     case Kernel::Maddubs: return cpu_has_avx2() && !(wb == 8 && ab == 8);
     case Kernel::MaddubsSplit: return cpu_has_avx2();
+    case Kernel::MaddubsPacked: return cpu_has_avx2() && !(wb == 8 && ab == 8);
     case Kernel::Lut: return cpu_has_avx2() && wb <= 4 && ab <= 6;
   }
   return false;
@@ -100,6 +119,33 @@ PackedWeights pack_weights(Kernel kernel, const int8_t* w, int64_t n, int64_t k,
     case Kernel::MaddubsSplit:  // int8 [N/8][K/4][8 n][4 k]
       pack_blocked<int8_t>(p, 4, at);
       break;
+    case Kernel::MaddubsPacked: {
+      // Per 16-column block, the maddubs layout's codes q = w + 2^(wb-1), K padded
+      // to 16 so that a block holds whole chunks; each field a stream of chunks.
+      p.padded_n = round_up(n, 16);
+      p.padded_k = round_up(k, 16);
+      const int64_t block_codes = 16 * p.padded_k;
+      const int offset = 1 << (wb - 1);
+      std::vector<uint8_t> q(block_codes);
+      p.data.assign(p.padded_n / 16 * block_codes * wb / 8, 0);
+      uint8_t* out = p.data.data();
+      for (int64_t nb = 0; nb < p.padded_n / 16; ++nb) {
+        size_t at_code = 0;
+        for (int64_t half = 0; half < 2; ++half)
+          for (int64_t kq = 0; kq < p.padded_k / 4; ++kq)
+            for (int j = 0; j < 8; ++j)
+              for (int i = 0; i < 4; ++i) q[at_code++] = static_cast<uint8_t>(at(nb * 16 + half * 8 + j, kq * 4 + i) + offset);
+        for (const detail::CodeField& f : detail::code_fields(wb)) {
+          const int64_t per_chunk = detail::codes_per_chunk(f.bits);
+          const int mask = (1 << f.bits) - 1;
+          for (int64_t c0 = 0; c0 < block_codes; c0 += per_chunk, out += 32)
+            for (int i = 0; i < 32; ++i)
+              for (int sub = 0; sub < 8 / f.bits; ++sub)
+                out[i] |= static_cast<uint8_t>(((q[c0 + i + 32 * sub] >> f.shift) & mask) << (sub * f.bits));
+        }
+      }
+      break;
+    }
     case Kernel::Lut: {
       // Bit planes of q = w + 2^(wb-1); a byte holds one plane of one n over an
       // octet of k (bit j = k 8o+j). 1 and 3 bits: [N/16][wb planes][K/8][16 n].
@@ -152,6 +198,7 @@ void gemm(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
     case Kernel::Madd16: detail::gemm_madd16_avx2(w, a, m, c); return;
     case Kernel::Maddubs: detail::gemm_maddubs_avx2(w, a, m, c); return;
     case Kernel::MaddubsSplit: detail::gemm_maddubs_split_avx2(w, a, m, c); return;
+    case Kernel::MaddubsPacked: detail::gemm_maddubs_packed_avx2(w, a, m, c); return;
     case Kernel::Lut: detail::gemm_lut_avx2(w, a, m, c); return;
   }
 }

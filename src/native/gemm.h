@@ -20,6 +20,9 @@
 //              pair sums would saturate).
 //   maddubs_split  maddubs on the activations' low 7 bits and, weighted by 128,
 //              on their top bit: every pair up to 8 bits, at twice the work.
+//   maddubs_packed  maddubs with the weights kept at wb bits in memory (split
+//              into 4-, 2- and 1-bit fields); each 16-column block is unpacked
+//              into a small buffer before its rows run. The same pairs as maddubs.
 //   lut        AVX2 table lookup (vpshufb) on the weights' bit planes, 16 sums of
 //              4 activations per table: weights of 1-4 bits, activations of up
 //              to 6 bits (the table's entries are bytes); cost falls with the
@@ -33,7 +36,7 @@
 
 namespace autoprec::native {
 
-enum class Kernel { Reference, Madd16, Maddubs, MaddubsSplit, Lut };
+enum class Kernel { Reference, Madd16, Maddubs, MaddubsSplit, MaddubsPacked, Lut };
 
 const char* kernel_name(Kernel kernel);
 // True when `kernel` computes the exact sum for this pair on this CPU.

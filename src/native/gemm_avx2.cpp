@@ -260,6 +260,53 @@ AUTOPREC_AVX2 void gemm_maddubs_avx2(const PackedWeights& w, const uint8_t* a, i
   maddubs_gemm<false>(w, a, m, c);
 }
 
+// One 16-column block of maddubs_packed weights into the maddubs layout (signed codes).
+AUTOPREC_AVX2 void unpack_block(const uint8_t* packed, int wb, int64_t block_codes, int8_t* out) {
+  bool first = true;
+  for (const CodeField& f : code_fields(wb)) {
+    const int64_t per_chunk = codes_per_chunk(f.bits);
+    const __m256i mask = _mm256_set1_epi8(static_cast<char>((1 << f.bits) - 1));
+    for (int64_t c0 = 0; c0 < block_codes; c0 += per_chunk, packed += 32) {
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed));
+      for (int sub = 0; sub < 8 / f.bits; ++sub) {
+        auto* to = reinterpret_cast<__m256i*>(out + c0 + 32 * sub);
+        __m256i v = f.bits == 8 ? x : _mm256_and_si256(_mm256_srli_epi16(x, sub * f.bits), mask);
+        if (f.shift) v = _mm256_slli_epi16(v, f.shift);  // stays within its byte: shift + bits <= 8
+        _mm256_storeu_si256(to, first ? v : _mm256_or_si256(_mm256_loadu_si256(to), v));
+      }
+    }
+    first = false;
+  }
+  const __m256i offset = _mm256_set1_epi8(static_cast<char>(1 << (wb - 1)));
+  for (int64_t i = 0; i < block_codes; i += 32) {
+    auto* to = reinterpret_cast<__m256i*>(out + i);
+    _mm256_storeu_si256(to, _mm256_sub_epi8(_mm256_loadu_si256(to), offset));
+  }
+}
+
+AUTOPREC_AVX2 void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
+  const int64_t kq = w.padded_k / 4;
+  const int64_t block_codes = 16 * w.padded_k;
+  const int64_t block_bytes = block_codes * w.weight_bits / 8;
+  std::vector<int8_t> block(block_codes);
+  for (int64_t nb = 0; nb < w.padded_n / 16; ++nb) {
+    unpack_block(w.data.data() + nb * block_bytes, w.weight_bits, block_codes, block.data());
+    const int8_t* w0 = block.data();
+    const int8_t* w1 = w0 + kq * 32;
+    for (int64_t r0 = 0; r0 < m; r0 += kRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRows, m - r0));
+      const uint8_t* ar = a + r0 * w.padded_k;
+      int32_t* out = c + r0 * w.padded_n + nb * 16;
+      switch (rows) {
+        case 4: maddubs_block<4, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+        case 3: maddubs_block<3, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+        case 2: maddubs_block<2, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+        default: maddubs_block<1, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+      }
+    }
+  }
+}
+
 AUTOPREC_AVX2 void gemm_maddubs_split_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
   maddubs_gemm<true>(w, a, m, c);
 }

@@ -2,13 +2,25 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "native/gemm.h"
 
 namespace autoprec::native::detail {
 
+// The fields a wb-bit code is stored in (maddubs_packed): widths 4, 2, 1 (8: one
+// raw byte) and the bit each starts at, low bits first; e.g. 7 = 4 + 2 + 1.
+struct CodeField {
+  int bits, shift;
+};
+std::vector<CodeField> code_fields(int weight_bits);
+// Codes in one field's stream come in chunks of 32 bytes; byte i of a chunk
+// holds codes i + 32 s at bit s * bits, for s < 8 / bits.
+inline int64_t codes_per_chunk(int field_bits) { return 32 * (8 / field_bits); }
+
 void gemm_madd16_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 void gemm_maddubs_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
+void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 void gemm_maddubs_split_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 void gemm_lut_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 
