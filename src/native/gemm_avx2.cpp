@@ -235,24 +235,31 @@ AUTOPREC_AVX2 void gemm_madd16_avx2(const PackedWeights& w, const uint8_t* a, in
   }
 }
 
+// Every row of A against one 16-column block (w0: columns 0-7, w1: 8-15).
+template <bool kSplit>
+AUTOPREC_AVX2 void maddubs_columns(const PackedWeights& w, const int8_t* w0, const int8_t* w1, const uint8_t* a,
+                                   int64_t m, int32_t* c) {
+  const int64_t kq = w.padded_k / 4;
+  for (int64_t r0 = 0; r0 < m; r0 += kRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, m - r0));
+    const uint8_t* ar = a + r0 * w.padded_k;
+    int32_t* out = c + r0 * w.padded_n;
+    switch (rows) {
+      case 4: maddubs_block<4, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+      case 3: maddubs_block<3, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+      case 2: maddubs_block<2, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+      default: maddubs_block<1, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+    }
+  }
+}
+
 template <bool kSplit>
 AUTOPREC_AVX2 void maddubs_gemm(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
   const int64_t kq = w.padded_k / 4;
   const auto* packed = reinterpret_cast<const int8_t*>(w.data.data());
-  for (int64_t r0 = 0; r0 < m; r0 += kRows) {
-    const int rows = static_cast<int>(std::min<int64_t>(kRows, m - r0));
-    const uint8_t* ar = a + r0 * w.padded_k;
-    for (int64_t nb = 0; nb < w.padded_n / 16; ++nb) {
-      const int8_t* w0 = packed + (2 * nb) * kq * 32;
-      const int8_t* w1 = w0 + kq * 32;
-      int32_t* out = c + r0 * w.padded_n + nb * 16;
-      switch (rows) {
-        case 4: maddubs_block<4, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-        case 3: maddubs_block<3, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-        case 2: maddubs_block<2, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-        default: maddubs_block<1, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-      }
-    }
+  for (int64_t nb = 0; nb < w.padded_n / 16; ++nb) {
+    const int8_t* w0 = packed + (2 * nb) * kq * 32;
+    maddubs_columns<kSplit>(w, w0, w0 + kq * 32, a, m, c + nb * 16);
   }
 }
 
@@ -291,19 +298,7 @@ AUTOPREC_AVX2 void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_
   std::vector<int8_t> block(block_codes);
   for (int64_t nb = 0; nb < w.padded_n / 16; ++nb) {
     unpack_block(w.data.data() + nb * block_bytes, w.weight_bits, block_codes, block.data());
-    const int8_t* w0 = block.data();
-    const int8_t* w1 = w0 + kq * 32;
-    for (int64_t r0 = 0; r0 < m; r0 += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, m - r0));
-      const uint8_t* ar = a + r0 * w.padded_k;
-      int32_t* out = c + r0 * w.padded_n + nb * 16;
-      switch (rows) {
-        case 4: maddubs_block<4, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-        case 3: maddubs_block<3, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-        case 2: maddubs_block<2, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-        default: maddubs_block<1, false>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-      }
-    }
+    maddubs_columns<false>(w, block.data(), block.data() + kq * 32, a, m, c + nb * 16);
   }
 }
 
