@@ -432,6 +432,22 @@ TEST(MatMulNBits, ExportPacksTheSimulationsCodesAndReimportMatches) {
   }
 }
 
+TEST(MatMulNBits, AreNotCountedAsFloatIslandsBesideIntegerLayers) {
+  // fc1 on integers feeds fc2 as MatMulNBits: fc2 reads a quantized tensor but computes on its codes.
+  quant::PrecisionConfig c = quant::uniform(8, 8);
+  c.layers.push_back({"fc2", {4, 32}});
+  c.options.format = quant::QuantForm::Int;
+  quant::QuantizedModel model(nbits_model(), c, "nbits");
+  at::manual_seed(3);
+  model.calibrate(at::randn({64, 600}));
+  ASSERT_NE(model.integer_plan(), nullptr);
+  const std::vector<std::string>& planned = model.integer_plan()->float_nodes;
+  ASSERT_EQ(std::count(planned.begin(), planned.end(), "fc2"), 1);  // what the export corrects
+  deploy::QdqExport e = deploy::export_qdq(model);
+  EXPECT_EQ(count_ops(e.model, "MatMulNBits"), 1);
+  EXPECT_EQ(std::count(e.float_nodes.begin(), e.float_nodes.end(), "fc2"), 0);
+}
+
 TEST(QdqExport, UpgradeMovesReduceAxesToAnInput) {
   graph::Graph g;
   g.opset = 13;

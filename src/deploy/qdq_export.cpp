@@ -390,6 +390,15 @@ QdqExport export_integer_form(const quant::QuantizedModel& model, const ExportOp
   }
   rw.graph.nodes = std::move(nodes);
 
+  // A MatMulNBits layer computes on its 2-8-bit codes: not a float island.
+  std::set<std::string> nbits_layers;
+  for (const LayerExport& l : out.layers) {
+    if (l.matmul_nbits) nbits_layers.insert(l.name);
+  }
+  out.float_nodes.erase(std::remove_if(out.float_nodes.begin(), out.float_nodes.end(),
+                                       [&](const std::string& n) { return nbits_layers.count(n) > 0; }),
+                        out.float_nodes.end());
+
   std::map<std::string, std::string> metadata = {
       {"autoprec.format", "int-1"},
       {"autoprec.precision", layers_json.dump()},

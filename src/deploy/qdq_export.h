@@ -118,8 +118,8 @@ struct QdqExport {
   int64_t quantized_weight_bytes = 0;  // bytes of the integer weight initializers as stored
   quant::QuantForm format = quant::QuantForm::Qdq;
   // Format int: the float islands (nodes left float that read or feed a
-  // quantized tensor), how many nodes run on integers, how many tensors have
-  // their own scale.
+  // quantized tensor; MatMulNBits layers are not among them), how many nodes
+  // run on integers, how many tensors have their own scale.
   std::vector<std::string> float_nodes;
   int integer_nodes = 0;
   int quantized_tensors = 0;
