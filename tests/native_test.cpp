@@ -1,13 +1,17 @@
-// The native runtime's integer kernels against the scalar reference: every
-// kernel, every (weight bits, activation bits) pair it supports, shapes with
-// and without tails, the extreme codes where an int16 sum would saturate,
-// and K long enough to need the LUT kernel's periodic widening.
+// The native runtime's integer kernels and its quantized convolution against
+// their scalar references: every kernel, every (weight bits, activation bits)
+// pair it supports, shapes with and without tails, the extreme codes where an
+// int16 sum would saturate, K long enough to need the LUT kernel's periodic
+// widening, and convolutions with padding, strides and fused ReLU.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <vector>
 
+#include "native/conv.h"
 #include "native/gemm.h"
 
 namespace autoprec::native {
@@ -143,6 +147,109 @@ TEST(NativeKernels, BaselineSgemmMatchesAPlainProduct) {
       for (int64_t i = 0; i < s.k; ++i) e += static_cast<double>(a[r * s.k + i]) * w[j * s.k + i];
       EXPECT_NEAR(c[r * s.n + j], e, 1e-4);
     }
+}
+
+}  // namespace
+}  // namespace autoprec::native
+
+namespace autoprec::native {
+namespace {
+
+struct ConvCase {
+  int64_t cin, cout, kernel, stride, pad, h, w;
+};
+
+ConvParams random_conv(const ConvCase& c, int wb, int ab, bool relu, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> wt(-(1 << (wb - 1)), (1 << (wb - 1)) - 1), zp(0, (1 << ab) - 1);
+  std::uniform_real_distribution<float> scale(0.002f, 0.05f);
+  ConvParams p;
+  p.geometry = {c.cin, c.cout, c.kernel, c.kernel, c.stride, c.stride, c.pad, c.pad, c.pad, c.pad};
+  p.weights.resize(c.cout * c.cin * c.kernel * c.kernel);
+  for (auto& v : p.weights) v = static_cast<int8_t>(wt(rng));
+  p.weight_bits = wb;
+  // Bias and output scale in proportion to a typical accumulation, so that outputs spread over the grid.
+  const double k = static_cast<double>(c.cin * c.kernel * c.kernel);
+  const double typical_acc = std::sqrt(k) * ((1 << ab) / 3.5) * ((1 << (wb - 1)) / 1.7) + 1;
+  std::uniform_int_distribution<int32_t> bias(-static_cast<int32_t>(typical_acc), static_cast<int32_t>(typical_acc));
+  for (int64_t o = 0; o < c.cout; ++o) {
+    p.weight_scales.push_back(scale(rng));
+    p.bias.push_back(bias(rng));
+  }
+  p.input = {scale(rng), zp(rng), ab};
+  p.output = {static_cast<float>(p.input.scale * 0.026 * typical_acc / ((1 << ab) / 4.0)), 1 << (ab - 1), ab};
+  p.relu = relu;
+  return p;
+}
+
+TEST(NativeConv, EveryKernelGivesTheReferenceLayerExactly) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  const ConvCase cases[] = {
+      {1, 16, 3, 1, 1, 28, 28},  // a stem: one input channel, padding 1
+      {16, 16, 3, 1, 1, 9, 9},   // resnet20-like stage
+      {16, 32, 3, 2, 1, 9, 9},   // a stride-2 downsampling
+      {32, 24, 1, 1, 0, 5, 7},   // a 1x1 projection
+      {3, 5, 5, 2, 2, 11, 6},    // odd sizes everywhere
+  };
+  int checked = 0;
+  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::MaddubsPacked, Kernel::Lut}) {
+    for (auto [wb, ab] : std::vector<std::pair<int, int>>{{8, 8}, {7, 8}, {4, 8}, {4, 4}, {2, 2}, {3, 6}, {2, 4}}) {
+      if (!kernel_supports(kernel, wb, ab)) continue;
+      for (const ConvCase& c : cases) {
+        for (bool relu : {false, true}) {
+          ConvParams params = random_conv(c, wb, ab, relu, 31 * wb + ab + c.cin);
+          std::mt19937_64 rng(c.h * c.w + wb);
+          std::uniform_int_distribution<int> act(0, (1 << ab) - 1);
+          std::vector<uint8_t> x(c.h * c.w * c.cin);
+          for (auto& v : x) v = static_cast<uint8_t>(act(rng));
+          const ConvGeometry& g = params.geometry;
+          std::vector<uint8_t> expected(g.out_h(c.h) * g.out_w(c.w) * c.cout), got(expected.size(), 0xAA);
+          conv_reference(params, x.data(), c.h, c.w, expected.data());
+          // Not a saturated image: the outputs take at least 3 values (every value a ReLU'd 2-bit grid has).
+          const int grid = (1 << ab) - (relu ? params.output.zero_point : 0);
+          ASSERT_GE(static_cast<int>(std::set<uint8_t>(expected.begin(), expected.end()).size()), std::min(3, grid))
+              << "W" << wb << "A" << ab << (relu ? " relu" : "");
+          QuantizedConv layer(params, kernel);
+          layer.run(x.data(), c.h, c.w, got.data());
+          ASSERT_EQ(got, expected) << kernel_name(kernel) << " W" << wb << "A" << ab << " cin " << c.cin << " cout "
+                                   << c.cout << " k" << c.kernel << " s" << c.stride << (relu ? " relu" : "");
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 100);
+}
+
+TEST(NativeConv, TheReferenceRequantizesAsTheExportDoes) {
+  // One 1x1 convolution by hand: acc = (x - zx) * w + bias, y = nearbyint(acc * sx * sw / sy) + zy.
+  ConvParams p;
+  p.geometry = {1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
+  p.weights = {3};
+  p.weight_bits = 4;
+  p.weight_scales = {0.5f};
+  p.bias = {1};
+  p.input = {0.25f, 2, 8};
+  p.output = {0.0625f, 10, 8};
+  const uint8_t x[4] = {2, 3, 0, 200};
+  uint8_t y[4];
+  conv_reference(p, x, 2, 2, y);
+  // multiplier 0.25 * 0.5 / 0.0625 = 2: x=2 -> 1*2 = 2 -> 12; x=3 -> 4*2 = 8 -> 18; x=0 -> -5*2 -> 0; x=200 -> clamp 255.
+  EXPECT_EQ(std::vector<int>(y, y + 4), (std::vector<int>{12, 18, 0, 255}));
+  p.relu = true;
+  conv_reference(p, x, 2, 2, y);
+  EXPECT_EQ(y[2], 10);  // ReLU: never below the zero point
+  // Ties round half to even, as ONNX Runtime's requantization does: acc = (6 - 2) * 1 + 1 = 5, 5 * 0.5 = 2.5 -> 2.
+  p.weights = {1};
+  p.output.scale = 0.25f;
+  const uint8_t tie[1] = {6};
+  conv_reference(p, tie, 1, 1, y);
+  EXPECT_EQ(y[0], 12);
+  QuantizedConv layer(p, Kernel::Reference);
+  layer.run(tie, 1, 1, y);
+  EXPECT_EQ(y[0], 12);
+  p.weights = {8};  // outside 4 bits
+  EXPECT_THROW(QuantizedConv(p, Kernel::Reference), std::invalid_argument);
 }
 
 }  // namespace

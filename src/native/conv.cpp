@@ -1,0 +1,125 @@
+#include "native/conv.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace autoprec::native {
+
+namespace {
+
+int64_t patch_size(const ConvGeometry& g) { return g.kernel_h * g.kernel_w * g.in_channels; }
+
+void check(const ConvParams& p) {
+  const ConvGeometry& g = p.geometry;
+  if (g.in_channels < 1 || g.out_channels < 1 || g.kernel_h < 1 || g.kernel_w < 1 || g.stride_h < 1 || g.stride_w < 1 ||
+      g.pad_top < 0 || g.pad_left < 0 || g.pad_bottom < 0 || g.pad_right < 0) {
+    throw std::invalid_argument("convolution: channels, kernel and strides must be positive, pads non-negative");
+  }
+  if (static_cast<int64_t>(p.weights.size()) != g.out_channels * patch_size(g)) {
+    throw std::invalid_argument("convolution: " + std::to_string(p.weights.size()) + " weights for " +
+                                std::to_string(g.out_channels * patch_size(g)));
+  }
+  if (static_cast<int64_t>(p.weight_scales.size()) != g.out_channels ||
+      (!p.bias.empty() && static_cast<int64_t>(p.bias.size()) != g.out_channels)) {
+    throw std::invalid_argument("convolution: one weight scale (and bias) per output channel");
+  }
+  for (const QuantGrid* q : {&p.input, &p.output}) {
+    if (q->bits < 1 || q->bits > 8 || q->zero_point < 0 || q->zero_point >= (1 << q->bits) || !(q->scale > 0)) {
+      throw std::invalid_argument("convolution: an activation grid needs 1-8 bits, a positive scale and a zero point on the grid");
+    }
+  }
+}
+
+// The rounding and clamping of the export's requantization.
+uint8_t requantize(int64_t acc, float multiplier, int32_t zero_point, int32_t lo, int32_t hi) {
+  const float y = static_cast<float>(acc) * multiplier;
+  const int64_t q = static_cast<int64_t>(std::nearbyint(y)) + zero_point;
+  return static_cast<uint8_t>(std::clamp<int64_t>(q, lo, hi));
+}
+
+// Weights OIHW -> O x (kh, kw, c): the order im2col writes an NHWC patch in.
+std::vector<int8_t> patch_major(const ConvParams& p) {
+  const ConvGeometry& g = p.geometry;
+  std::vector<int8_t> out(p.weights.size());
+  for (int64_t o = 0; o < g.out_channels; ++o)
+    for (int64_t c = 0; c < g.in_channels; ++c)
+      for (int64_t i = 0; i < g.kernel_h; ++i)
+        for (int64_t j = 0; j < g.kernel_w; ++j)
+          out[((o * g.kernel_h + i) * g.kernel_w + j) * g.in_channels + c] =
+              p.weights[((o * g.in_channels + c) * g.kernel_h + i) * g.kernel_w + j];
+  return out;
+}
+
+}  // namespace
+
+QuantizedConv::QuantizedConv(ConvParams params, Kernel kernel) : params_(std::move(params)) {
+  check(params_);
+  const ConvGeometry& g = params_.geometry;
+  const std::vector<int8_t> w = patch_major(params_);
+  packed_ = pack_weights(kernel, w.data(), g.out_channels, patch_size(g), params_.weight_bits, params_.input.bits);
+  for (int64_t o = 0; o < g.out_channels; ++o) {
+    multipliers_.push_back(params_.input.scale * params_.weight_scales[o] / params_.output.scale);
+    const int32_t bias = params_.bias.empty() ? 0 : params_.bias[o];
+    offsets_.push_back(bias - params_.input.zero_point * packed_.row_sums[o]);
+  }
+}
+
+void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) const {
+  const ConvGeometry& g = params_.geometry;
+  const int64_t oh = g.out_h(h), ow = g.out_w(w);
+  if (oh < 1 || ow < 1) throw std::invalid_argument("convolution: the image is smaller than the kernel");
+  const int64_t pixels = oh * ow;
+  std::vector<uint8_t> patches(pixels * packed_.padded_k, 0);
+  const auto zx = static_cast<uint8_t>(params_.input.zero_point);
+  for (int64_t r = 0; r < oh; ++r)
+    for (int64_t c = 0; c < ow; ++c) {
+      uint8_t* row = patches.data() + (r * ow + c) * packed_.padded_k;
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        const int64_t yi = r * g.stride_h + i - g.pad_top;
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          const int64_t xj = c * g.stride_w + j - g.pad_left;
+          uint8_t* to = row + (i * g.kernel_w + j) * g.in_channels;
+          if (yi < 0 || yi >= h || xj < 0 || xj >= w) {
+            std::fill(to, to + g.in_channels, zx);
+          } else {
+            std::copy(x + (yi * w + xj) * g.in_channels, x + (yi * w + xj + 1) * g.in_channels, to);
+          }
+        }
+      }
+      // Columns k .. padded_k stay 0: the kernels' padding adds nothing.
+    }
+  std::vector<int32_t> acc(pixels * packed_.padded_n);
+  gemm(packed_, patches.data(), pixels, acc.data());
+  const int32_t hi = (1 << params_.output.bits) - 1, lo = params_.relu ? params_.output.zero_point : 0;
+  for (int64_t p = 0; p < pixels; ++p)
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      y[p * g.out_channels + o] = requantize(static_cast<int64_t>(acc[p * packed_.padded_n + o]) + offsets_[o],
+                                             multipliers_[o], params_.output.zero_point, lo, hi);
+    }
+}
+
+void conv_reference(const ConvParams& params, const uint8_t* x, int64_t h, int64_t w, uint8_t* y) {
+  check(params);
+  const ConvGeometry& g = params.geometry;
+  const int64_t oh = g.out_h(h), ow = g.out_w(w);
+  const int32_t hi = (1 << params.output.bits) - 1, lo = params.relu ? params.output.zero_point : 0;
+  for (int64_t r = 0; r < oh; ++r)
+    for (int64_t c = 0; c < ow; ++c)
+      for (int64_t o = 0; o < g.out_channels; ++o) {
+        int64_t acc = params.bias.empty() ? 0 : params.bias[o];
+        for (int64_t ch = 0; ch < g.in_channels; ++ch)
+          for (int64_t i = 0; i < g.kernel_h; ++i)
+            for (int64_t j = 0; j < g.kernel_w; ++j) {
+              const int64_t yi = r * g.stride_h + i - g.pad_top, xj = c * g.stride_w + j - g.pad_left;
+              if (yi < 0 || yi >= h || xj < 0 || xj >= w) continue;  // the real value 0
+              const int64_t xq = x[(yi * w + xj) * g.in_channels + ch] - params.input.zero_point;
+              acc += xq * params.weights[((o * g.in_channels + ch) * g.kernel_h + i) * g.kernel_w + j];
+            }
+        const float multiplier = params.input.scale * params.weight_scales[o] / params.output.scale;
+        y[(r * ow + c) * g.out_channels + o] = requantize(acc, multiplier, params.output.zero_point, lo, hi);
+      }
+}
+
+}  // namespace autoprec::native

@@ -1,0 +1,67 @@
+// A quantized 2-D convolution of the native runtime: NHWC activations on an
+// unsigned b-bit grid, signed weight codes with one scale per output channel,
+// an int32 bias on the grid of s_x * s_w[o], and the integer export's
+// requantization (docs/deploy.md; ONNX QLinearConv):
+//
+//   acc[p][o] = sum_k (x_q[p][k] - z_x) * w_q[o][k] + bias[o]
+//   y_q[p][o] = clamp(nearbyint(acc[p][o] * (s_x * s_w[o] / s_y)) + z_y, lo, 2^b_y - 1)
+//
+// with the product in float32 and nearbyint rounding half to even, as ONNX
+// Runtime's CPU kernels do; lo = z_y with a fused ReLU, else 0. Padding
+// reads the real value 0 (the code z_x). The inner product runs on the
+// kernel of native/gemm.h chosen for the (weight bits, activation bits) pair.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "native/gemm.h"
+
+namespace autoprec::native {
+
+struct QuantGrid {
+  float scale = 1;
+  int32_t zero_point = 0;
+  int bits = 8;  // codes 0 .. 2^bits - 1
+};
+
+struct ConvGeometry {
+  int64_t in_channels = 0, out_channels = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t out_h(int64_t h) const { return (h + pad_top + pad_bottom - kernel_h) / stride_h + 1; }
+  int64_t out_w(int64_t w) const { return (w + pad_left + pad_right - kernel_w) / stride_w + 1; }
+};
+
+struct ConvParams {
+  ConvGeometry geometry;
+  std::vector<int8_t> weights;      // OIHW signed codes within weight_bits
+  int weight_bits = 8;
+  std::vector<float> weight_scales;  // one per output channel
+  std::vector<int32_t> bias;        // one per output channel on the grid s_x * s_w[o]; empty: none
+  QuantGrid input, output;
+  bool relu = false;
+};
+
+class QuantizedConv {
+ public:
+  // std::invalid_argument when sizes disagree, a code is out of range, or
+  // `kernel` cannot run the pair exactly.
+  QuantizedConv(ConvParams params, Kernel kernel);
+  // x: one image, NHWC uint8 [h][w][in_channels]; y: [out_h][out_w][out_channels].
+  void run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) const;
+  const ConvParams& params() const { return params_; }
+  int64_t weight_bytes() const { return packed_.bytes(); }
+
+ private:
+  ConvParams params_;
+  PackedWeights packed_;
+  std::vector<float> multipliers_;  // s_x * s_w[o] / s_y
+  std::vector<int32_t> offsets_;     // bias[o] - z_x * sum_k w[o][k]
+};
+
+// The same layer by direct loops: the ground truth of QuantizedConv's tests.
+void conv_reference(const ConvParams& params, const uint8_t* x, int64_t h, int64_t w, uint8_t* y);
+
+}  // namespace autoprec::native
