@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "native/conv.h"
 #include "native/gemm.h"
 
 using namespace autoprec::native;
@@ -180,6 +181,63 @@ int main(int argc, char** argv) {
       if (c.kernel == Kernel::Madd16 && c.wb == 8 && c.ab == 8) w8a8 = t;
       std::printf("| | %s | W%dA%d | %.1f | %.1f | %.2fx | %.2fx | %lld |\n", kernel_name(c.kernel), c.wb, c.ab, t * 1e6,
                   macs / t / 1e9, fp32 / t, w8a8 / t, static_cast<long long>(p.bytes()));
+    }
+  }
+
+  // Whole layers: QuantizedConv (im2col, kernel, requantization) against an
+  // FP32 convolution by the same im2col and the study's FP32 GEMM.
+  struct Layer {
+    const char* name;
+    int64_t channels, size;
+  };
+  const Layer layers[] = {{"3x3 16->16 at 28x28", 16, 28}, {"3x3 32->32 at 14x14", 32, 14}, {"3x3 64->64 at 7x7", 64, 7}};
+  const Case layer_cases[] = {{Kernel::MaddubsSplit, 8, 8}, {Kernel::Maddubs, 7, 8}, {Kernel::MaddubsPacked, 4, 4},
+                              {Kernel::MaddubsPacked, 2, 2}};
+  std::printf("\nresnet20 convolutions as whole layers (batch 1, one thread):\n\n");
+  std::printf("| layer | form | us | vs FP32 | weight bytes |\n|---|---|---|---|---|\n");
+  for (const Layer& l : layers) {
+    const int64_t c = l.channels, hw = l.size, k = 9 * c;
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> x(hw * hw * c), wf(c * k), patches(hw * hw * k), y(hw * hw * c);
+    for (auto& v : x) v = u(rng);
+    for (auto& v : wf) v = u(rng);
+    const std::vector<float> packed_f = pack_sgemm_weights(wf.data(), c, k);
+    const double fp32 = time_call(
+        [&] {
+          for (int64_t r = 0; r < hw; ++r)
+            for (int64_t q = 0; q < hw; ++q)
+              for (int64_t i = 0; i < 3; ++i)
+                for (int64_t j = 0; j < 3; ++j) {
+                  const int64_t yi = r + i - 1, xj = q + j - 1;
+                  float* to = patches.data() + (r * hw + q) * k + (i * 3 + j) * c;
+                  if (yi < 0 || yi >= hw || xj < 0 || xj >= hw) {
+                    std::fill(to, to + c, 0.f);
+                  } else {
+                    std::copy(x.data() + (yi * hw + xj) * c, x.data() + (yi * hw + xj + 1) * c, to);
+                  }
+                }
+          sgemm_baseline(patches.data(), hw * hw, packed_f, c, k, y.data());
+        },
+        budget);
+    std::printf("| %s | FP32 | %.1f | 1.00x | %lld |\n", l.name, fp32 * 1e6, static_cast<long long>(c * k * 4));
+    for (const Case& cs : layer_cases) {
+      ConvParams p;
+      p.geometry = {c, c, 3, 3, 1, 1, 1, 1, 1, 1};
+      std::uniform_int_distribution<int> wt(-(1 << (cs.wb - 1)), (1 << (cs.wb - 1)) - 1), act(0, (1 << cs.ab) - 1);
+      p.weights.resize(c * k);
+      for (auto& v : p.weights) v = static_cast<int8_t>(wt(rng));
+      p.weight_bits = cs.wb;
+      p.weight_scales.assign(c, 0.01f);
+      p.bias.assign(c, 0);
+      p.input = {0.02f, 0, cs.ab};
+      p.output = {0.5f, 0, cs.ab};
+      p.relu = true;
+      QuantizedConv layer(p, cs.kernel);
+      std::vector<uint8_t> xq(hw * hw * c), yq(hw * hw * c);
+      for (auto& v : xq) v = static_cast<uint8_t>(act(rng));
+      const double t = time_call([&] { layer.run(xq.data(), hw, hw, yq.data()); }, budget);
+      std::printf("| | W%dA%d %s | %.1f | %.2fx | %lld |\n", cs.wb, cs.ab, kernel_name(cs.kernel), t * 1e6, fp32 / t,
+                  static_cast<long long>(layer.weight_bytes()));
     }
   }
   return 0;
