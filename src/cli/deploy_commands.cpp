@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "deploy/qdq_export.h"
+#include "deploy/native_export.h"
 #include "deploy/verify.h"
 #include "eval/evaluate.h"
 #include "runtime/runner.h"
@@ -118,6 +119,7 @@ struct VerifyCliOptions {
   int64_t batch = 250;
   int runtime_threads = 0;
   double tolerance_points = 0.1;
+  std::string runtime = "onnxruntime";
   bool json = false;
 };
 
@@ -131,9 +133,13 @@ json verify_export(const VerifyCliOptions& o) {
   request.batch = o.batch;
   request.tolerance_points = o.tolerance_points;
   request.quiet = o.json;
+  request.runtime = deploy::parse_verify_runtime(o.runtime);
   deploy::read_metadata(o.model);  // a file that is not ONNX is named before the data is read
   std::string why;
-  if (!runtime::ort_available(&why)) fail("ONNX Runtime is not available: {}", why);
+  if (request.runtime == deploy::VerifyRuntime::OnnxRuntime && !runtime::ort_available(&why)) {
+    fail("ONNX Runtime is not available: {}", why);
+  }
+  if (request.runtime == deploy::VerifyRuntime::Native) deploy::native_model_from_file(o.model);  // refused before the data
   data::Dataset d = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess());
   if (o.limit > 0) d = data::take(d, o.limit);
   return deploy::to_json(deploy::verify_export(request, d));
@@ -141,34 +147,37 @@ json verify_export(const VerifyCliOptions& o) {
 
 int run_verify(const VerifyCliOptions& o) {
   json r = verify_export(o);
+  const std::string runtime = r["runtime"] == "native" ? "the native runtime" : "ONNX Runtime";
   if (o.json) {
     print_json(r);
   } else {
-    if (r.contains("ort_top1"))
-      fmt::print("ONNX Runtime top-1 {:.2f}%, simulation {:.2f}% ({} examples): gap {:.2f} points (tolerance {:.2f})\n",
-                 100 * r["ort_top1"].get<double>(), 100 * r["simulated_top1"].get<double>(), r["examples"].get<int64_t>(),
-                 r["gap_points"].get<double>(), r["tolerance_points"].get<double>());
+    if (r.contains("runtime_top1"))
+      fmt::print("{} top-1 {:.2f}%, simulation {:.2f}% ({} examples): gap {:.2f} points (tolerance {:.2f})\n",
+                 r["runtime"] == "native" ? "Native runtime" : "ONNX Runtime", 100 * r["runtime_top1"].get<double>(),
+                 100 * r["simulated_top1"].get<double>(), r["examples"].get<int64_t>(), r["gap_points"].get<double>(),
+                 r["tolerance_points"].get<double>());
     else
-      fmt::print("{} examples without labels: agreement with FP32 {:.2f}% in ONNX Runtime, {:.2f}% simulated: gap {:.2f} "
+      fmt::print("{} examples without labels: agreement with FP32 {:.2f}% in {}, {:.2f}% simulated: gap {:.2f} "
                  "points (tolerance {:.2f})\n",
-                 r["examples"].get<int64_t>(), 100 * r["ort_agreement_with_fp32"].get<double>(),
+                 r["examples"].get<int64_t>(), 100 * r["runtime_agreement_with_fp32"].get<double>(), runtime,
                  100 * r["simulated_agreement_with_fp32"].get<double>(), r["gap_points"].get<double>(),
                  r["tolerance_points"].get<double>());
     fmt::print("predictions agree on {:.2f}% of images; largest logit difference {:.4f}\n",
                100 * r["top1_agreement"].get<double>(), r["max_logit_difference"].get<double>());
+    if (r.contains("native_weight_bytes"))
+      fmt::print("weights in memory: {} bytes, packed at their bit-widths\n", r["native_weight_bytes"].get<int64_t>());
   }
-  if (!r["passed"].get<bool>() && !r.contains("ort_top1")) {
-    return check_failed(fmt::format("verification failed: agreement with FP32 {:.2f}% in ONNX Runtime vs {:.2f}% simulated "
+  if (!r["passed"].get<bool>() && !r.contains("runtime_top1")) {
+    return check_failed(fmt::format("verification failed: agreement with FP32 {:.2f}% in {} vs {:.2f}% simulated "
                                     "differ by {:.2f} points (> {:.2f})",
-                                    100 * r["ort_agreement_with_fp32"].get<double>(),
+                                    100 * r["runtime_agreement_with_fp32"].get<double>(), runtime,
                                     100 * r["simulated_agreement_with_fp32"].get<double>(), r["gap_points"].get<double>(),
                                     r["tolerance_points"].get<double>()));
   }
   if (!r["passed"].get<bool>()) {
-    return check_failed(fmt::format(
-        "verification failed: ONNX Runtime top-1 {:.2f}% vs simulation {:.2f}% differ by {:.2f} points (> {:.2f})",
-        100 * r["ort_top1"].get<double>(), 100 * r["simulated_top1"].get<double>(), r["gap_points"].get<double>(),
-        r["tolerance_points"].get<double>()));
+    return check_failed(fmt::format("verification failed: {} top-1 {:.2f}% vs simulation {:.2f}% differ by {:.2f} points (> {:.2f})",
+                                    runtime, 100 * r["runtime_top1"].get<double>(), 100 * r["simulated_top1"].get<double>(),
+                                    r["gap_points"].get<double>(), r["tolerance_points"].get<double>()));
   }
   return 0;
 }
@@ -266,6 +275,8 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
                   "Allowed top-1 gap in points (default 0.1; never finer than one image of those verified)")
       ->check(kNonNegative);
   cmd->add_option("--runtime-threads", v.runtime_threads, "ONNX Runtime intra-op threads (default: its own)");
+  cmd->add_option("--runtime", v.runtime,
+                  "onnxruntime (default) or native: autoprec's own low-bit runtime, for integer exports (--format int)");
   cmd->add_flag("--json", v.json, "Print one JSON object");
   cmd->callback([&runner] { runner = [] { return run_verify(v); }; });
 

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "cost/metrics.h"
+#include "deploy/native_export.h"
 #include "eval/evaluate.h"
 #include "exec/model.h"
 #include "exec/summary.h"
@@ -26,6 +27,72 @@ std::map<std::string, std::string> read_metadata(const std::string& path) {
   return out;
 }
 
+const char* to_string(VerifyRuntime runtime) {
+  return runtime == VerifyRuntime::Native ? "native" : "onnxruntime-node";
+}
+
+VerifyRuntime parse_verify_runtime(const std::string& name) {
+  if (name == "onnxruntime" || name == "ort" || name == "onnxruntime-node") return VerifyRuntime::OnnxRuntime;
+  if (name == "native") return VerifyRuntime::Native;
+  fail("unknown runtime '{}': onnxruntime or native", name);
+}
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
+  return out + "]";
+}
+
+// The model on the runtime a verification names, batch in, logits out.
+class VerifiedRuntime {
+ public:
+  explicit VerifiedRuntime(const VerifyRequest& request) : runtime_(request.runtime), path_(request.model) {
+    if (runtime_ == VerifyRuntime::Native) {
+      try {
+        native_ = std::make_unique<native::Model>(native_model_from_file(request.model));
+      } catch (const std::invalid_argument& e) {
+        fail("{}: {}", request.model, e.what());
+      }
+      return;
+    }
+    std::string why;
+    if (!runtime::ort_available(&why)) fail("ONNX Runtime is not available: {}", why);
+    runtime::RunnerOptions ro;
+    ro.threads = request.runtime_threads;
+    ort_ = std::make_unique<runtime::OnnxRunner>(ro);
+    ort_->load(request.model);
+    input_ = ort_->inputs().at(0).name;
+    output_ = ort_->outputs().at(0).name;
+  }
+
+  at::Tensor run(const at::Tensor& x) {
+    if (ort_) return ort_->run({{input_, x}}).at(output_).to(at::kFloat);
+    const auto& shape = native_->spec().input_shape;
+    if (x.dim() != static_cast<int64_t>(shape.size()) + 1 ||
+        !std::equal(shape.begin(), shape.end(), x.sizes().begin() + 1)) {
+      fail("{}: the data's examples are {} but the native model takes {}", path_, shape_text(x.sizes().slice(1).vec()),
+           shape_text(shape));
+    }
+    at::Tensor in = x.to(at::kFloat).contiguous();
+    auto outputs = native_->run(in.data_ptr<float>(), in.size(0));
+    native::Model::Output& o = outputs.at(0);
+    return at::from_blob(o.values.data(), o.shape, at::kFloat).clone();
+  }
+
+  int64_t native_weight_bytes() const { return native_ ? native_->weight_bytes() : 0; }
+
+ private:
+  VerifyRuntime runtime_;
+  std::string path_;
+  std::unique_ptr<native::Model> native_;
+  std::unique_ptr<runtime::OnnxRunner> ort_;
+  std::string input_, output_;
+};
+
+}  // namespace
+
 VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& data) {
   auto meta = read_metadata(request.model);
   VerifyReport r;
@@ -44,17 +111,12 @@ VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& da
     if (it == meta.end()) fail("{} holds no precision configuration (metadata); pass --precision", request.model);
     config = quant::parse_precision_config(it->second, request.model + " metadata");
   }
-  std::string why;
-  if (!runtime::ort_available(&why)) fail("ONNX Runtime is not available: {}", why);
+  r.runtime = request.runtime;
   auto graph = exec::load_model(r.source);
   quant::QuantizedModel simulation(graph, config, r.source);
   if (!simulation.calibrated()) fail("the precision configuration holds no calibrated ranges; pass the one written with the export");
-  runtime::RunnerOptions ro;
-  ro.threads = request.runtime_threads;
-  runtime::OnnxRunner runner(ro);
-  runner.load(request.model);
-  const std::string input = runner.inputs().at(0).name;
-  const std::string output = runner.outputs().at(0).name;
+  VerifiedRuntime runner(request);
+  r.native_weight_bytes = runner.native_weight_bytes();
 
   // Without labels the FP32 model's predictions stand in for them: the runtime
   // and the simulation are each scored by their agreement with FP32.
@@ -66,8 +128,8 @@ VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& da
     int64_t n = std::min(request.batch, data.size() - start);
     at::Tensor x = data.images.narrow(0, start, n).contiguous();
     at::Tensor sim = simulation.executor().run({x}).at(0);  // first: it names a wrong input shape plainly
-    at::Tensor ort = runner.run({{input, x}}).at(output).to(at::kFloat);
-    if (ort.sizes() != sim.sizes()) fail("ONNX Runtime returned logits of another shape than the simulation");
+    at::Tensor ort = runner.run(x);
+    if (ort.sizes() != sim.sizes()) fail("{} returned logits of another shape than the simulation", to_string(request.runtime));
     at::Tensor y = data.labelled() ? data.labels.narrow(0, start, n) : fp32->run({x}).at(0).argmax(1);
     ort_correct += eval::count_correct(ort, y, 1);
     sim_correct += eval::count_correct(sim, y, 1);
@@ -78,11 +140,11 @@ VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& da
   progress.finish();
   const auto examples = static_cast<double>(data.size());
   r.examples = data.size();
-  r.ort_top1 = static_cast<double>(ort_correct) / examples;
+  r.runtime_top1 = static_cast<double>(ort_correct) / examples;
   r.simulated_top1 = static_cast<double>(sim_correct) / examples;
   r.top1_agreement = static_cast<double>(agree) / examples;
   r.labelled = data.labelled();
-  r.gap_points = 100 * std::abs(r.ort_top1 - r.simulated_top1);
+  r.gap_points = 100 * std::abs(r.runtime_top1 - r.simulated_top1);
   r.requested_tolerance_points = request.tolerance_points;
   // A tolerance finer than one image cannot be judged on these images.
   r.tolerance_points = std::max(request.tolerance_points, 100.0 / examples);
@@ -94,7 +156,7 @@ nlohmann::json to_json(const VerifyReport& r) {
   nlohmann::json j = {{"model", r.model},
           {"source", r.source},
           {"examples", r.examples},
-          {"runtime", "onnxruntime-node"},
+          {"runtime", to_string(r.runtime)},
           {"labelled", r.labelled},
           {"gap_points", r.gap_points},
           {"tolerance_points", r.tolerance_points},
@@ -102,8 +164,14 @@ nlohmann::json to_json(const VerifyReport& r) {
           {"top1_agreement", r.top1_agreement},
           {"max_logit_difference", r.max_logit_difference},
           {"passed", r.passed}};
-  if (r.labelled) j.update({{"ort_top1", r.ort_top1}, {"simulated_top1", r.simulated_top1}});
-  else j.update({{"ort_agreement_with_fp32", r.ort_top1}, {"simulated_agreement_with_fp32", r.simulated_top1}});
+  if (r.labelled) j.update({{"runtime_top1", r.runtime_top1}, {"simulated_top1", r.simulated_top1}});
+  else j.update({{"runtime_agreement_with_fp32", r.runtime_top1}, {"simulated_agreement_with_fp32", r.simulated_top1}});
+  if (r.runtime == VerifyRuntime::OnnxRuntime) {  // the names earlier releases wrote
+    if (r.labelled) j["ort_top1"] = r.runtime_top1;
+    else j["ort_agreement_with_fp32"] = r.runtime_top1;
+  } else {
+    j["native_weight_bytes"] = r.native_weight_bytes;
+  }
   return j;
 }
 

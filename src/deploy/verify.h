@@ -18,8 +18,17 @@
 
 namespace autoprec::deploy {
 
+// The runtime a verification runs the export on.
+enum class VerifyRuntime { OnnxRuntime, Native };
+const char* to_string(VerifyRuntime runtime);  // "onnxruntime-node", "native"
+// UserError naming the choices for another name ("onnxruntime", "ort", "native").
+VerifyRuntime parse_verify_runtime(const std::string& name);
+
 struct VerifyRequest {
   std::string model;   // the exported file
+  // Native: the integer export converted for autoprec's own runtime
+  // (deploy/native_export.h), one thread.
+  VerifyRuntime runtime = VerifyRuntime::OnnxRuntime;
   std::string source;  // float model the simulation runs; empty: the file's autoprec.source_model
   std::optional<quant::PrecisionConfig> config;  // empty: the file's autoprec.precision_config
   int runtime_threads = 0;        // ONNX Runtime intra-op threads; 0: its default
@@ -31,21 +40,25 @@ struct VerifyRequest {
 struct VerifyReport {
   std::string model, source;
   int64_t examples = 0;
+  VerifyRuntime runtime = VerifyRuntime::OnnxRuntime;
   bool labelled = true;                     // the data has labels; without, the FP32 model's predictions stand in
-  double ort_top1 = 0, simulated_top1 = 0;  // fractions in [0, 1]; without labels: agreement with FP32
-  double gap_points = 0;                    // |ort - simulated| in points
+  double runtime_top1 = 0, simulated_top1 = 0;  // fractions in [0, 1]; without labels: agreement with FP32
+  double gap_points = 0;                    // |runtime - simulated| in points
   double tolerance_points = 0;              // the tolerance used (>= one image)
   double requested_tolerance_points = 0;
   double top1_agreement = 0;                // fraction of images with the same prediction
-  double max_logit_difference = 0;          // largest |ORT - simulation| over every logit
+  double max_logit_difference = 0;          // largest |runtime - simulation| over every logit
+  int64_t native_weight_bytes = 0;          // native: the packed weights in memory
   bool passed = false;                      // gap_points <= tolerance_points
 };
 
-// Runs `request.model` in ONNX Runtime (default graph optimizations) and the
+// Runs `request.model` in ONNX Runtime (default graph optimizations), or on
+// the native runtime, and the
 // simulation rebuilt from the source model and the calibrated configuration
 // over `data`, batch by batch. UserError when ONNX Runtime is unavailable,
 // the file names no source or configuration and none is given, or the
-// configuration holds no calibrated ranges. A failed comparison is reported
+// configuration holds no calibrated ranges, or the native runtime cannot run
+// the file (one line naming the node). A failed comparison is reported
 // (passed = false), not thrown.
 VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& data);
 nlohmann::json to_json(const VerifyReport& report);

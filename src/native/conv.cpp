@@ -12,13 +12,17 @@ namespace autoprec::native {
 
 namespace {
 
-int64_t patch_size(const ConvGeometry& g) { return g.kernel_h * g.kernel_w * g.in_channels; }
+int64_t patch_size(const ConvGeometry& g) { return g.kernel_h * g.kernel_w * (g.in_channels / g.groups); }
 
 void check(const ConvParams& p) {
   const ConvGeometry& g = p.geometry;
   if (g.in_channels < 1 || g.out_channels < 1 || g.kernel_h < 1 || g.kernel_w < 1 || g.stride_h < 1 || g.stride_w < 1 ||
       g.pad_top < 0 || g.pad_left < 0 || g.pad_bottom < 0 || g.pad_right < 0) {
     throw std::invalid_argument("convolution: channels, kernel and strides must be positive, pads non-negative");
+  }
+  if (g.groups != 1 && !(g.groups == g.in_channels && g.groups == g.out_channels)) {
+    throw std::invalid_argument("convolution: " + std::to_string(g.groups) +
+                                " groups; only 1 or one per channel (depthwise) are supported");
   }
   if (static_cast<int64_t>(p.weights.size()) != g.out_channels * patch_size(g)) {
     throw std::invalid_argument("convolution: " + std::to_string(p.weights.size()) + " weights for " +
@@ -33,6 +37,7 @@ void check(const ConvParams& p) {
       throw std::invalid_argument("convolution: an activation grid needs 1-8 bits, a positive scale and a zero point on the grid");
     }
   }
+  if (p.lowest_code() > p.highest_code()) throw std::invalid_argument("convolution: the output clamp is empty");
 }
 
 // The rounding and clamping of the export's requantization.
@@ -69,36 +74,100 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, cons
 // Weights OIHW -> O x (kh, kw, c): the order im2col writes an NHWC patch in.
 std::vector<int8_t> patch_major(const ConvParams& p) {
   const ConvGeometry& g = p.geometry;
+  const int64_t in = g.in_channels / g.groups;
   std::vector<int8_t> out(p.weights.size());
   for (int64_t o = 0; o < g.out_channels; ++o)
-    for (int64_t c = 0; c < g.in_channels; ++c)
+    for (int64_t c = 0; c < in; ++c)
       for (int64_t i = 0; i < g.kernel_h; ++i)
         for (int64_t j = 0; j < g.kernel_w; ++j)
-          out[((o * g.kernel_h + i) * g.kernel_w + j) * g.in_channels + c] =
-              p.weights[((o * g.in_channels + c) * g.kernel_h + i) * g.kernel_w + j];
+          out[((o * g.kernel_h + i) * g.kernel_w + j) * in + c] = p.weights[((o * in + c) * g.kernel_h + i) * g.kernel_w + j];
   return out;
+}
+
+struct Scratch {
+  std::vector<uint8_t> patches;
+  std::vector<int32_t> acc;
+};
+
+// Per-thread buffers kept between calls: a layer allocates nothing per image
+// once the largest layer has run.
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
 }
 
 }  // namespace
 
+int32_t ConvParams::lowest_code() const {
+  return std::max(min_code, relu ? output.zero_point : 0);
+}
+
+int32_t ConvParams::highest_code() const {
+  const int32_t top = (1 << output.bits) - 1;
+  return max_code < 0 ? top : std::min(max_code, top);
+}
+
 QuantizedConv::QuantizedConv(ConvParams params, Kernel kernel) : params_(std::move(params)) {
   check(params_);
   const ConvGeometry& g = params_.geometry;
-  const std::vector<int8_t> w = patch_major(params_);
-  packed_ = pack_weights(kernel, w.data(), g.out_channels, patch_size(g), params_.weight_bits, params_.input.bits);
+  if (g.depthwise()) {
+    for (int8_t v : params_.weights) {
+      const int limit = 1 << (params_.weight_bits - 1);
+      if (v < -limit || v >= limit) throw std::invalid_argument("convolution: a weight code lies outside its bits");
+    }
+    depthwise_weights_.resize(params_.weights.size());
+    for (int64_t c = 0; c < g.out_channels; ++c)
+      for (int64_t t = 0; t < g.kernel_h * g.kernel_w; ++t)
+        depthwise_weights_[t * g.out_channels + c] = params_.weights[c * g.kernel_h * g.kernel_w + t];
+    packed_.kernel = Kernel::Reference;
+    packed_.weight_bits = params_.weight_bits;
+    packed_.n = packed_.padded_n = g.out_channels;
+    packed_.k = packed_.padded_k = g.kernel_h * g.kernel_w;
+    // Kept at their bit-width as the file stores them: the direct loop reads
+    // the widened copy, so the in-memory figure counts what a packed layout needs.
+    packed_.data.resize(static_cast<size_t>((params_.weights.size() * params_.weight_bits + 7) / 8));
+    packed_.row_sums.assign(g.out_channels, 0);
+  } else {
+    const std::vector<int8_t> w = patch_major(params_);
+    packed_ = pack_weights(kernel, w.data(), g.out_channels, patch_size(g), params_.weight_bits, params_.input.bits);
+  }
   for (int64_t o = 0; o < g.out_channels; ++o) {
+    dequantizers_.push_back(params_.input.scale * params_.weight_scales[o]);
     multipliers_.push_back(params_.input.scale * params_.weight_scales[o] / params_.output.scale);
     const int32_t bias = params_.bias.empty() ? 0 : params_.bias[o];
-    offsets_.push_back(bias - params_.input.zero_point * packed_.row_sums[o]);
+    offsets_.push_back(g.depthwise() ? bias : bias - params_.input.zero_point * packed_.row_sums[o]);
   }
 }
 
-void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) const {
+void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, std::vector<int32_t>& acc, int64_t& stride) const {
   const ConvGeometry& g = params_.geometry;
   const int64_t oh = g.out_h(h), ow = g.out_w(w);
   if (oh < 1 || ow < 1) throw std::invalid_argument("convolution: the image is smaller than the kernel");
   const int64_t pixels = oh * ow;
-  std::vector<uint8_t> patches(pixels * packed_.padded_k, 0);
+  if (g.depthwise()) {
+    const int64_t ch = g.out_channels;
+    const int32_t zx = params_.input.zero_point;
+    stride = ch;
+    acc.assign(static_cast<size_t>(pixels * ch), 0);
+    for (int64_t r = 0; r < oh; ++r)
+      for (int64_t c = 0; c < ow; ++c) {
+        int32_t* out = acc.data() + (r * ow + c) * ch;
+        for (int64_t i = 0; i < g.kernel_h; ++i) {
+          const int64_t yi = r * g.stride_h + i - g.pad_top;
+          if (yi < 0 || yi >= h) continue;  // the real value 0
+          for (int64_t j = 0; j < g.kernel_w; ++j) {
+            const int64_t xj = c * g.stride_w + j - g.pad_left;
+            if (xj < 0 || xj >= w) continue;
+            const uint8_t* in = x + (yi * w + xj) * ch;
+            const int32_t* wt = depthwise_weights_.data() + (i * g.kernel_w + j) * ch;
+            for (int64_t k = 0; k < ch; ++k) out[k] += (static_cast<int32_t>(in[k]) - zx) * wt[k];
+          }
+        }
+      }
+    return;
+  }
+  std::vector<uint8_t>& patches = scratch().patches;
+  patches.assign(static_cast<size_t>(pixels * packed_.padded_k), 0);
   const auto zx = static_cast<uint8_t>(params_.input.zero_point);
   for (int64_t r = 0; r < oh; ++r)
     for (int64_t c = 0; c < ow; ++c) {
@@ -117,11 +186,20 @@ void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) cons
       }
       // Columns k .. padded_k stay 0: the kernels' padding adds nothing.
     }
-  std::vector<int32_t> acc(pixels * packed_.padded_n);
+  stride = packed_.padded_n;
+  acc.resize(static_cast<size_t>(pixels * packed_.padded_n));
   gemm(packed_, patches.data(), pixels, acc.data());
-  const int32_t hi = (1 << params_.output.bits) - 1, lo = params_.relu ? params_.output.zero_point : 0;
+}
+
+void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) const {
+  const ConvGeometry& g = params_.geometry;
+  std::vector<int32_t>& acc = scratch().acc;
+  int64_t stride = 0;
+  accumulate(x, h, w, acc, stride);
+  const int64_t pixels = g.out_h(h) * g.out_w(w);
+  const int32_t hi = params_.highest_code(), lo = params_.lowest_code();
   for (int64_t p = 0; p < pixels; ++p) {
-    const int32_t* row = acc.data() + p * packed_.padded_n;
+    const int32_t* row = acc.data() + p * stride;
     uint8_t* out = y + p * g.out_channels;
     int64_t o = cpu_has_avx2() ? requantize_avx2(row, offsets_.data(), multipliers_.data(), g.out_channels,
                                                  params_.output.zero_point, lo, hi, out)
@@ -132,22 +210,35 @@ void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) cons
   }
 }
 
+void QuantizedConv::run_float(const uint8_t* x, int64_t h, int64_t w, float* y) const {
+  const ConvGeometry& g = params_.geometry;
+  std::vector<int32_t>& acc = scratch().acc;
+  int64_t stride = 0;
+  accumulate(x, h, w, acc, stride);
+  const int64_t pixels = g.out_h(h) * g.out_w(w);
+  for (int64_t p = 0; p < pixels; ++p)
+    for (int64_t o = 0; o < g.out_channels; ++o)
+      y[p * g.out_channels + o] = static_cast<float>(acc[p * stride + o] + offsets_[o]) * dequantizers_[o];
+}
+
 void conv_reference(const ConvParams& params, const uint8_t* x, int64_t h, int64_t w, uint8_t* y) {
   check(params);
   const ConvGeometry& g = params.geometry;
   const int64_t oh = g.out_h(h), ow = g.out_w(w);
-  const int32_t hi = (1 << params.output.bits) - 1, lo = params.relu ? params.output.zero_point : 0;
+  const int32_t hi = params.highest_code(), lo = params.lowest_code();
+  const int64_t in = g.in_channels / g.groups, out_per_group = g.out_channels / g.groups;
   for (int64_t r = 0; r < oh; ++r)
     for (int64_t c = 0; c < ow; ++c)
       for (int64_t o = 0; o < g.out_channels; ++o) {
         int64_t acc = params.bias.empty() ? 0 : params.bias[o];
-        for (int64_t ch = 0; ch < g.in_channels; ++ch)
+        const int64_t first = (o / out_per_group) * in;
+        for (int64_t ch = first; ch < first + in; ++ch)
           for (int64_t i = 0; i < g.kernel_h; ++i)
             for (int64_t j = 0; j < g.kernel_w; ++j) {
               const int64_t yi = r * g.stride_h + i - g.pad_top, xj = c * g.stride_w + j - g.pad_left;
               if (yi < 0 || yi >= h || xj < 0 || xj >= w) continue;  // the real value 0
               const int64_t xq = x[(yi * w + xj) * g.in_channels + ch] - params.input.zero_point;
-              acc += xq * params.weights[((o * g.in_channels + ch) * g.kernel_h + i) * g.kernel_w + j];
+              acc += xq * params.weights[((o * in + (ch - first)) * g.kernel_h + i) * g.kernel_w + j];
             }
         const float multiplier = params.input.scale * params.weight_scales[o] / params.output.scale;
         y[(r * ow + c) * g.out_channels + o] = requantize(acc, multiplier, params.output.zero_point, lo, hi);

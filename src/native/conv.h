@@ -30,18 +30,26 @@ struct ConvGeometry {
   int64_t kernel_h = 1, kernel_w = 1;
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t groups = 1;  // 1, or in_channels = out_channels (depthwise)
+  bool depthwise() const { return groups > 1; }
   int64_t out_h(int64_t h) const { return (h + pad_top + pad_bottom - kernel_h) / stride_h + 1; }
   int64_t out_w(int64_t w) const { return (w + pad_left + pad_right - kernel_w) / stride_w + 1; }
 };
 
 struct ConvParams {
   ConvGeometry geometry;
-  std::vector<int8_t> weights;      // OIHW signed codes within weight_bits
+  std::vector<int8_t> weights;      // OIHW signed codes within weight_bits (I = in_channels / groups)
   int weight_bits = 8;
   std::vector<float> weight_scales;  // one per output channel
   std::vector<int32_t> bias;        // one per output channel on the grid s_x * s_w[o]; empty: none
   QuantGrid input, output;
   bool relu = false;
+  // Output codes are further held to [min_code, max_code] (an absorbed Clip);
+  // max_code -1: the top of the grid.
+  int32_t min_code = 0, max_code = -1;
+  // The output code range after ReLU and the clamp: [lo, hi].
+  int32_t lowest_code() const;
+  int32_t highest_code() const;
 };
 
 class QuantizedConv {
@@ -51,6 +59,9 @@ class QuantizedConv {
   QuantizedConv(ConvParams params, Kernel kernel);
   // x: one image, NHWC uint8 [h][w][in_channels]; y: [out_h][out_w][out_channels].
   void run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) const;
+  // The same layer with a float output and no requantization (a Gemm whose
+  // logits stay float): y = (acc) * s_x * s_w[o]; the output grid is unused.
+  void run_float(const uint8_t* x, int64_t h, int64_t w, float* y) const;
   const ConvParams& params() const { return params_; }
   int64_t weight_bytes() const { return packed_.bytes(); }
 
@@ -58,7 +69,11 @@ class QuantizedConv {
   ConvParams params_;
   PackedWeights packed_;
   std::vector<float> multipliers_;  // s_x * s_w[o] / s_y
-  std::vector<int32_t> offsets_;     // bias[o] - z_x * sum_k w[o][k]
+  std::vector<float> dequantizers_;  // s_x * s_w[o]
+  std::vector<int32_t> offsets_;     // bias[o] - z_x * sum_k w[o][k] (depthwise: bias[o])
+  std::vector<int32_t> depthwise_weights_;  // depthwise: [kh][kw][c]
+  // acc (pixels x padded_n, offsets not yet added) of one image.
+  void accumulate(const uint8_t* x, int64_t h, int64_t w, std::vector<int32_t>& acc, int64_t& stride) const;
 };
 
 // The same layer by direct loops: the ground truth of QuantizedConv's tests.

@@ -1,0 +1,414 @@
+#include "native/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace autoprec::native {
+
+const char* op_name(OpType type) {
+  switch (type) {
+    case OpType::Quantize: return "Quantize";
+    case OpType::Dequantize: return "Dequantize";
+    case OpType::Conv: return "Conv";
+    case OpType::Gemm: return "Gemm";
+    case OpType::Add: return "Add";
+    case OpType::GlobalAveragePool: return "GlobalAveragePool";
+    case OpType::MaxPool: return "MaxPool";
+    case OpType::Flatten: return "Flatten";
+    case OpType::Relu: return "Relu";
+    case OpType::Clip: return "Clip";
+  }
+  return "?";
+}
+
+Kernel choose_kernel(int weight_bits, int activation_bits) {
+  if (!cpu_has_avx2()) return Kernel::Reference;
+  if (weight_bits == 8 && activation_bits == 8) return Kernel::MaddubsSplit;
+  if (kernel_supports(Kernel::MaddubsPacked, weight_bits, activation_bits)) return Kernel::MaddubsPacked;
+  return Kernel::Madd16;
+}
+
+namespace {
+
+[[noreturn]] void refuse(const OpSpec& op, const std::string& why) {
+  throw std::invalid_argument(std::string("native runtime: ") + op_name(op.type) + " '" + op.name + "': " + why);
+}
+
+// A tensor while the model runs: logical dims (NCHW order, batch first) and
+// its bytes (NHWC when 4-D).
+struct Buffer {
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> codes;
+  std::vector<float> values;
+  int64_t count() const {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    return n;
+  }
+};
+
+uint8_t quantize_value(float x, const QuantGrid& g, int32_t lo, int32_t hi) {
+  const float q = std::nearbyint(x / g.scale) + static_cast<float>(g.zero_point);
+  return static_cast<uint8_t>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi)));
+}
+
+int32_t top_code(const QuantGrid& g) { return (1 << g.bits) - 1; }
+
+int32_t clamp_low(const OpSpec& op) { return std::max(op.min_code, 0); }
+int32_t clamp_high(const OpSpec& op, const QuantGrid& g) {
+  return op.max_code < 0 ? top_code(g) : std::min(op.max_code, top_code(g));
+}
+
+// Float convolution of one NHWC image (a float island): direct loops.
+void float_conv(const OpSpec& op, const float* x, int64_t h, int64_t w, float* y) {
+  const ConvGeometry& g = op.geometry;
+  const int64_t oh = g.out_h(h), ow = g.out_w(w), in = g.in_channels / g.groups, per_group = g.out_channels / g.groups;
+  for (int64_t r = 0; r < oh; ++r)
+    for (int64_t c = 0; c < ow; ++c)
+      for (int64_t o = 0; o < g.out_channels; ++o) {
+        float acc = op.float_bias.empty() ? 0.f : op.float_bias[o];
+        const int64_t first = (o / per_group) * in;
+        for (int64_t i = 0; i < g.kernel_h; ++i) {
+          const int64_t yi = r * g.stride_h + i - g.pad_top;
+          if (yi < 0 || yi >= h) continue;
+          for (int64_t j = 0; j < g.kernel_w; ++j) {
+            const int64_t xj = c * g.stride_w + j - g.pad_left;
+            if (xj < 0 || xj >= w) continue;
+            const float* px = x + (yi * w + xj) * g.in_channels + first;
+            const float* pw = op.float_weights.data() + (o * in * g.kernel_h + i) * g.kernel_w + j;
+            for (int64_t k = 0; k < in; ++k) acc += px[k] * pw[k * g.kernel_h * g.kernel_w];
+          }
+        }
+        y[(r * ow + c) * g.out_channels + o] = acc;
+      }
+}
+
+template <typename T>
+void max_pool(const ConvGeometry& g, int64_t channels, const T* x, int64_t h, int64_t w, T* y) {
+  const int64_t oh = g.out_h(h), ow = g.out_w(w);
+  for (int64_t r = 0; r < oh; ++r)
+    for (int64_t c = 0; c < ow; ++c) {
+      T* out = y + (r * ow + c) * channels;
+      bool first = true;
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        const int64_t yi = r * g.stride_h + i - g.pad_top;
+        if (yi < 0 || yi >= h) continue;
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          const int64_t xj = c * g.stride_w + j - g.pad_left;
+          if (xj < 0 || xj >= w) continue;
+          const T* in = x + (yi * w + xj) * channels;
+          for (int64_t k = 0; k < channels; ++k) out[k] = first ? in[k] : std::max(out[k], in[k]);
+          first = false;
+        }
+      }
+    }
+}
+
+// NCHW <-> NHWC of `batch` images of c x hw.
+template <typename T>
+void to_nhwc(const T* x, int64_t batch, int64_t c, int64_t hw, T* y) {
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t p = 0; p < hw; ++p) y[(n * hw + p) * c + k] = x[(n * c + k) * hw + p];
+}
+template <typename T>
+void to_nchw(const T* x, int64_t batch, int64_t c, int64_t hw, T* y) {
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t p = 0; p < hw; ++p) y[(n * c + k) * hw + p] = x[(n * hw + p) * c + k];
+}
+
+}  // namespace
+
+struct Model::Impl {
+  std::vector<std::unique_ptr<QuantizedConv>> convs;  // per op; null where float or not a layer
+  std::vector<Buffer> buffers;                        // per tensor
+};
+
+Model::~Model() = default;
+
+Model::Model(ModelSpec spec) : spec_(std::move(spec)), impl_(std::make_unique<Impl>()) {
+  const auto tensors = static_cast<int32_t>(spec_.tensors.size());
+  std::vector<bool> written(spec_.tensors.size(), false);
+  auto check_id = [&](const OpSpec* op, int32_t id) {
+    if (id < 0 || id >= tensors) {
+      if (op) refuse(*op, "tensor id " + std::to_string(id) + " out of range");
+      throw std::invalid_argument("native runtime: graph tensor id " + std::to_string(id) + " out of range");
+    }
+  };
+  if (spec_.inputs.size() != 1) throw std::invalid_argument("native runtime: models with exactly one input are supported");
+  if (spec_.outputs.empty()) throw std::invalid_argument("native runtime: the model has no output");
+  if (spec_.input_shape.size() != 3 && spec_.input_shape.size() != 1) {
+    throw std::invalid_argument("native runtime: the input must be [C, H, W] or [F] per example");
+  }
+  for (int64_t d : spec_.input_shape)
+    if (d < 1) throw std::invalid_argument("native runtime: the input shape needs positive sizes");
+  for (int32_t id : spec_.inputs) {
+    check_id(nullptr, id);
+    if (spec_.tensors[id].dtype != DType::Float32) throw std::invalid_argument("native runtime: the input must be float");
+    written[id] = true;
+  }
+  for (const TensorSpec& t : spec_.tensors) {
+    if (t.dtype == DType::Uint8 && (t.grid.bits < 1 || t.grid.bits > 8 || !(t.grid.scale > 0) ||
+                                    t.grid.zero_point < 0 || t.grid.zero_point > top_code(t.grid))) {
+      throw std::invalid_argument("native runtime: tensor '" + t.name + "' has an invalid grid");
+    }
+  }
+  impl_->convs.resize(spec_.ops.size());
+  for (size_t i = 0; i < spec_.ops.size(); ++i) {
+    const OpSpec& op = spec_.ops[i];
+    const size_t arity = op.type == OpType::Add ? 2 : 1;
+    if (op.inputs.size() != arity || op.outputs.size() != 1) refuse(op, "wrong number of inputs or outputs");
+    for (int32_t id : op.inputs) {
+      check_id(&op, id);
+      if (!written[id]) refuse(op, "reads '" + spec_.tensors[id].name + "' before it is written");
+    }
+    check_id(&op, op.outputs[0]);
+    if (written[op.outputs[0]]) refuse(op, "writes '" + spec_.tensors[op.outputs[0]].name + "' a second time");
+    written[op.outputs[0]] = true;
+    const DType in = spec_.tensors[op.inputs[0]].dtype, out = spec_.tensors[op.outputs[0]].dtype;
+    const bool same = op.inputs.size() < 2 || spec_.tensors[op.inputs[1]].dtype == in;
+    switch (op.type) {
+      case OpType::Quantize:
+        if (in != DType::Float32 || out != DType::Uint8) refuse(op, "needs a float input and a uint8 output");
+        break;
+      case OpType::Dequantize:
+        if (in != DType::Uint8 || out != DType::Float32) refuse(op, "needs a uint8 input and a float output");
+        break;
+      case OpType::Add:
+      case OpType::GlobalAveragePool:
+        if (!same || in != out) refuse(op, "needs inputs and output of one type");
+        break;
+      case OpType::MaxPool:
+      case OpType::Flatten:
+        if (in != out) refuse(op, "needs input and output of one type");
+        if (in == DType::Uint8) {
+          const QuantGrid &a = spec_.tensors[op.inputs[0]].grid, &b = spec_.tensors[op.outputs[0]].grid;
+          if (a.scale != b.scale || a.zero_point != b.zero_point || a.bits != b.bits) {
+            refuse(op, "a uint8 output must share its input's grid");
+          }
+        }
+        break;
+      case OpType::Relu:
+      case OpType::Clip:
+        if (in != DType::Float32 || out != DType::Float32) refuse(op, "runs on floats only");
+        break;
+      case OpType::Conv:
+      case OpType::Gemm: {
+        const ConvGeometry& g = op.geometry;
+        if (op.type == OpType::Gemm && (g.kernel_h != 1 || g.kernel_w != 1 || g.groups != 1)) {
+          refuse(op, "a Gemm is a 1x1 product without groups");
+        }
+        if (in == DType::Float32) {
+          if (out != DType::Float32) refuse(op, "a float layer writes a float output");
+          if (g.in_channels < 1 || g.out_channels < 1 || g.groups < 1 || g.in_channels % g.groups ||
+              g.out_channels % g.groups) {
+            refuse(op, "channels must be positive and divisible by the groups");
+          }
+          const int64_t size = g.out_channels * (g.in_channels / g.groups) * g.kernel_h * g.kernel_w;
+          if (static_cast<int64_t>(op.float_weights.size()) != size ||
+              (!op.float_bias.empty() && static_cast<int64_t>(op.float_bias.size()) != g.out_channels)) {
+            refuse(op, "float weights or bias of the wrong size");
+          }
+          layers_.push_back({op.name, "float", 32, static_cast<int64_t>(op.float_weights.size() * sizeof(float))});
+          break;
+        }
+        if (op.weight_bits < 1 || op.weight_bits > 8) refuse(op, "integer weights need 1-8 bits");
+        ConvParams p;
+        p.geometry = g;
+        p.weights = op.codes;
+        p.weight_bits = op.weight_bits;
+        p.weight_scales = op.weight_scales;
+        p.bias = op.int_bias;
+        p.input = spec_.tensors[op.inputs[0]].grid;
+        p.output = out == DType::Uint8 ? spec_.tensors[op.outputs[0]].grid : QuantGrid{};
+        p.min_code = op.min_code;
+        p.max_code = op.max_code;
+        const Kernel kernel = choose_kernel(op.weight_bits, p.input.bits);
+        try {
+          impl_->convs[i] = std::make_unique<QuantizedConv>(std::move(p), kernel);
+        } catch (const std::invalid_argument& e) {
+          refuse(op, e.what());
+        }
+        layers_.push_back({op.name, g.depthwise() ? "depthwise" : kernel_name(kernel), op.weight_bits,
+                           impl_->convs[i]->weight_bytes()});
+        break;
+      }
+    }
+  }
+  for (int32_t id : spec_.outputs) {
+    check_id(nullptr, id);
+    if (!written[id]) throw std::invalid_argument("native runtime: output '" + spec_.tensors[id].name + "' is never written");
+    if (spec_.tensors[id].dtype != DType::Float32) {
+      throw std::invalid_argument("native runtime: output '" + spec_.tensors[id].name + "' must be float");
+    }
+  }
+  impl_->buffers.resize(spec_.tensors.size());
+}
+
+int64_t Model::weight_bytes() const {
+  int64_t total = 0;
+  for (const LayerInfo& l : layers_) total += l.weight_bytes;
+  return total;
+}
+
+std::vector<Model::Output> Model::run(const float* input, int64_t batch) {
+  if (batch < 1) throw std::invalid_argument("native runtime: batch must be positive");
+  std::vector<Buffer>& buf = impl_->buffers;
+  {
+    Buffer& b = buf[spec_.inputs[0]];
+    b.dims = {batch};
+    b.dims.insert(b.dims.end(), spec_.input_shape.begin(), spec_.input_shape.end());
+    b.values.resize(b.count());
+    if (b.dims.size() == 4) to_nhwc(input, batch, b.dims[1], b.dims[2] * b.dims[3], b.values.data());
+    else std::copy(input, input + b.count(), b.values.begin());
+  }
+  for (size_t i = 0; i < spec_.ops.size(); ++i) {
+    const OpSpec& op = spec_.ops[i];
+    const Buffer& x = buf[op.inputs[0]];
+    Buffer& y = buf[op.outputs[0]];
+    const TensorSpec& xt = spec_.tensors[op.inputs[0]];
+    const TensorSpec& yt = spec_.tensors[op.outputs[0]];
+    const bool codes = xt.dtype == DType::Uint8;
+    const int64_t n = x.dims[0];
+    auto size_output = [&](std::vector<int64_t> dims) {
+      y.dims = std::move(dims);
+      if (yt.dtype == DType::Uint8) y.codes.resize(y.count());
+      else y.values.resize(y.count());
+    };
+    switch (op.type) {
+      case OpType::Quantize: {
+        size_output(x.dims);
+        const int32_t hi = top_code(yt.grid);
+        for (int64_t e = 0; e < x.count(); ++e) y.codes[e] = quantize_value(x.values[e], yt.grid, 0, hi);
+        break;
+      }
+      case OpType::Dequantize: {
+        size_output(x.dims);
+        for (int64_t e = 0; e < x.count(); ++e) {
+          y.values[e] = static_cast<float>(static_cast<int32_t>(x.codes[e]) - xt.grid.zero_point) * xt.grid.scale;
+        }
+        break;
+      }
+      case OpType::Conv:
+      case OpType::Gemm: {
+        const ConvGeometry& g = op.geometry;
+        const bool conv = op.type == OpType::Conv;
+        if ((conv && x.dims.size() != 4) || (!conv && x.dims.size() != 2) || x.dims[1] != g.in_channels) {
+          refuse(op, "input of another shape than its weights expect");
+        }
+        const int64_t h = conv ? x.dims[2] : n, w = conv ? x.dims[3] : 1;
+        const int64_t oh = g.out_h(h), ow = g.out_w(w);
+        if (oh < 1 || ow < 1) refuse(op, "the input is smaller than the kernel");
+        size_output(conv ? std::vector<int64_t>{n, g.out_channels, oh, ow} : std::vector<int64_t>{n, g.out_channels});
+        const int64_t images = conv ? n : 1, in_size = h * w * g.in_channels, out_size = oh * ow * g.out_channels;
+        for (int64_t m = 0; m < images; ++m) {
+          if (!codes) {
+            if (conv) {
+              float_conv(op, x.values.data() + m * in_size, h, w, y.values.data() + m * out_size);
+            } else {
+              for (int64_t r = 0; r < n; ++r)
+                for (int64_t o = 0; o < g.out_channels; ++o) {
+                  float acc = op.float_bias.empty() ? 0.f : op.float_bias[o];
+                  const float* a = x.values.data() + r * g.in_channels;
+                  const float* wt = op.float_weights.data() + o * g.in_channels;
+                  for (int64_t k = 0; k < g.in_channels; ++k) acc += a[k] * wt[k];
+                  y.values[r * g.out_channels + o] = acc;
+                }
+            }
+          } else if (yt.dtype == DType::Uint8) {
+            impl_->convs[i]->run(x.codes.data() + m * in_size, h, w, y.codes.data() + m * out_size);
+          } else {
+            impl_->convs[i]->run_float(x.codes.data() + m * in_size, h, w, y.values.data() + m * out_size);
+          }
+        }
+        break;
+      }
+      case OpType::Add: {
+        const Buffer& b = buf[op.inputs[1]];
+        if (b.dims != x.dims) refuse(op, "inputs of different shapes (broadcasting is not supported)");
+        size_output(x.dims);
+        if (codes) {
+          const QuantGrid &ga = xt.grid, &gb = spec_.tensors[op.inputs[1]].grid;
+          const int32_t lo = clamp_low(op), hi = clamp_high(op, yt.grid);
+          for (int64_t e = 0; e < x.count(); ++e) {
+            const float v = static_cast<float>(static_cast<int32_t>(x.codes[e]) - ga.zero_point) * ga.scale +
+                            static_cast<float>(static_cast<int32_t>(b.codes[e]) - gb.zero_point) * gb.scale;
+            y.codes[e] = quantize_value(v, yt.grid, lo, hi);
+          }
+        } else {
+          for (int64_t e = 0; e < x.count(); ++e) y.values[e] = x.values[e] + b.values[e];
+        }
+        break;
+      }
+      case OpType::GlobalAveragePool: {
+        if (x.dims.size() != 4) refuse(op, "needs a 4-D input");
+        const int64_t c = x.dims[1], hw = x.dims[2] * x.dims[3];
+        size_output({n, c, 1, 1});
+        const int32_t lo = clamp_low(op), hi = clamp_high(op, yt.grid);
+        for (int64_t m = 0; m < n; ++m)
+          for (int64_t k = 0; k < c; ++k) {
+            if (codes) {
+              int64_t sum = 0;
+              for (int64_t p = 0; p < hw; ++p) sum += x.codes[(m * hw + p) * c + k];
+              const float mean = static_cast<float>(sum - hw * xt.grid.zero_point) * xt.grid.scale / static_cast<float>(hw);
+              y.codes[m * c + k] = quantize_value(mean, yt.grid, lo, hi);
+            } else {
+              float sum = 0;
+              for (int64_t p = 0; p < hw; ++p) sum += x.values[(m * hw + p) * c + k];
+              y.values[m * c + k] = sum / static_cast<float>(hw);
+            }
+          }
+        break;
+      }
+      case OpType::MaxPool: {
+        if (x.dims.size() != 4) refuse(op, "needs a 4-D input");
+        const ConvGeometry& g = op.geometry;
+        const int64_t c = x.dims[1], h = x.dims[2], w = x.dims[3], oh = g.out_h(h), ow = g.out_w(w);
+        if (oh < 1 || ow < 1) refuse(op, "the input is smaller than the window");
+        size_output({n, c, oh, ow});
+        for (int64_t m = 0; m < n; ++m) {
+          if (codes) max_pool(g, c, x.codes.data() + m * h * w * c, h, w, y.codes.data() + m * oh * ow * c);
+          else max_pool(g, c, x.values.data() + m * h * w * c, h, w, y.values.data() + m * oh * ow * c);
+        }
+        break;
+      }
+      case OpType::Flatten: {
+        const int64_t features = x.count() / n;
+        size_output({n, features});
+        if (x.dims.size() == 4 && x.dims[2] * x.dims[3] > 1) {
+          const int64_t hw = x.dims[2] * x.dims[3];
+          if (codes) to_nchw(x.codes.data(), n, x.dims[1], hw, y.codes.data());
+          else to_nchw(x.values.data(), n, x.dims[1], hw, y.values.data());
+        } else if (codes) {
+          y.codes = x.codes;
+        } else {
+          y.values = x.values;
+        }
+        break;
+      }
+      case OpType::Relu:
+      case OpType::Clip: {
+        size_output(x.dims);
+        const float lo = op.type == OpType::Relu ? 0.f : op.clip_min, hi = op.type == OpType::Relu ? INFINITY : op.clip_max;
+        for (int64_t e = 0; e < x.count(); ++e) y.values[e] = std::min(std::max(x.values[e], lo), hi);
+        break;
+      }
+    }
+  }
+  std::vector<Output> outputs;
+  for (int32_t id : spec_.outputs) {
+    const Buffer& b = buf[id];
+    Output o{spec_.tensors[id].name, b.dims, {}};
+    o.values.resize(b.values.size());
+    if (b.dims.size() == 4) to_nchw(b.values.data(), b.dims[0], b.dims[1], b.dims[2] * b.dims[3], o.values.data());
+    else o.values = b.values;
+    outputs.push_back(std::move(o));
+  }
+  return outputs;
+}
+
+}  // namespace autoprec::native
