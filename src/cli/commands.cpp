@@ -6,10 +6,12 @@
 #include <chrono>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/common.h"
 #include "cost/metrics.h"
 #include "data/npy.h"
+#include "deploy/native_export.h"
 #include "eval/evaluate.h"
 #include "exec/model.h"
 #include "exec/summary.h"
@@ -134,9 +136,28 @@ struct RunOptions {
   std::string output;
   QuantOptionsCli quant;
   DataOptions data;
+  std::string runtime;  // "native": the file runs on the native runtime
 };
 
+// run --runtime native: an integer export or a packed file, no simulation.
+int run_native(const RunOptions& o) {
+  if (!o.quant.precision.empty()) fail("--runtime native runs the file as exported; drop --precision");
+  auto model = deploy::load_native_model(o.model);
+  at::Tensor x = data::read_npy(o.input).to(at::kFloat).contiguous();
+  const auto& shape = model->spec().input_shape;
+  if (x.dim() != static_cast<int64_t>(shape.size()) + 1 || !std::equal(shape.begin(), shape.end(), x.sizes().begin() + 1)) {
+    fail("{} holds {} but {} takes [N, {}]", o.input, c10::str(x.sizes()), o.model, fmt::join(shape, ", "));
+  }
+  auto outputs = model->run(x.data_ptr<float>(), x.size(0));
+  at::Tensor y = at::from_blob(outputs.at(0).values.data(), outputs.at(0).shape, at::kFloat).clone();
+  data::write_npy(o.output, y);
+  spdlog::info("wrote float {} to {} (native runtime)", c10::str(y.sizes()), o.output);
+  return 0;
+}
+
 int run_run(const RunOptions& o) {
+  if (o.runtime == "native") return run_native(o);
+  if (!o.runtime.empty() && o.runtime != "simulation") fail("unknown --runtime '{}': simulation or native", o.runtime);
   auto graph = exec::load_model(o.model);
   if (graph->inputs.size() != 1) fail("{} has {} inputs; `run` supports models with one input", o.model, graph->inputs.size());
   at::Tensor x = data::read_npy(o.input);
@@ -260,6 +281,9 @@ void register_model_commands(CLI::App& app, Runner& runner) {
   add_quant_options(cmd, run.quant);
   add_target_option(cmd, run.quant);
   add_data_options(cmd, run.data, false);
+  cmd->add_option("--runtime", run.runtime,
+                  "simulation (default) or native: run an integer export (--format int) or a packed .apn file on "
+                  "autoprec's own low-bit runtime");
   cmd->callback([&runner] { runner = [] { return run_run(run); }; });
 
   static EvalCliOptions eval_options;

@@ -108,6 +108,47 @@ int run_export(const ExportCliOptions& o) {
   return 0;
 }
 
+// ---- pack ------------------------------------------------------------------
+struct PackCliOptions {
+  std::string model;  // an integer export
+  std::string out;    // the packed native file
+  bool json = false;
+};
+
+int run_pack(const PackCliOptions& o) {
+  native::ModelSpec spec = deploy::read_native_spec(o.model);
+  std::unique_ptr<native::Model> model;
+  try {
+    model = std::make_unique<native::Model>(spec);  // every refusal before anything is written
+  } catch (const std::invalid_argument& e) {
+    fail("{}: {}", o.model, e.what());
+  }
+  try {
+    native::save_model(spec, o.out);
+  } catch (const std::runtime_error& e) {
+    fail("{}", e.what());
+  }
+  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.out));
+  json layers = json::array();
+  int integer = 0;
+  for (const native::LayerInfo& l : model->layers()) {
+    layers.push_back({{"name", l.name}, {"kernel", l.kernel}, {"weight_bits", l.weight_bits}, {"weight_bytes", l.weight_bytes}});
+    integer += l.kernel != "float";
+  }
+  if (o.json) {
+    print_json({{"model", o.model}, {"out", o.out}, {"file_bytes", file_bytes}, {"weight_bytes", model->weight_bytes()},
+                {"operators", model->spec().ops.size()}, {"layers", layers}});
+    return 0;
+  }
+  fmt::print("{:<40} {:>5} {:>16} {:>10}\n", "layer", "bits", "kernel", "bytes");
+  for (const native::LayerInfo& l : model->layers())
+    fmt::print("{:<40} {:>5} {:>16} {:>10}\n", l.name, l.weight_bits, l.kernel, l.weight_bytes);
+  fmt::print("wrote {} ({} operators, {} of {} layers on integers): {} weight bytes in memory, file {}\n", o.out,
+             model->spec().ops.size(), integer, model->layers().size(), model->weight_bytes(),
+             human_bits(8.0 * static_cast<double>(file_bytes)));
+  return 0;
+}
+
 // ---- verify ----------------------------------------------------------------
 struct VerifyCliOptions {
   std::string model;     // the exported QDQ file
@@ -262,6 +303,13 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
                   "ONNX Runtime's U8S8 saturation on AVX2 CPUs without VNNI)");
   cmd->add_flag("--json", o.json, "Print what was written as one JSON object");
   cmd->callback([&runner] { runner = [] { return run_export(o); }; });
+
+  static PackCliOptions pack;
+  cmd = app.add_subcommand("pack", "Convert an integer export (--format int) into the native runtime's packed file");
+  cmd->add_option("model", pack.model, "Integer ONNX export (autoprec export --format int)")->required();
+  cmd->add_option("--out", pack.out, "Packed model file (.apn) for `run --runtime native` and applications")->required();
+  cmd->add_flag("--json", pack.json, "Print what was written as one JSON object");
+  cmd->callback([&runner] { runner = [] { return run_pack(pack); }; });
 
   static VerifyCliOptions v;
   cmd = app.add_subcommand("verify", "Run an exported model in ONNX Runtime and compare it with the simulation");

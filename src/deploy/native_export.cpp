@@ -460,4 +460,32 @@ native::ModelSpec native_model_from_file(const std::string& path) {
   return native_model_from_onnx(model, path);
 }
 
+native::ModelSpec read_native_spec(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read {}", path);
+  char magic[8] = {};
+  in.read(magic, sizeof magic);
+  in.close();
+  native::ModelSpec spec;
+  if (std::string(magic, sizeof magic) == "APNATIVE") {
+    try {
+      spec = native::load_model(path);
+    } catch (const std::runtime_error& e) {
+      fail("{}", e.what());
+    }
+  } else {
+    spec = native_model_from_file(path);
+  }
+  return spec;
+}
+
+std::unique_ptr<native::Model> load_native_model(const std::string& path) {
+  native::ModelSpec spec = read_native_spec(path);
+  try {
+    return std::make_unique<native::Model>(std::move(spec));
+  } catch (const std::invalid_argument& e) {
+    fail("{}: {}", path, e.what());
+  }
+}
+
 }  // namespace autoprec::deploy

@@ -17,6 +17,7 @@
 // equals clipping before quantizing.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <onnx/onnx_pb.h>
@@ -33,5 +34,13 @@ native::ModelSpec native_model_from_onnx(const onnx::ModelProto& model, const st
 
 // Reads an ONNX file (UserError when it is not one) and converts it.
 native::ModelSpec native_model_from_file(const std::string& path);
+
+// The model in a packed native file (native::save_model, recognised by its
+// magic) or an integer ONNX export. UserError naming the file when it is
+// neither.
+native::ModelSpec read_native_spec(const std::string& path);
+// read_native_spec(), compiled; UserError naming the file when the native
+// runtime refuses the model (native::Model's checks).
+std::unique_ptr<native::Model> load_native_model(const std::string& path);
 
 }  // namespace autoprec::deploy

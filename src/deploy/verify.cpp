@@ -50,11 +50,7 @@ class VerifiedRuntime {
  public:
   explicit VerifiedRuntime(const VerifyRequest& request) : runtime_(request.runtime), path_(request.model) {
     if (runtime_ == VerifyRuntime::Native) {
-      try {
-        native_ = std::make_unique<native::Model>(native_model_from_file(request.model));
-      } catch (const std::invalid_argument& e) {
-        fail("{}: {}", request.model, e.what());
-      }
+      native_ = load_native_model(request.model);
       return;
     }
     std::string why;

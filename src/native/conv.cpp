@@ -123,9 +123,6 @@ QuantizedConv::QuantizedConv(ConvParams params, Kernel kernel) : params_(std::mo
     packed_.weight_bits = params_.weight_bits;
     packed_.n = packed_.padded_n = g.out_channels;
     packed_.k = packed_.padded_k = g.kernel_h * g.kernel_w;
-    // Kept at their bit-width as the file stores them: the direct loop reads
-    // the widened copy, so the in-memory figure counts what a packed layout needs.
-    packed_.data.resize(static_cast<size_t>((params_.weights.size() * params_.weight_bits + 7) / 8));
     packed_.row_sums.assign(g.out_channels, 0);
   } else {
     const std::vector<int8_t> w = patch_major(params_);
@@ -137,6 +134,12 @@ QuantizedConv::QuantizedConv(ConvParams params, Kernel kernel) : params_(std::mo
     const int32_t bias = params_.bias.empty() ? 0 : params_.bias[o];
     offsets_.push_back(g.depthwise() ? bias : bias - params_.input.zero_point * packed_.row_sums[o]);
   }
+  params_.weights = {};
+  params_.weights.shrink_to_fit();
+}
+
+int64_t QuantizedConv::weight_bytes() const {
+  return packed_.bytes() + static_cast<int64_t>(depthwise_weights_.size() * sizeof(int16_t));
 }
 
 void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, std::vector<int32_t>& acc, int64_t& stride) const {
@@ -159,8 +162,8 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, std::vect
             const int64_t xj = c * g.stride_w + j - g.pad_left;
             if (xj < 0 || xj >= w) continue;
             const uint8_t* in = x + (yi * w + xj) * ch;
-            const int32_t* wt = depthwise_weights_.data() + (i * g.kernel_w + j) * ch;
-            for (int64_t k = 0; k < ch; ++k) out[k] += (static_cast<int32_t>(in[k]) - zx) * wt[k];
+            const int16_t* wt = depthwise_weights_.data() + (i * g.kernel_w + j) * ch;
+            for (int64_t k = 0; k < ch; ++k) out[k] += (static_cast<int32_t>(in[k]) - zx) * static_cast<int32_t>(wt[k]);
           }
         }
       }

@@ -62,8 +62,10 @@ class QuantizedConv {
   // The same layer with a float output and no requantization (a Gemm whose
   // logits stay float): y = (acc) * s_x * s_w[o]; the output grid is unused.
   void run_float(const uint8_t* x, int64_t h, int64_t w, float* y) const;
+  // The parameters without the weight codes (packed, not kept twice).
   const ConvParams& params() const { return params_; }
-  int64_t weight_bytes() const { return packed_.bytes(); }
+  // Bytes the weights take in memory (depthwise: the widened copy).
+  int64_t weight_bytes() const;
 
  private:
   ConvParams params_;
@@ -71,7 +73,7 @@ class QuantizedConv {
   std::vector<float> multipliers_;  // s_x * s_w[o] / s_y
   std::vector<float> dequantizers_;  // s_x * s_w[o]
   std::vector<int32_t> offsets_;     // bias[o] - z_x * sum_k w[o][k] (depthwise: bias[o])
-  std::vector<int32_t> depthwise_weights_;  // depthwise: [kh][kw][c]
+  std::vector<int16_t> depthwise_weights_;  // depthwise: [kh][kw][c], widened once for the direct loop
   // acc (pixels x padded_n, offsets not yet added) of one image.
   void accumulate(const uint8_t* x, int64_t h, int64_t w, std::vector<int32_t>& acc, int64_t& stride) const;
 };

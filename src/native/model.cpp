@@ -235,6 +235,8 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), impl_(std::make_unique<Im
         }
         layers_.push_back({op.name, g.depthwise() ? "depthwise" : kernel_name(kernel), op.weight_bits,
                            impl_->convs[i]->weight_bytes()});
+        spec_.ops[i].codes = {};  // packed now; no second copy in memory
+        spec_.ops[i].codes.shrink_to_fit();
         break;
       }
     }

@@ -115,6 +115,8 @@ class Model {
   // std::invalid_argument when batch < 1.
   std::vector<Output> run(const float* input, int64_t batch);
 
+  // The spec without the integer layers' codes (they live packed in the
+  // layers): save the spec given to the constructor, not this one.
   const ModelSpec& spec() const { return spec_; }
   const std::vector<LayerInfo>& layers() const { return layers_; }
   // Weight bytes in memory over every Conv and Gemm, as packed.
