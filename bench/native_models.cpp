@@ -5,10 +5,12 @@
 // "layers": [{name, kernel, weight_bits, weight_bytes}]}. One model per
 // process, so that the peak resident memory is this model's.
 //
-//   native_models MODEL.apn [REPEATS=200] [WARMUP=20]
+//   native_models MODEL.apn [REPEATS=200] [WARMUP=20] [profile]
+// With "profile", stderr also gets each operator's share of the time.
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <map>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -32,12 +34,28 @@ int main(int argc, char** argv) {
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> u(0.f, 1.f);
     for (float& v : x) v = u(rng);
+    const bool profile = argc > 4 && std::string(argv[4]) == "profile";
     std::vector<double> ms;
     for (int i = 0; i < warmup + repeats; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       auto out = model.run(x.data(), 1);
       const auto t1 = std::chrono::steady_clock::now();
       if (i >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      if (i + 1 == warmup) model.set_profiling(profile);
+    }
+    if (profile) {
+      double total = 0;
+      std::map<std::string, double> by_type;
+      for (size_t i = 0; i < model.spec().ops.size(); ++i) {
+        const OpSpec& op = model.spec().ops[i];
+        total += model.op_seconds()[i];
+        by_type[op_name(op.type)] += model.op_seconds()[i];
+      }
+      for (const auto& [type, seconds] : by_type)
+        std::fprintf(stderr, "%-18s %6.1f%%  %8.1f us/run\n", type.c_str(), 100 * seconds / total, 1e6 * seconds / repeats);
+      for (size_t i = 0; i < model.spec().ops.size(); ++i)
+        std::fprintf(stderr, "  %-45s %-10s %8.1f us\n", model.spec().ops[i].name.c_str(), op_name(model.spec().ops[i].type),
+                     1e6 * model.op_seconds()[i] / repeats);
     }
     std::sort(ms.begin(), ms.end());
     rusage usage{};

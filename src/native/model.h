@@ -119,13 +119,21 @@ class Model {
   // layers): save the spec given to the constructor, not this one.
   const ModelSpec& spec() const { return spec_; }
   const std::vector<LayerInfo>& layers() const { return layers_; }
+  // When on, run() adds each operator's wall time to op_seconds() (one entry
+  // per spec op, seconds, summed over runs).
+  void set_profiling(bool on);
+  const std::vector<double>& op_seconds() const { return op_seconds_; }
   // Weight bytes in memory over every Conv and Gemm, as packed.
   int64_t weight_bytes() const;
 
  private:
   struct Impl;
+  void run_op(size_t i);
+  std::vector<Output> collect_outputs() const;
   ModelSpec spec_;
   std::vector<LayerInfo> layers_;
+  std::vector<double> op_seconds_;
+  bool profiling_ = false;
   std::unique_ptr<Impl> impl_;
 };
 
