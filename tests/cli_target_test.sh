@@ -26,7 +26,7 @@ expect_ok "cost generic json" "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml"
 $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["total"]; assert "latency_ms" not in t and "energy_mj" not in t and t["bops"] > 0, t' "$WORK/out" && ok || bad "cost generic has no latency"
 expect_error "cost latency on generic" "no latency model" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target generic --constraint "latency<=1ms"
 expect_error "cost bad constraint unit" "unknown unit 'kg'" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target bismo --constraint "latency<=1kg"
-expect_error "cost unknown target" "built-in targets: bismo, bitfusion, cpu-ort, cpu-ort-int, generic" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target tpu
+expect_error "cost unknown target" "built-in targets: bismo, bitfusion, cpu-native, cpu-ort, cpu-ort-int, generic" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target tpu
 printf 'name: mine\ncost_model:\n  type: bitfusion\n  bricks: zero\n' >"$WORK/bad_target.yaml"
 expect_error "cost bad profile" "bad_target.yaml:4: cost_model.bricks must be an integer, got 'zero'" -- "$BIN" cost "$MODEL" --precision "$WORK/w4a8.yaml" --target "$WORK/bad_target.yaml"
 expect_ok "profile bismo" "$BIN" profile "$MODEL" --target bismo --out "$WORK/bismo.csv" --weight-bits 2,4,8 --activation-bits 8

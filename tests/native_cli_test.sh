@@ -11,6 +11,11 @@
 #   - `run --runtime native` gives the same array from the .onnx and the .apn,
 #     and (when onnxruntime-node is installed) agrees with ONNX Runtime on the
 #     export within the integer-form bounds of docs/deploy.md;
+# the runner protocol served by `autoprec native-runner` (load, time with
+# kernel times, run, a bad request answered and the session kept); the
+# cpu-native target: `profile` measures every layer x pair on the native
+# runtime, and `deploy --target cpu-native` writes model.apn, verifies on the
+# native runtime and times it there;
 # and what it cannot run is refused with one line, exit 2, nothing written:
 # a ViT (Shape, LayerNormalization), a damaged .apn, a wrongly shaped input.
 # Usage: native_cli_test.sh AUTOPREC_BINARY SOURCE_DIR NODE_MODULES
@@ -111,6 +116,56 @@ PY
     echo "  vs ONNX Runtime: $(cat "$WORK/c.json")"
   fi
 done
+
+echo "== native-runner, cpu-native"
+printf '%s\n' '{"cmd":"load","model":"'"$WORK/resnet20.apn"'","profiling":true}' \
+  '{"cmd":"time","inputs":{"input":{"dtype":"float32","shape":[1,1,28,28],"fill":"random","seed":1}},"warmup":2,"repeats":5}' \
+  '{"cmd":"bogus"}' \
+  '{"cmd":"run","inputs":{"input":{"file":"'"$WORK/x.npy"'"}},"outputs_dir":"'"$WORK/runner_out"'"}' \
+  '{"cmd":"quit"}' | "$BIN" native-runner >"$WORK/runner.jsonl" 2>"$WORK/err" || fail "native-runner exited non-zero: $(cat "$WORK/err")"
+/usr/bin/python3 - "$WORK/runner.jsonl" "$WORK/runner_out/logits.npy" "$WORK/resnet20.apn.npy" <<'PY' || fail "native-runner protocol"
+import json, sys, numpy as np
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 5, lines
+load, time, bogus, run, quit = lines
+assert load["ok"] and load["inputs"][0] == {"name": "input", "type": "float32", "shape": [-1, 1, 28, 28]}, load
+assert time["ok"] and len(time["times_ms"]) == 5 and 0 < time["kernel_ms"] <= max(time["times_ms"]), time
+assert set(time["ops_ms"]) >= {"Conv", "Add", "Quantize"}, time["ops_ms"]
+assert not bogus["ok"] and "unknown cmd" in bogus["error"], bogus
+assert run["ok"] and quit["ok"], (run, quit)
+assert np.array_equal(np.load(sys.argv[2]), np.load(sys.argv[3])), "runner output differs from run --runtime native"
+print(f"  native-runner: kernel_ms {time['kernel_ms']:.3f}, ops {sorted(time['ops_ms'])}")
+PY
+SC=$SRC/models/small_cnn_fmnist.onnx
+if AUTOPREC_CACHE_DIR=$WORK/cache "$BIN" profile "$SC" --target cpu-native --out "$WORK/native.csv" >/dev/null 2>"$WORK/err"; then
+  /usr/bin/python3 - "$WORK/native.csv" <<'PY' || fail "profile cpu-native table"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+layers = {r["layer"] for r in rows}
+pairs = {(int(r["weight_bits"]), int(r["activation_bits"])) for r in rows}
+assert len(layers) == 4 and pairs == {(b, 8) for b in range(2, 9)} | {(32, 32)}, (layers, pairs)
+assert all(float(r["latency_ms"]) > 0 for r in rows), rows
+print(f"  profile cpu-native: {len(rows)} rows over {len(layers)} layers")
+PY
+else
+  fail "profile cpu-native: $(tail -c 300 "$WORK/err")"
+fi
+if "$BIN" deploy "$SC" --target cpu-native --precision "$WORK/small_cnn.yaml" --data "$DATA" --limit 200 --repeats 10 \
+    --out "$WORK/bundle" --json >"$WORK/deploy.json" 2>"$WORK/err"; then
+  /usr/bin/python3 - "$WORK/deploy.json" "$WORK/bundle" <<'PY' || fail "deploy --target cpu-native"
+import json, os, sys
+d, out = json.load(open(sys.argv[1])), sys.argv[2]
+assert d["verification"]["runtime"] == "native" and d["verification"]["passed"], d["verification"]
+assert d["latency"]["runtime"] == "native" and d["latency"]["quantized_ms"] > 0 and d["latency"]["fp32_runtime"] == "onnxruntime-node", d["latency"]
+assert d["format"] == "int" and os.path.getsize(os.path.join(out, "model.apn")) == d["native"]["file_bytes"], d
+print(f"  deploy cpu-native: {d['latency']['quantized_ms']:.3f} ms native vs FP32 {d['latency']['fp32_ms']:.3f} ms in ORT, "
+      f"{d['native']['weight_bytes']} weight bytes")
+PY
+else
+  fail "deploy --target cpu-native: $(tail -c 300 "$WORK/err")"
+fi
+expect_refusal "native deploy of the qdq form" "integer form" "$WORK/bundle_qdq" -- "$BIN" deploy "$SC" --runtime native \
+  --format qdq --precision "$WORK/small_cnn.yaml" --data "$DATA" --out "$WORK/bundle_qdq"
 
 "$BIN" export "$SRC/models/vit_tiny_fmnist.onnx" --precision "$WORK/resnet20.yaml" --format int --data "$DATA" --calib 32 \
   --out "$WORK/vit.onnx" >/dev/null 2>&1 || fail "export vit"

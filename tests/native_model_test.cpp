@@ -267,6 +267,29 @@ TEST(NativeModel, RunsFloatIslands) {
   EXPECT_EQ(model.layers()[0].kernel, "float");
 }
 
+TEST(NativeModel, TakesAndGivesCodes) {
+  // x uint8 [1, 2, 2] -> MaxPool 2x2 (on the codes) -> y uint8 [1, 1, 1]: a single-layer model's io.
+  ModelSpec s;
+  const QuantGrid g{0.1f, 5, 8};
+  s.tensors = {{"x", DType::Uint8, g}, {"y", DType::Uint8, g}};
+  OpSpec pool;
+  pool.type = OpType::MaxPool;
+  pool.geometry = {0, 0, 2, 2, 2, 2, 0, 0, 0, 0};
+  pool.inputs = {0};
+  pool.outputs = {1};
+  s.ops = {pool};
+  s.inputs = {0};
+  s.outputs = {1};
+  s.input_shape = {1, 2, 2};
+  Model model(s);
+  const uint8_t x[8] = {3, 9, 7, 1, 200, 0, 4, 4};  // two images
+  auto out = model.run_codes(x, 2);
+  EXPECT_EQ(out[0].dtype, DType::Uint8);
+  EXPECT_EQ(out[0].codes, (std::vector<uint8_t>{9, 200}));
+  const float f = 0;
+  EXPECT_THROW(model.run(&f, 1), std::invalid_argument);
+}
+
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + "/" + name; }
 
 TEST(NativeModelFile, RoundTripsAndRefusesDamagedFiles) {
@@ -335,8 +358,8 @@ TEST(NativeModel, RefusesSpecsItCannotRun) {
   s.ops[1].codes[0] = 40;  // outside 5 bits
   refused(s, "outside");
   s = r.spec;
-  s.outputs = {6};
-  refused(s, "must be float");
+  s.outputs = {};
+  refused(s, "no output");
   s = r.spec;
   s.ops[3].inputs = {2, 99};
   refused(s, "out of range");

@@ -232,6 +232,22 @@ TEST(TargetProfile, BuiltinsLoad) {
   }
   EXPECT_EQ(target::load_target("bitfusion").cost_model.bricks, 4096);
   EXPECT_THROW(target::load_target("tpu9000"), UserError);
+  const target::Profile native = target::load_target("cpu-native");
+  EXPECT_TRUE(native.native_runtime);
+  EXPECT_EQ(native.format, quant::QuantForm::Int);
+  EXPECT_EQ(native.cost_model.command, (std::vector<std::string>{"autoprec", "native-runner"}));
+  EXPECT_FALSE(target::load_target("cpu-ort-int").native_runtime);
+}
+
+TEST(TargetProfile, TheNativeRuntimeNeedsTheIntegerForm) {
+  try {
+    target::parse_profile("name: x\nruntime: native\n", "dev.yaml");
+    ADD_FAILURE() << "runtime: native accepted without format: int";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("format: int"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(target::parse_profile("name: x\nformat: int\nruntime: native\n", "dev.yaml").native_runtime);
+  EXPECT_THROW(target::parse_profile("name: x\nformat: int\nruntime: tvm\n", "dev.yaml"), UserError);
 }
 
 void expect_profile_error(const std::string& yaml, const std::string& substring) {

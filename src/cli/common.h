@@ -104,6 +104,7 @@ struct DeployCliOptions {
   int64_t limit = 0;
   int runtime_threads = 1;
   int repeats = 50;
+  std::string runtime;  // onnxruntime | native; empty: the target's (runtime:), else onnxruntime
   bool json = false;  // also: no progress output
 };
 // Exports the configuration to OUT/model.onnx (+ OUT/precision.yaml), verifies

@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 
 #include <filesystem>
+#include <iostream>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -11,6 +12,7 @@
 #include "cli/common.h"
 #include "deploy/qdq_export.h"
 #include "deploy/native_export.h"
+#include "deploy/native_runner.h"
 #include "deploy/verify.h"
 #include "eval/evaluate.h"
 #include "runtime/runner.h"
@@ -233,6 +235,9 @@ json deploy_bundle(const DeployCliOptions& o) {
   if (!runtime::ort_available(&why)) fail("ONNX Runtime is not available: {}", why);
   std::optional<target::Profile> profile;
   if (!o.target.empty()) profile = target::load_target(o.target);
+  const deploy::VerifyRuntime runtime = !o.runtime.empty() ? deploy::parse_verify_runtime(o.runtime)
+                                        : profile && profile->native_runtime ? deploy::VerifyRuntime::Native
+                                                                             : deploy::VerifyRuntime::OnnxRuntime;
   {
     // Refuse what the target or the form cannot run before the output directory exists.
     quant::PrecisionConfig config = load_config(o.quant, profile ? &*profile : nullptr);
@@ -240,6 +245,9 @@ json deploy_bundle(const DeployCliOptions& o) {
     auto precision = quant::resolve(config, quant::layer_names(layers));
     if (profile) target::require_allowed(*profile, layers, precision, config.options.weight_granularity);
     if (config.options.format == quant::QuantForm::Int) quant::plan_integer_form(*graph, layers, precision);
+    if (runtime == deploy::VerifyRuntime::Native && config.options.format != quant::QuantForm::Int) {
+      fail("the native runtime runs the integer form; deploy with --format int (or a target whose format is int)");
+    }
   }
   prepare_output_dir(o.out);
   auto quantized = build_quantized(graph, o.model, o.quant, &o.data, profile ? &*profile : nullptr);
@@ -252,6 +260,7 @@ json deploy_bundle(const DeployCliOptions& o) {
   request.runtime_threads = o.runtime_threads;
   request.repeats = o.repeats;
   request.quiet = o.json;
+  request.runtime = runtime;
   deploy::BundleReport report = deploy::write_bundle(*quantized, request, test, one, o.quant.precision);
   return deploy::to_json(report, request, o.quant.precision);
 }
@@ -260,19 +269,26 @@ void print_deploy_summary(const json& bundle) {
   const json& verification = bundle["verification"];
   const auto bytes = bundle["size"]["onnx_bytes"].get<double>(), fp32_bytes = bundle["size"]["fp32_onnx_bytes"].get<double>();
   const std::string out = std::filesystem::path(bundle["onnx"].get<std::string>()).parent_path().string();
-  if (verification.contains("ort_top1"))
-    fmt::print("ONNX Runtime top-1 {:.2f}% vs simulation {:.2f}% ({})\n", 100 * verification["ort_top1"].get<double>(),
-               100 * verification["simulated_top1"].get<double>(), verification["passed"].get<bool>() ? "verified" : "MISMATCH");
+  const bool native = verification.value("runtime", "") == "native";
+  const std::string runtime = native ? "native runtime" : "ONNX Runtime";
+  const std::string verdict = verification["passed"].get<bool>() ? "verified" : "MISMATCH";
+  if (verification.contains("runtime_top1"))
+    fmt::print("{} top-1 {:.2f}% vs simulation {:.2f}% ({})\n", native ? "Native runtime" : "ONNX Runtime",
+               100 * verification["runtime_top1"].get<double>(), 100 * verification["simulated_top1"].get<double>(), verdict);
   else
-    fmt::print("agreement with FP32: ONNX Runtime {:.2f}% vs simulation {:.2f}% ({})\n",
-               100 * verification["ort_agreement_with_fp32"].get<double>(),
-               100 * verification["simulated_agreement_with_fp32"].get<double>(),
-               verification["passed"].get<bool>() ? "verified" : "MISMATCH");
+    fmt::print("agreement with FP32: {} {:.2f}% vs simulation {:.2f}% ({})\n", runtime,
+               100 * verification["runtime_agreement_with_fp32"].get<double>(),
+               100 * verification["simulated_agreement_with_fp32"].get<double>(), verdict);
   fmt::print("file {} vs FP32 {} (theoretical weight memory {})\n", human_bits(8.0 * bytes), human_bits(8.0 * fp32_bytes),
              human_bits(8.0 * bundle["size"]["theoretical_weight_bytes"].get<double>()));
-  fmt::print("latency (batch 1, {} thread(s)): {:.3f} ms vs FP32 {:.3f} ms\n", bundle["latency"]["threads"].get<int>(),
-             bundle["latency"]["quantized_ms"].get<double>(), bundle["latency"]["fp32_ms"].get<double>());
-  fmt::print("bundle in {}: model.onnx, precision.yaml, deploy.json\n", out);
+  if (bundle.contains("native"))
+    fmt::print("native runtime: weights {} in memory, packed file {}\n",
+               human_bits(8.0 * bundle["native"]["weight_bytes"].get<double>()),
+               human_bits(8.0 * bundle["native"]["file_bytes"].get<double>()));
+  fmt::print("latency (batch 1, {} thread(s)): {:.3f} ms on the {} vs FP32 {:.3f} ms in ONNX Runtime\n",
+             bundle["latency"]["threads"].get<int>(), bundle["latency"]["quantized_ms"].get<double>(), runtime,
+             bundle["latency"]["fp32_ms"].get<double>());
+  fmt::print("bundle in {}: model.onnx{}, precision.yaml, deploy.json\n", out, native ? ", model.apn" : "");
 }
 
 namespace {
@@ -311,6 +327,11 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
   cmd->add_flag("--json", pack.json, "Print what was written as one JSON object");
   cmd->callback([&runner] { runner = [] { return run_pack(pack); }; });
 
+  cmd = app.add_subcommand("native-runner",
+                           "Serve the runner protocol (docs/targets.md) on the native runtime, for targets that measure "
+                           "on it (cpu-native)");
+  cmd->callback([&runner] { runner = [] { return deploy::serve_native_runner(std::cin, std::cout); }; });
+
   static VerifyCliOptions v;
   cmd = app.add_subcommand("verify", "Run an exported model in ONNX Runtime and compare it with the simulation");
   cmd->add_option("model", v.model, "Exported QDQ model (autoprec export)")->required();
@@ -340,6 +361,9 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--limit", d.limit, "Verify on the first N test images only")->check(kNonNegative);
   cmd->add_option("--runtime-threads", d.runtime_threads, "ONNX Runtime threads for the latency measurement (default 1)");
   cmd->add_option("--repeats", d.repeats, "Timed runs per model (default 50)")->check(kPositive);
+  cmd->add_option("--runtime", d.runtime,
+                  "onnxruntime or native (autoprec's own runtime: also writes model.apn, verifies and times on it; "
+                  "needs --format int); default: the target's `runtime`, else onnxruntime");
   cmd->add_flag("--json", d.json, "Print deploy.json");
   cmd->callback([&runner] { runner = [] { return run_deploy(d); }; });
 }

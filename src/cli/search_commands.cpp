@@ -93,10 +93,14 @@ nlohmann::json deploy_result(nlohmann::json& result, bool quiet) {
     d.quant.precision = result["outputs"]["best"].get<std::string>();
     d.out = (dir / "bundle").string();
     d.json = quiet;
+    const std::string spec = result.value("target_spec", result.value("target", std::string()));
+    if (!spec.empty() && target::load_target(spec).native_runtime) d.runtime = "native";
     bundle = deploy_bundle(d);
     result["deploy"] = {{"bundle", d.out},
                         {"report", d.out + "/deploy.json"},
                         {"verified", bundle["verification"]["passed"]},
+                        {"runtime", bundle["verification"]["runtime"]},
+                        {"runtime_top1", bundle["verification"].value("runtime_top1", nlohmann::json())},
                         {"ort_top1", bundle["verification"].value("ort_top1", nlohmann::json())},
                         {"ort_agreement", bundle["verification"]["top1_agreement"]},
                         {"onnx_bytes", bundle["size"]["onnx_bytes"]},

@@ -16,9 +16,11 @@ namespace {
 
 using onnx::TensorProto;
 
-void set_uint8(onnx::ValueInfoProto* v, const std::string& name) {
+void set_uint8(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& shape) {
   v->set_name(name);
-  v->mutable_type()->mutable_tensor_type()->set_elem_type(TensorProto::UINT8);
+  auto* t = v->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(TensorProto::UINT8);
+  for (int64_t d : shape) t->mutable_shape()->add_dim()->set_dim_value(d);
 }
 
 void add_scalar(onnx::GraphProto* g, const std::string& name, const at::Tensor& t) {
@@ -75,10 +77,10 @@ std::string integer_layer_model(const graph::Graph& graph, const graph::Node& no
       }
     }
     g->clear_input();
-    set_uint8(g->add_input(), "x");
+    set_uint8(g->add_input(), "x", input_shape);
     if (!y_q.empty()) {
       g->clear_output();
-      set_uint8(g->add_output(), "y");
+      set_uint8(g->add_output(), "y", output_shape);
     } else {
       // QGemm's float output: quantize it as the next integer reader would.
       add_scalar(g, "y_scale", at::full({}, 0.05, at::kFloat));
@@ -94,7 +96,7 @@ std::string integer_layer_model(const graph::Graph& graph, const graph::Node& no
       for (const char* in : {"y_float", "y_scale", "y_zero_point"}) q->add_input(in);
       q->add_output("y");
       g->clear_output();
-      set_uint8(g->add_output(), "y");
+      set_uint8(g->add_output(), "y", output_shape);
     }
     return proto.SerializeAsString();
   }
@@ -136,8 +138,8 @@ std::string integer_layer_model(const graph::Graph& graph, const graph::Node& no
   for (const char* in : {"y_float", "y_scale", "y_zero_point"}) q->add_input(in);
   q->add_output("y");
   for (const auto& t : g->initializer()) *rebuilt.add_initializer() = t;
-  set_uint8(rebuilt.add_input(), "x");
-  set_uint8(rebuilt.add_output(), "y");
+  set_uint8(rebuilt.add_input(), "x", input_shape);
+  set_uint8(rebuilt.add_output(), "y", output_shape);
   rebuilt.set_name(g->name());
   *g = rebuilt;
   return proto.SerializeAsString();

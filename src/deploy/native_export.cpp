@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -79,17 +80,22 @@ class Converter {
       }
       spec_.input_shape.push_back(shape.dim(i).dim_value());
     }
-    if (inputs[0]->type().tensor_type().elem_type() != onnx::TensorProto::FLOAT) {
-      fail("{}: input '{}' must be float", origin_, inputs[0]->name());
+    const int32_t type = inputs[0]->type().tensor_type().elem_type();
+    if (type == onnx::TensorProto::UINT8) {
+      spec_.inputs.push_back(add_tensor(inputs[0]->name(), DType::Uint8, input_grid(inputs[0]->name())));
+    } else if (type == onnx::TensorProto::FLOAT) {
+      spec_.inputs.push_back(add_tensor(inputs[0]->name(), DType::Float32));
+    } else {
+      fail("{}: input '{}' must be float or uint8", origin_, inputs[0]->name());
     }
-    spec_.inputs.push_back(add_tensor(inputs[0]->name(), DType::Float32));
     for (const auto& node : g.node()) {
       if (done_.count(&node)) continue;
       convert_node(node);
     }
     for (const auto& o : g.output()) {
-      const int32_t id = float_tensor(o.name(), nullptr);
-      spec_.outputs.push_back(id);
+      auto it = ids_.find(o.name());
+      const bool codes = it != ids_.end() && spec_.tensors[it->second].dtype == DType::Uint8;
+      spec_.outputs.push_back(codes ? it->second : float_tensor(o.name(), nullptr));
     }
     return std::move(spec_);
   }
@@ -125,6 +131,24 @@ class Converter {
     const onnx::NodeProto* dq = producer(value, "DequantizeLinear");
     if (!dq || initializers_.count(dq->input(0)) || !ids_.count(dq->input(0))) return "";
     return spec_.tensors[ids_.at(dq->input(0))].dtype == DType::Uint8 ? dq->input(0) : "";
+  }
+
+  // The grid of a uint8 graph input: that of the DequantizeLinear nodes
+  // reading it (per axis only when every channel has the same scale and zero point).
+  native::QuantGrid input_grid(const std::string& name) const {
+    auto it = readers_.find(name);
+    if (it == readers_.end()) fail("{}: uint8 input '{}' is never read", origin_, name);
+    std::optional<native::QuantGrid> grid;
+    for (const onnx::NodeProto* r : it->second) {
+      if (r->op_type() != "DequantizeLinear" || r->input_size() < 3) refuse(*r, "a uint8 input must be read by DequantizeLinear");
+      at::Tensor s = constant(r->input(1), *r).to(at::kFloat).reshape({-1});
+      at::Tensor z = constant(r->input(2), *r).to(at::kLong).reshape({-1});
+      if (!s.eq(s[0]).all().item<bool>() || !z.eq(z[0]).all().item<bool>()) refuse(*r, "a uint8 input with per-channel grids");
+      const native::QuantGrid g{s[0].item<float>(), static_cast<int32_t>(z[0].item<int64_t>()), 8};
+      if (grid && (grid->scale != g.scale || grid->zero_point != g.zero_point)) refuse(*r, "a uint8 input read on two grids");
+      grid = g;
+    }
+    return *grid;
   }
 
   native::QuantGrid grid_of(const onnx::NodeProto& q) const {

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -171,14 +173,54 @@ nlohmann::json to_json(const VerifyReport& r) {
   return j;
 }
 
+namespace {
+
+// Median wall time of one batch-1 inference of `one` on the native runtime, ms.
+double time_native(native::Model& model, const at::Tensor& one, int warmup, int repeats) {
+  at::Tensor x = one.to(at::kFloat).contiguous();
+  std::vector<double> ms;
+  for (int i = 0; i < warmup + repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model.run(x.data_ptr<float>(), x.size(0));
+    if (i >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
 BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRequest& request, const data::Dataset& test,
                           const at::Tensor& one, const std::string& precision_path) {
   BundleReport b;
   ExportOptions options;
   options.source_model = request.model;
+  const bool native = request.runtime == VerifyRuntime::Native;
+  if (native && quantized.format() != quant::QuantForm::Int) {
+    fail("the native runtime runs the integer form; deploy with --format int (or a target whose format is int)");
+  }
   b.exported = export_qdq(quantized, options);
   b.onnx = request.out + "/model.onnx";
+  std::unique_ptr<native::Model> native_model;
+  native::ModelSpec native_spec;
+  if (native) {
+    native_spec = native_model_from_onnx(b.exported.model, b.onnx);  // refused before anything is written
+    try {
+      native_model = std::make_unique<native::Model>(native_spec);
+    } catch (const std::invalid_argument& e) {
+      fail("{}: {}", b.onnx, e.what());
+    }
+  }
   save_qdq(b.exported.model, b.onnx);
+  if (native) {
+    b.native_file = request.out + "/model.apn";
+    try {
+      native::save_model(native_spec, b.native_file);
+    } catch (const std::runtime_error& e) {
+      fail("{}", e.what());
+    }
+    b.native_weight_bytes = native_model->weight_bytes();
+  }
   quant::PrecisionConfig calibrated = quantized.calibrated_config();
   quant::save_precision_config(calibrated, request.out + "/precision.yaml");
 
@@ -187,13 +229,18 @@ BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRe
   v.source = request.model;
   v.config = calibrated;
   v.quiet = request.quiet;
+  v.runtime = request.runtime;
   b.verification = verify_export(v, test);
 
   runtime::RunnerOptions ro;
   ro.threads = request.runtime_threads;
   runtime::OnnxRunner runner(ro);
-  runner.load(b.onnx);
-  b.quantized_ms = runner.time({{runner.inputs().at(0).name, one}}, 10, request.repeats).median_ms;
+  if (native) {
+    b.quantized_ms = time_native(*native_model, one, 10, request.repeats);
+  } else {
+    runner.load(b.onnx);
+    b.quantized_ms = runner.time({{runner.inputs().at(0).name, one}}, 10, request.repeats).median_ms;
+  }
   runner.load(request.model);
   b.fp32_ms = runner.time({{runner.inputs().at(0).name, one}}, 10, request.repeats).median_ms;
 
@@ -220,9 +267,14 @@ nlohmann::json to_json(const BundleReport& b, const BundleRequest& request, cons
                       {"size", {{"onnx_bytes", b.onnx_bytes}, {"fp32_onnx_bytes", b.fp32_onnx_bytes},
                                 {"theoretical_weight_bytes", b.theoretical_weight_bytes},
                                 {"fp32_weight_bytes", b.fp32_weight_bytes}}},
-                      {"latency", {{"runtime", "onnxruntime-node"}, {"threads", request.runtime_threads}, {"batch", 1},
-                                   {"repeats", request.repeats}, {"quantized_ms", b.quantized_ms}, {"fp32_ms", b.fp32_ms},
-                                   {"speedup", b.fp32_ms / b.quantized_ms}}}};
+                      {"latency", {{"runtime", to_string(request.runtime)}, {"fp32_runtime", "onnxruntime-node"},
+                                   {"threads", request.runtime == VerifyRuntime::Native ? 1 : request.runtime_threads},
+                                   {"batch", 1}, {"repeats", request.repeats}, {"quantized_ms", b.quantized_ms},
+                                   {"fp32_ms", b.fp32_ms}, {"speedup", b.fp32_ms / b.quantized_ms}}}};
+  if (!b.native_file.empty()) {
+    j["native"] = {{"file", b.native_file}, {"weight_bytes", b.native_weight_bytes},
+                   {"file_bytes", static_cast<int64_t>(std::filesystem::file_size(b.native_file))}};
+  }
   if (b.exported.format == quant::QuantForm::Int) j["float_islands"] = b.exported.float_nodes;
   return j;
 }

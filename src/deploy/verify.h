@@ -71,16 +71,22 @@ struct BundleRequest {
   std::string out;    // bundle directory, already created
   int runtime_threads = 1;  // for the latency measurement
   int repeats = 50;         // timed runs per model (10 warm-up runs first)
+  // Native: the bundle also holds OUT/model.apn (autoprec pack), is verified
+  // on the native runtime, and the quantized latency is the native runtime's
+  // (one thread); FP32 stays timed in ONNX Runtime. Needs the integer form.
+  VerifyRuntime runtime = VerifyRuntime::OnnxRuntime;
   bool quiet = false;
 };
 
 struct BundleReport {
   std::string onnx;  // OUT/model.onnx
+  std::string native_file;  // OUT/model.apn (runtime native)
   QdqExport exported;
   VerifyReport verification;
   int64_t onnx_bytes = 0, fp32_onnx_bytes = 0;
   int64_t theoretical_weight_bytes = 0, fp32_weight_bytes = 0;
-  double quantized_ms = 0, fp32_ms = 0;  // batch-1 median wall time in ONNX Runtime
+  double quantized_ms = 0, fp32_ms = 0;  // batch-1 median wall time (quantized: on the request's runtime)
+  int64_t native_weight_bytes = 0;        // runtime native: packed weights in memory
 };
 
 // Exports `quantized` to OUT/model.onnx (and its calibrated configuration to

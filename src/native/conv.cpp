@@ -71,6 +71,21 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, cons
   return o;
 }
 
+// out[k] += (in[k] - zx) * wt[k] for the first multiple of 8 of `n`
+// channels (one depthwise tap); returns the channels done.
+__attribute__((target("avx2"))) int64_t depthwise_tap_avx2(const uint8_t* in, const int16_t* wt, int64_t n, int32_t zx,
+                                                         int32_t* out) {
+  const __m256i z = _mm256_set1_epi32(zx);
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256i a = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + k))), z);
+    const __m256i b = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wt + k)));
+    __m256i* o = reinterpret_cast<__m256i*>(out + k);
+    _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_mullo_epi32(a, b)));
+  }
+  return k;
+}
+
 // Weights OIHW -> O x (kh, kw, c): the order im2col writes an NHWC patch in.
 std::vector<int8_t> patch_major(const ConvParams& p) {
   const ConvGeometry& g = p.geometry;
@@ -163,31 +178,39 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, std::vect
             if (xj < 0 || xj >= w) continue;
             const uint8_t* in = x + (yi * w + xj) * ch;
             const int16_t* wt = depthwise_weights_.data() + (i * g.kernel_w + j) * ch;
-            for (int64_t k = 0; k < ch; ++k) out[k] += (static_cast<int32_t>(in[k]) - zx) * static_cast<int32_t>(wt[k]);
+            int64_t k = cpu_has_avx2() ? depthwise_tap_avx2(in, wt, ch, zx, out) : 0;
+            for (; k < ch; ++k) out[k] += (static_cast<int32_t>(in[k]) - zx) * static_cast<int32_t>(wt[k]);
           }
         }
       }
     return;
   }
   std::vector<uint8_t>& patches = scratch().patches;
-  patches.assign(static_cast<size_t>(pixels * packed_.padded_k), 0);
+  const int64_t k = patch_size(g), padded_k = packed_.padded_k;
+  patches.resize(static_cast<size_t>(pixels * padded_k));
   const auto zx = static_cast<uint8_t>(params_.input.zero_point);
+  const int64_t span = g.kernel_w * g.in_channels;  // one kernel row of an NHWC patch: contiguous in the input
   for (int64_t r = 0; r < oh; ++r)
     for (int64_t c = 0; c < ow; ++c) {
-      uint8_t* row = patches.data() + (r * ow + c) * packed_.padded_k;
+      uint8_t* row = patches.data() + (r * ow + c) * padded_k;
+      const int64_t x0 = c * g.stride_w - g.pad_left;
+      const bool columns_inside = x0 >= 0 && x0 + g.kernel_w <= w;
       for (int64_t i = 0; i < g.kernel_h; ++i) {
         const int64_t yi = r * g.stride_h + i - g.pad_top;
-        for (int64_t j = 0; j < g.kernel_w; ++j) {
-          const int64_t xj = c * g.stride_w + j - g.pad_left;
-          uint8_t* to = row + (i * g.kernel_w + j) * g.in_channels;
-          if (yi < 0 || yi >= h || xj < 0 || xj >= w) {
-            std::fill(to, to + g.in_channels, zx);
-          } else {
-            std::memcpy(to, x + (yi * w + xj) * g.in_channels, static_cast<size_t>(g.in_channels));
+        uint8_t* to = row + i * span;
+        if (yi < 0 || yi >= h) {
+          std::memset(to, zx, static_cast<size_t>(span));
+        } else if (columns_inside) {
+          std::memcpy(to, x + (yi * w + x0) * g.in_channels, static_cast<size_t>(span));
+        } else {
+          for (int64_t j = 0; j < g.kernel_w; ++j, to += g.in_channels) {
+            const int64_t xj = x0 + j;
+            if (xj < 0 || xj >= w) std::memset(to, zx, static_cast<size_t>(g.in_channels));
+            else std::memcpy(to, x + (yi * w + xj) * g.in_channels, static_cast<size_t>(g.in_channels));
           }
         }
       }
-      // Columns k .. padded_k stay 0: the kernels' padding adds nothing.
+      std::memset(row + k, 0, static_cast<size_t>(padded_k - k));  // the kernels' padding adds nothing
     }
   stride = packed_.padded_n;
   acc.resize(static_cast<size_t>(pixels * packed_.padded_n));

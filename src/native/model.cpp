@@ -178,7 +178,6 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), impl_(std::make_unique<Im
     if (d < 1) throw std::invalid_argument("native runtime: the input shape needs positive sizes");
   for (int32_t id : spec_.inputs) {
     check_id(nullptr, id);
-    if (spec_.tensors[id].dtype != DType::Float32) throw std::invalid_argument("native runtime: the input must be float");
     written[id] = true;
   }
   for (const TensorSpec& t : spec_.tensors) {
@@ -274,9 +273,6 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), impl_(std::make_unique<Im
   for (int32_t id : spec_.outputs) {
     check_id(nullptr, id);
     if (!written[id]) throw std::invalid_argument("native runtime: output '" + spec_.tensors[id].name + "' is never written");
-    if (spec_.tensors[id].dtype != DType::Float32) {
-      throw std::invalid_argument("native runtime: output '" + spec_.tensors[id].name + "' must be float");
-    }
   }
   impl_->buffers.resize(spec_.tensors.size());
 }
@@ -293,15 +289,34 @@ int64_t Model::weight_bytes() const {
 }
 
 std::vector<Model::Output> Model::run(const float* input, int64_t batch) {
+  if (input_dtype() != DType::Float32) throw std::invalid_argument("native runtime: the model takes uint8 codes (run_codes)");
+  return run_all(input, batch);
+}
+
+std::vector<Model::Output> Model::run_codes(const uint8_t* input, int64_t batch) {
+  if (input_dtype() != DType::Uint8) throw std::invalid_argument("native runtime: the model takes floats (run)");
+  return run_all(input, batch);
+}
+
+std::vector<Model::Output> Model::run_all(const void* input, int64_t batch) {
   if (batch < 1) throw std::invalid_argument("native runtime: batch must be positive");
   std::vector<Buffer>& buf = impl_->buffers;
   {
     Buffer& b = buf[spec_.inputs[0]];
     b.dims = {batch};
     b.dims.insert(b.dims.end(), spec_.input_shape.begin(), spec_.input_shape.end());
-    b.values.resize(b.count());
-    if (b.dims.size() == 4) to_nhwc(input, batch, b.dims[1], b.dims[2] * b.dims[3], b.values.data());
-    else std::copy(input, input + b.count(), b.values.begin());
+    const bool four = b.dims.size() == 4;
+    if (input_dtype() == DType::Uint8) {
+      const auto* in = static_cast<const uint8_t*>(input);
+      b.codes.resize(b.count());
+      if (four) to_nhwc(in, batch, b.dims[1], b.dims[2] * b.dims[3], b.codes.data());
+      else std::copy(in, in + b.count(), b.codes.begin());
+    } else {
+      const auto* in = static_cast<const float*>(input);
+      b.values.resize(b.count());
+      if (four) to_nhwc(in, batch, b.dims[1], b.dims[2] * b.dims[3], b.values.data());
+      else std::copy(in, in + b.count(), b.values.begin());
+    }
   }
   for (size_t i = 0; i < spec_.ops.size(); ++i) {
     const auto start = profiling_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
@@ -456,10 +471,20 @@ std::vector<Model::Output> Model::collect_outputs() const {
   std::vector<Output> outputs;
   for (int32_t id : spec_.outputs) {
     const Buffer& b = buf[id];
-    Output o{spec_.tensors[id].name, b.dims, {}};
-    o.values.resize(b.values.size());
-    if (b.dims.size() == 4) to_nchw(b.values.data(), b.dims[0], b.dims[1], b.dims[2] * b.dims[3], o.values.data());
-    else o.values = b.values;
+    Output o;
+    o.name = spec_.tensors[id].name;
+    o.dtype = spec_.tensors[id].dtype;
+    o.shape = b.dims;
+    const bool four = b.dims.size() == 4;
+    if (o.dtype == DType::Uint8) {
+      o.codes.resize(b.codes.size());
+      if (four) to_nchw(b.codes.data(), b.dims[0], b.dims[1], b.dims[2] * b.dims[3], o.codes.data());
+      else o.codes = b.codes;
+    } else {
+      o.values.resize(b.values.size());
+      if (four) to_nchw(b.values.data(), b.dims[0], b.dims[1], b.dims[2] * b.dims[3], o.values.data());
+      else o.values = b.values;
+    }
     outputs.push_back(std::move(o));
   }
   return outputs;

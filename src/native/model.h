@@ -5,9 +5,10 @@
 // integer ONNX export, save_model()/load_model() keep it in a packed file
 // (.apn, docs/native.md has the layout), and Model runs it.
 //
-// Tensors: a graph input is float NCHW [batch, C, H, W] (or [batch, F]) as
-// the ONNX model takes it; inside, every 4-D tensor is NHWC. Outputs are
-// float, in the ONNX model's layout (NCHW when 4-D).
+// Tensors: a graph input is NCHW [batch, C, H, W] (or [batch, F]) as the
+// ONNX model takes it, float or uint8 codes on its grid; inside, every 4-D
+// tensor is NHWC. Outputs are in the ONNX model's layout (NCHW when 4-D),
+// float or uint8 codes.
 //
 // Operators and their arithmetic (x_q codes, s scales, z zero points):
 //   Quantize     float -> uint8: clamp(nearbyint(x / s) + z, 0, 2^b - 1)
@@ -108,12 +109,17 @@ class Model {
 
   struct Output {
     std::string name;
+    DType dtype = DType::Float32;
     std::vector<int64_t> shape;  // batch first
-    std::vector<float> values;
+    std::vector<float> values;   // Float32
+    std::vector<uint8_t> codes;  // Uint8
   };
-  // `input`: batch x input_shape floats, NCHW. One output per spec output.
-  // std::invalid_argument when batch < 1.
+  DType input_dtype() const { return spec_.tensors[spec_.inputs[0]].dtype; }
+  // `input`: batch x input_shape values, NCHW, floats (or codes for a uint8
+  // input: run_codes). One output per spec output. std::invalid_argument
+  // when batch < 1 or the input's type is the other one.
   std::vector<Output> run(const float* input, int64_t batch);
+  std::vector<Output> run_codes(const uint8_t* input, int64_t batch);
 
   // The spec without the integer layers' codes (they live packed in the
   // layers): save the spec given to the constructor, not this one.
@@ -129,6 +135,7 @@ class Model {
  private:
   struct Impl;
   void run_op(size_t i);
+  std::vector<Output> run_all(const void* input, int64_t batch);
   std::vector<Output> collect_outputs() const;
   ModelSpec spec_;
   std::vector<LayerInfo> layers_;

@@ -696,9 +696,12 @@ std::string deploy_section(const RunData& run) {
   std::string h = "<h3>Deployment</h3>\n<table>\n";
   const double sim = number_at(run.result, {"final", "test_top1"});
   h += fmt::format("<tr><th>verified in the runtime</th><td>{}</td></tr>\n", d->value("verified", false) ? "yes" : "NO");
-  if (d->contains("ort_top1") && (*d)["ort_top1"].is_number())
+  const char* top1_key = d->contains("runtime_top1") && (*d)["runtime_top1"].is_number() ? "runtime_top1" : "ort_top1";
+  if (d->value("runtime", "") == "native")
+    h += "<tr><th>runtime</th><td>native (autoprec's own, weights packed at their bit-widths)</td></tr>\n";
+  if (d->contains(top1_key) && (*d)[top1_key].is_number())
     h += fmt::format("<tr><th>runtime test top-1</th><td>{} (simulation {})</td></tr>\n",
-                     percent(d->value("ort_top1", 0.0)), percent(sim));
+                     percent(d->value(top1_key, 0.0)), percent(sim));
   else if (d->contains("ort_agreement"))
     h += fmt::format("<tr><th>runtime agrees with the simulation</th><td>{} of the predictions</td></tr>\n",
                      percent(d->value("ort_agreement", 0.0)));

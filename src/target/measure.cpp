@@ -337,6 +337,10 @@ runtime::RunnerOptions runner_options(const Profile& profile) {
   options.profile_kernels = spec.kernel_timing;
   if (spec.type == CostModelType::Command) {
     options.command = spec.command;
+    // "autoprec" is this very binary (its native runner), wherever it is installed.
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (options.command[0] == "autoprec" && !ec) options.command[0] = self.string();
     options.what = fmt::format("runner of target {}", profile.name);
   }
   return options;

@@ -202,6 +202,10 @@ const std::vector<TKey>& keys() {
             [](const yaml::Node& n, Profile& p) {
               p.format = n.choice({"qdq", "int"}) == 0 ? quant::QuantForm::Qdq : quant::QuantForm::Int;
             }),
+        key("runtime", "onnxruntime | native", "onnxruntime",
+            "what deploy and the end of search verify and time the result on; native (autoprec's own runtime, "
+            "docs/native.md) needs format: int",
+            "tvm", [](const yaml::Node& n, Profile& p) { p.native_runtime = n.choice({"onnxruntime", "native"}) == 1; }),
         key("precisions", "mapping: default | Conv | Gemm | MatMul -> support", "everything",
             "what the device runs per operator kind; op entries inherit from default", "[8]",
             [](const yaml::Node& n, Profile& p) { read_precisions(n, p); }),
@@ -303,6 +307,9 @@ Profile read_profile(const yaml::Node& root) {
   p.origin = root.origin();
   yaml::read_keys(root, keys(), p);
   if (p.name.empty()) root.fail("a target profile needs a `name`");
+  if (p.native_runtime && p.format != quant::QuantForm::Int) {
+    root.fail("runtime: native runs the integer form; the profile needs format: int");
+  }
   return p;
 }
 

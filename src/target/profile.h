@@ -122,6 +122,7 @@ struct Profile {
   std::map<std::string, PrecisionSupport> per_op;  // precisions.Conv / Gemm / MatMul
   CostModelSpec cost_model;
   quant::QuantForm format = quant::QuantForm::Qdq;  // yaml: format
+  bool native_runtime = false;  // yaml: runtime: native (deploy and search run the result on autoprec's runtime)
   std::string origin;  // file it came from
 
   // The support for `op` (its own entry or the default).
