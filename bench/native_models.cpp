@@ -5,7 +5,7 @@
 // "layers": [{name, kernel, weight_bits, weight_bytes}]}. One model per
 // process, so that the peak resident memory is this model's.
 //
-//   native_models MODEL.apn [REPEATS=200] [WARMUP=20] [profile]
+//   native_models MODEL.apn [REPEATS=200] [WARMUP=20] [profile|-] [THREADS=1]
 // With "profile", stderr also gets each operator's share of the time.
 #include <sys/resource.h>
 
@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   }
   const int repeats = argc > 2 ? std::stoi(argv[2]) : 200, warmup = argc > 3 ? std::stoi(argv[3]) : 20;
   try {
-    Model model(load_model(argv[1]));
+    const int threads = argc > 5 ? std::stoi(argv[5]) : 1;
+    Model model(load_model(argv[1]), threads);
     int64_t size = 1;
     for (int64_t d : model.spec().input_shape) size *= d;
     std::vector<float> x(static_cast<size_t>(size));
@@ -60,8 +61,8 @@ int main(int argc, char** argv) {
     std::sort(ms.begin(), ms.end());
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    std::printf("{\"model\":\"%s\",\"median_ms\":%.4f,\"min_ms\":%.4f,\"weight_bytes\":%lld,\"peak_rss_kib\":%ld,\"layers\":[",
-                argv[1], ms[ms.size() / 2], ms.front(), static_cast<long long>(model.weight_bytes()), usage.ru_maxrss);
+    std::printf("{\"model\":\"%s\",\"threads\":%d,\"median_ms\":%.4f,\"min_ms\":%.4f,\"weight_bytes\":%lld,\"peak_rss_kib\":%ld,\"layers\":[",
+                argv[1], threads, ms[ms.size() / 2], ms.front(), static_cast<long long>(model.weight_bytes()), usage.ru_maxrss);
     for (size_t i = 0; i < model.layers().size(); ++i) {
       const LayerInfo& l = model.layers()[i];
       std::printf("%s{\"name\":\"%s\",\"kernel\":\"%s\",\"weight_bits\":%d,\"weight_bytes\":%lld}", i ? "," : "",

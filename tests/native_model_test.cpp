@@ -5,6 +5,7 @@
 // refusal of damaged files, and the refusal of specs it cannot run.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "native/model.h"
+#include "native/parallel.h"
 
 namespace autoprec::native {
 namespace {
@@ -220,6 +222,43 @@ TEST(NativeModel, RunsAResidualNetworkAsItsReferencePartsDo) {
   EXPECT_GT(distinct.size(), 3u) << "the logits are constant: the case tests nothing";
   EXPECT_EQ(model.layers().size(), 3u);
   EXPECT_EQ(model.layers()[1].weight_bits, 3);
+}
+
+TEST(NativeThreads, EveryPartRunsOnceAndErrorsReachTheCaller) {
+  ThreadPool pool(3);
+  EXPECT_EQ(pool.threads(), 3);
+  for (int round = 0; round < 50; ++round) {  // jobs back to back, as layers run
+    std::vector<std::atomic<int>> calls(37);
+    pool.run(37, [&](int i) { calls[i].fetch_add(1); });
+    for (auto& c : calls) ASSERT_EQ(c.load(), 1) << "round " << round;
+  }
+  EXPECT_THROW(pool.run(8, [](int i) { if (i == 5) throw std::runtime_error("part 5"); }), std::runtime_error);
+  int after = 0;
+  pool.run(1, [&](int) { ++after; });  // still usable
+  EXPECT_EQ(after, 1);
+}
+
+TEST(NativeThreads, AThreadedModelGivesTheSameOutputs) {
+  std::mt19937_64 rng(21);
+  Residual r = residual_network(rng);
+  Model one(r.spec), two(r.spec, 2), three(r.spec, 3);
+  EXPECT_EQ(two.threads(), 2);
+  std::vector<float> x = random_input(4 * 72, rng);
+  const auto expected = one.run(x.data(), 4)[0].values;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(two.run(x.data(), 4)[0].values, expected);
+    ASSERT_EQ(three.run(x.data(), 4)[0].values, expected);
+  }
+  // A layer split by rows, depthwise and dense, against the reference.
+  for (int64_t groups : {int64_t{1}, int64_t{16}}) {
+    ConvParams p = layer(16, 16, 3, 1, groups, 4, rng);
+    std::vector<uint8_t> img = random_image(13 * 11 * 16, rng), want(13 * 11 * 16), got(want.size());
+    conv_reference(p, img.data(), 13, 11, want.data());
+    QuantizedConv conv(p, choose_kernel(4, 8));
+    ThreadPool pool(2);
+    conv.run(img.data(), 13, 11, got.data(), &pool);
+    EXPECT_EQ(got, want) << "groups " << groups;
+  }
 }
 
 TEST(NativeModel, RunsFloatIslands) {

@@ -343,7 +343,7 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--tolerance", v.tolerance_points,
                   "Allowed top-1 gap in points (default 0.1; never finer than one image of those verified)")
       ->check(kNonNegative);
-  cmd->add_option("--runtime-threads", v.runtime_threads, "ONNX Runtime intra-op threads (default: its own)");
+  cmd->add_option("--runtime-threads", v.runtime_threads, "ONNX Runtime intra-op threads (default: its own); native: threads per layer (default 1)");
   cmd->add_option("--runtime", v.runtime,
                   "onnxruntime (default) or native: autoprec's own low-bit runtime, for integer exports (--format int)");
   cmd->add_flag("--json", v.json, "Print one JSON object");
@@ -359,7 +359,7 @@ void register_deploy_commands(CLI::App& app, Runner& runner) {
   cmd->add_option("--target", d.target,
                   "Target profile (built-in name or .yaml): the export takes its form and refuses bits it does not run");
   cmd->add_option("--limit", d.limit, "Verify on the first N test images only")->check(kNonNegative);
-  cmd->add_option("--runtime-threads", d.runtime_threads, "ONNX Runtime threads for the latency measurement (default 1)");
+  cmd->add_option("--runtime-threads", d.runtime_threads, "Runtime threads for the verification and latency measurement (default 1)");
   cmd->add_option("--repeats", d.repeats, "Timed runs per model (default 50)")->check(kPositive);
   cmd->add_option("--runtime", d.runtime,
                   "onnxruntime or native (autoprec's own runtime: also writes model.apn, verifies and times on it; "

@@ -503,10 +503,10 @@ native::ModelSpec read_native_spec(const std::string& path) {
   return spec;
 }
 
-std::unique_ptr<native::Model> load_native_model(const std::string& path) {
+std::unique_ptr<native::Model> load_native_model(const std::string& path, int threads) {
   native::ModelSpec spec = read_native_spec(path);
   try {
-    return std::make_unique<native::Model>(std::move(spec));
+    return std::make_unique<native::Model>(std::move(spec), threads);
   } catch (const std::invalid_argument& e) {
     fail("{}: {}", path, e.what());
   }

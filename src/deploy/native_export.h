@@ -41,6 +41,6 @@ native::ModelSpec native_model_from_file(const std::string& path);
 native::ModelSpec read_native_spec(const std::string& path);
 // read_native_spec(), compiled; UserError naming the file when the native
 // runtime refuses the model (native::Model's checks).
-std::unique_ptr<native::Model> load_native_model(const std::string& path);
+std::unique_ptr<native::Model> load_native_model(const std::string& path, int threads = 1);
 
 }  // namespace autoprec::deploy

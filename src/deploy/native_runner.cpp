@@ -57,12 +57,13 @@ class NativeServer {
   json load(const json& req) {
     if (!req.contains("model") || !req["model"].is_string()) fail("\"model\" must be a path");
     model_.reset();
-    model_ = load_native_model(req["model"].get<std::string>());
+    const int threads = std::max(1, req.value("threads", 1));
+    model_ = load_native_model(req["model"].get<std::string>(), threads);
     profiling_ = req.value("profiling", false);
     json inputs = json::array(), outputs = json::array();
     for (int32_t id : model_->spec().inputs) inputs.push_back(value_info(id));
     for (int32_t id : model_->spec().outputs) outputs.push_back(value_info(id));
-    return {{"ok", true}, {"inputs", inputs}, {"outputs", outputs}, {"threads_used", 1}};
+    return {{"ok", true}, {"inputs", inputs}, {"outputs", outputs}, {"threads_used", model_->threads()}};
   }
 
   // The one input of a request, as the model takes it.

@@ -11,9 +11,9 @@
 //         operator times: no request parsing or copies), "kernel_times_ms",
 //         "ops_ms" {operator type: median ms}
 //   quit
-// Failures answer {"ok": false, "error": one line}. The runtime runs on one
-// thread: "threads" above 1 is accepted and ignored (the reply says so in
-// "threads_used": 1).
+// Failures answer {"ok": false, "error": one line}. "threads" (default 1; 0
+// is 1) spreads each convolution's rows over that many threads; the reply's
+// "threads_used" says how many.
 #pragma once
 
 #include <iosfwd>

@@ -52,7 +52,7 @@ class VerifiedRuntime {
  public:
   explicit VerifiedRuntime(const VerifyRequest& request) : runtime_(request.runtime), path_(request.model) {
     if (runtime_ == VerifyRuntime::Native) {
-      native_ = load_native_model(request.model);
+      native_ = load_native_model(request.model, std::max(1, request.runtime_threads));
       return;
     }
     std::string why;
@@ -206,7 +206,7 @@ BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRe
   if (native) {
     native_spec = native_model_from_onnx(b.exported.model, b.onnx);  // refused before anything is written
     try {
-      native_model = std::make_unique<native::Model>(native_spec);
+      native_model = std::make_unique<native::Model>(native_spec, std::max(1, request.runtime_threads));
     } catch (const std::invalid_argument& e) {
       fail("{}: {}", b.onnx, e.what());
     }
@@ -268,7 +268,7 @@ nlohmann::json to_json(const BundleReport& b, const BundleRequest& request, cons
                                 {"theoretical_weight_bytes", b.theoretical_weight_bytes},
                                 {"fp32_weight_bytes", b.fp32_weight_bytes}}},
                       {"latency", {{"runtime", to_string(request.runtime)}, {"fp32_runtime", "onnxruntime-node"},
-                                   {"threads", request.runtime == VerifyRuntime::Native ? 1 : request.runtime_threads},
+                                   {"threads", request.runtime_threads},
                                    {"batch", 1}, {"repeats", request.repeats}, {"quantized_ms", b.quantized_ms},
                                    {"fp32_ms", b.fp32_ms}, {"speedup", b.fp32_ms / b.quantized_ms}}}};
   if (!b.native_file.empty()) {

@@ -27,7 +27,7 @@ VerifyRuntime parse_verify_runtime(const std::string& name);
 struct VerifyRequest {
   std::string model;   // the exported file
   // Native: the integer export converted for autoprec's own runtime
-  // (deploy/native_export.h), one thread.
+  // (deploy/native_export.h), on runtime_threads threads (0: one).
   VerifyRuntime runtime = VerifyRuntime::OnnxRuntime;
   std::string source;  // float model the simulation runs; empty: the file's autoprec.source_model
   std::optional<quant::PrecisionConfig> config;  // empty: the file's autoprec.precision_config
@@ -73,7 +73,7 @@ struct BundleRequest {
   int repeats = 50;         // timed runs per model (10 warm-up runs first)
   // Native: the bundle also holds OUT/model.apn (autoprec pack), is verified
   // on the native runtime, and the quantized latency is the native runtime's
-  // (one thread); FP32 stays timed in ONNX Runtime. Needs the integer form.
+  // (runtime_threads); FP32 stays timed in ONNX Runtime. Needs the integer form.
   VerifyRuntime runtime = VerifyRuntime::OnnxRuntime;
   bool quiet = false;
 };

@@ -1,4 +1,5 @@
 #include "native/conv.h"
+#include "native/parallel.h"
 
 #include <immintrin.h>
 
@@ -157,19 +158,19 @@ int64_t QuantizedConv::weight_bytes() const {
   return packed_.bytes() + static_cast<int64_t>(depthwise_weights_.size() * sizeof(int16_t));
 }
 
-void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, std::vector<int32_t>& acc, int64_t& stride) const {
+void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, std::vector<int32_t>& acc,
+                               int64_t& stride) const {
   const ConvGeometry& g = params_.geometry;
-  const int64_t oh = g.out_h(h), ow = g.out_w(w);
-  if (oh < 1 || ow < 1) throw std::invalid_argument("convolution: the image is smaller than the kernel");
-  const int64_t pixels = oh * ow;
+  const int64_t ow = g.out_w(w);
+  const int64_t pixels = (r1 - r0) * ow;
   if (g.depthwise()) {
     const int64_t ch = g.out_channels;
     const int32_t zx = params_.input.zero_point;
     stride = ch;
     acc.assign(static_cast<size_t>(pixels * ch), 0);
-    for (int64_t r = 0; r < oh; ++r)
+    for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < ow; ++c) {
-        int32_t* out = acc.data() + (r * ow + c) * ch;
+        int32_t* out = acc.data() + ((r - r0) * ow + c) * ch;
         for (int64_t i = 0; i < g.kernel_h; ++i) {
           const int64_t yi = r * g.stride_h + i - g.pad_top;
           if (yi < 0 || yi >= h) continue;  // the real value 0
@@ -190,9 +191,9 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, std::vect
   patches.resize(static_cast<size_t>(pixels * padded_k));
   const auto zx = static_cast<uint8_t>(params_.input.zero_point);
   const int64_t span = g.kernel_w * g.in_channels;  // one kernel row of an NHWC patch: contiguous in the input
-  for (int64_t r = 0; r < oh; ++r)
+  for (int64_t r = r0; r < r1; ++r)
     for (int64_t c = 0; c < ow; ++c) {
-      uint8_t* row = patches.data() + (r * ow + c) * padded_k;
+      uint8_t* row = patches.data() + ((r - r0) * ow + c) * padded_k;
       const int64_t x0 = c * g.stride_w - g.pad_left;
       const bool columns_inside = x0 >= 0 && x0 + g.kernel_w <= w;
       for (int64_t i = 0; i < g.kernel_h; ++i) {
@@ -217,16 +218,22 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, std::vect
   gemm(packed_, patches.data(), pixels, acc.data());
 }
 
-void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) const {
+void QuantizedConv::run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, uint8_t* y, float* y_float) const {
   const ConvGeometry& g = params_.geometry;
   std::vector<int32_t>& acc = scratch().acc;
   int64_t stride = 0;
-  accumulate(x, h, w, acc, stride);
-  const int64_t pixels = g.out_h(h) * g.out_w(w);
+  accumulate(x, h, w, r0, r1, acc, stride);
+  const int64_t ow = g.out_w(w), pixels = (r1 - r0) * ow, first = r0 * ow;
+  if (y_float) {
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t o = 0; o < g.out_channels; ++o)
+        y_float[(first + p) * g.out_channels + o] = static_cast<float>(acc[p * stride + o] + offsets_[o]) * dequantizers_[o];
+    return;
+  }
   const int32_t hi = params_.highest_code(), lo = params_.lowest_code();
   for (int64_t p = 0; p < pixels; ++p) {
     const int32_t* row = acc.data() + p * stride;
-    uint8_t* out = y + p * g.out_channels;
+    uint8_t* out = y + (first + p) * g.out_channels;
     int64_t o = cpu_has_avx2() ? requantize_avx2(row, offsets_.data(), multipliers_.data(), g.out_channels,
                                                  params_.output.zero_point, lo, hi, out)
                                : 0;
@@ -236,15 +243,26 @@ void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) cons
   }
 }
 
-void QuantizedConv::run_float(const uint8_t* x, int64_t h, int64_t w, float* y) const {
+void QuantizedConv::run_split(const uint8_t* x, int64_t h, int64_t w, uint8_t* y, float* y_float, ThreadPool* pool) const {
   const ConvGeometry& g = params_.geometry;
-  std::vector<int32_t>& acc = scratch().acc;
-  int64_t stride = 0;
-  accumulate(x, h, w, acc, stride);
-  const int64_t pixels = g.out_h(h) * g.out_w(w);
-  for (int64_t p = 0; p < pixels; ++p)
-    for (int64_t o = 0; o < g.out_channels; ++o)
-      y[p * g.out_channels + o] = static_cast<float>(acc[p * stride + o] + offsets_[o]) * dequantizers_[o];
+  const int64_t oh = g.out_h(h), ow = g.out_w(w);
+  if (oh < 1 || ow < 1) throw std::invalid_argument("convolution: the image is smaller than the kernel");
+  // Rows in parts of at least 8 output pixels per thread's turn; one part without a pool.
+  const int threads = pool ? pool->threads() : 1;
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>({oh, threads, (oh * ow) / 8}));
+  if (parts == 1) return run_rows(x, h, w, 0, oh, y, y_float);
+  pool->run(static_cast<int>(parts), [&](int part) {
+    const int64_t r0 = oh * part / parts, r1 = oh * (part + 1) / parts;
+    if (r1 > r0) run_rows(x, h, w, r0, r1, y, y_float);
+  });
+}
+
+void QuantizedConv::run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y, ThreadPool* pool) const {
+  run_split(x, h, w, y, nullptr, pool);
+}
+
+void QuantizedConv::run_float(const uint8_t* x, int64_t h, int64_t w, float* y, ThreadPool* pool) const {
+  run_split(x, h, w, nullptr, y, pool);
 }
 
 void conv_reference(const ConvParams& params, const uint8_t* x, int64_t h, int64_t w, uint8_t* y) {

@@ -19,6 +19,8 @@
 
 namespace autoprec::native {
 
+class ThreadPool;  // native/parallel.h
+
 struct QuantGrid {
   float scale = 1;
   int32_t zero_point = 0;
@@ -58,10 +60,11 @@ class QuantizedConv {
   // `kernel` cannot run the pair exactly.
   QuantizedConv(ConvParams params, Kernel kernel);
   // x: one image, NHWC uint8 [h][w][in_channels]; y: [out_h][out_w][out_channels].
-  void run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y) const;
+  // With a pool, the output rows are spread over its threads (the same result).
+  void run(const uint8_t* x, int64_t h, int64_t w, uint8_t* y, ThreadPool* pool = nullptr) const;
   // The same layer with a float output and no requantization (a Gemm whose
   // logits stay float): y = (acc) * s_x * s_w[o]; the output grid is unused.
-  void run_float(const uint8_t* x, int64_t h, int64_t w, float* y) const;
+  void run_float(const uint8_t* x, int64_t h, int64_t w, float* y, ThreadPool* pool = nullptr) const;
   // The parameters without the weight codes (packed, not kept twice).
   const ConvParams& params() const { return params_; }
   // Bytes the weights take in memory (depthwise: the widened copy).
@@ -74,8 +77,12 @@ class QuantizedConv {
   std::vector<float> dequantizers_;  // s_x * s_w[o]
   std::vector<int32_t> offsets_;     // bias[o] - z_x * sum_k w[o][k] (depthwise: bias[o])
   std::vector<int16_t> depthwise_weights_;  // depthwise: [kh][kw][c], widened once for the direct loop
-  // acc (pixels x padded_n, offsets not yet added) of one image.
-  void accumulate(const uint8_t* x, int64_t h, int64_t w, std::vector<int32_t>& acc, int64_t& stride) const;
+  // acc ((r1 - r0) * out_w pixels x stride, offsets not yet added) of output rows [r0, r1).
+  void accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, std::vector<int32_t>& acc,
+                  int64_t& stride) const;
+  // Output rows [r0, r1) into y (codes) or y_float.
+  void run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, uint8_t* y, float* y_float) const;
+  void run_split(const uint8_t* x, int64_t h, int64_t w, uint8_t* y, float* y_float, ThreadPool* pool) const;
 };
 
 // The same layer by direct loops: the ground truth of QuantizedConv's tests.

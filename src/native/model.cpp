@@ -1,5 +1,7 @@
 #include "native/model.h"
 
+#include "native/parallel.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -156,11 +158,16 @@ void to_nchw(const T* x, int64_t batch, int64_t c, int64_t hw, T* y) {
 struct Model::Impl {
   std::vector<std::unique_ptr<QuantizedConv>> convs;  // per op; null where float or not a layer
   std::vector<Buffer> buffers;                        // per tensor
+  std::unique_ptr<ThreadPool> pool;                   // threads > 1
 };
 
 Model::~Model() = default;
 
-Model::Model(ModelSpec spec) : spec_(std::move(spec)), impl_(std::make_unique<Impl>()) {
+int Model::threads() const { return impl_->pool ? impl_->pool->threads() : 1; }
+
+Model::Model(ModelSpec spec, int threads) : spec_(std::move(spec)), impl_(std::make_unique<Impl>()) {
+  if (threads < 1) throw std::invalid_argument("native runtime: threads must be at least 1");
+  if (threads > 1) impl_->pool = std::make_unique<ThreadPool>(threads);
   const auto tensors = static_cast<int32_t>(spec_.tensors.size());
   std::vector<bool> written(spec_.tensors.size(), false);
   auto check_id = [&](const OpSpec* op, int32_t id) {
@@ -382,9 +389,10 @@ void Model::run_op(size_t i) {
                 }
             }
           } else if (yt.dtype == DType::Uint8) {
-            impl_->convs[i]->run(x.codes.data() + m * in_size, h, w, y.codes.data() + m * out_size);
+            impl_->convs[i]->run(x.codes.data() + m * in_size, h, w, y.codes.data() + m * out_size, impl_->pool.get());
           } else {
-            impl_->convs[i]->run_float(x.codes.data() + m * in_size, h, w, y.values.data() + m * out_size);
+            impl_->convs[i]->run_float(x.codes.data() + m * in_size, h, w, y.values.data() + m * out_size,
+                                       impl_->pool.get());
           }
         }
         break;

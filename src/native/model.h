@@ -102,7 +102,9 @@ class Model {
   // Checks the spec (tensor ids, types each operator accepts, weight sizes,
   // every input written before it is read) and packs the weights.
   // std::invalid_argument naming the operator when it is not runnable.
-  explicit Model(ModelSpec spec);
+  // `threads` > 1: each convolution's output rows are spread over that many
+  // threads (the same outputs).
+  explicit Model(ModelSpec spec, int threads = 1);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -125,6 +127,7 @@ class Model {
   // layers): save the spec given to the constructor, not this one.
   const ModelSpec& spec() const { return spec_; }
   const std::vector<LayerInfo>& layers() const { return layers_; }
+  int threads() const;
   // When on, run() adds each operator's wall time to op_seconds() (one entry
   // per spec op, seconds, summed over runs).
   void set_profiling(bool on);
