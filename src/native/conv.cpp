@@ -57,7 +57,6 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, cons
                                                       int32_t lo, int32_t hi, uint8_t* out) {
   const __m256 bound = _mm256_set1_ps(1 << 30), neg_bound = _mm256_set1_ps(-(1 << 30));
   const __m256i zp = _mm256_set1_epi32(zero_point), low = _mm256_set1_epi32(lo), high = _mm256_set1_epi32(hi);
-  alignas(32) int32_t q[8];
   int64_t o = 0;
   for (; o + 8 <= n; o += 8) {
     const __m256i a = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o)),
@@ -66,10 +65,21 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, cons
     y = _mm256_max_ps(_mm256_min_ps(y, bound), neg_bound);
     __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(y), zp);
     v = _mm256_min_epi32(_mm256_max_epi32(v, low), high);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q), v);
-    for (int i = 0; i < 8; ++i) out[o + i] = static_cast<uint8_t>(q[i]);
+    // 0 <= lo <= v <= hi <= 255: the saturating packs keep every value.
+    const __m128i packed16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + o), _mm_packus_epi16(packed16, packed16));
   }
   return o;
+}
+
+// memcpy for the short spans of im2col, inline (a call costs as much as a 48-byte copy).
+inline void copy_span(uint8_t* to, const uint8_t* from, int64_t n) {
+  for (; n >= 16; n -= 16, to += 16, from += 16) {
+    uint8_t block[16];
+    std::memcpy(block, from, 16);
+    std::memcpy(to, block, 16);
+  }
+  if (n > 0) std::memcpy(to, from, static_cast<size_t>(n));
 }
 
 // out[k] += (in[k] - zx) * wt[k] for the first multiple of 8 of `n`
@@ -102,6 +112,7 @@ std::vector<int8_t> patch_major(const ConvParams& p) {
 
 struct Scratch {
   std::vector<uint8_t> patches;
+  std::vector<uint8_t> padded;
   std::vector<int32_t> acc;
 };
 
@@ -152,17 +163,30 @@ QuantizedConv::QuantizedConv(ConvParams params, Kernel kernel) : params_(std::mo
   }
   params_.weights = {};
   params_.weights.shrink_to_fit();
+  in_place_ = !g.depthwise() && g.stride_h == 1 && g.stride_w == 1 && gemm_in_place_supports(packed_, g.kernel_h);
 }
 
 int64_t QuantizedConv::weight_bytes() const {
   return packed_.bytes() + static_cast<int64_t>(depthwise_weights_.size() * sizeof(int16_t));
 }
 
-void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, std::vector<int32_t>& acc,
-                               int64_t& stride) const {
+void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded,
+                               std::vector<int32_t>& acc, int64_t& stride, int64_t& pitch) const {
   const ConvGeometry& g = params_.geometry;
   const int64_t ow = g.out_w(w);
   const int64_t pixels = (r1 - r0) * ow;
+  pitch = ow;
+  if (padded) {
+    // Virtual pixels over the padded width: row r's window at column c starts
+    // at padded pixel (r, c); columns ow .. wp-1 are computed and ignored.
+    const int64_t wp = w + g.pad_left + g.pad_right;
+    const int64_t m = (r1 - r0 - 1) * wp + ow;
+    stride = packed_.padded_n;
+    pitch = wp;
+    acc.resize(static_cast<size_t>(m * stride));
+    gemm_in_place(packed_, padded + r0 * wp * g.in_channels, g.in_channels, g.kernel_h, wp * g.in_channels, m, acc.data());
+    return;
+  }
   if (g.depthwise()) {
     const int64_t ch = g.out_channels;
     const int32_t zx = params_.input.zero_point;
@@ -202,7 +226,7 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r
         if (yi < 0 || yi >= h) {
           std::memset(to, zx, static_cast<size_t>(span));
         } else if (columns_inside) {
-          std::memcpy(to, x + (yi * w + x0) * g.in_channels, static_cast<size_t>(span));
+          copy_span(to, x + (yi * w + x0) * g.in_channels, span);
         } else {
           for (int64_t j = 0; j < g.kernel_w; ++j, to += g.in_channels) {
             const int64_t xj = x0 + j;
@@ -218,21 +242,23 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r
   gemm(packed_, patches.data(), pixels, acc.data());
 }
 
-void QuantizedConv::run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, uint8_t* y, float* y_float) const {
+void QuantizedConv::run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded, uint8_t* y,
+                             float* y_float) const {
   const ConvGeometry& g = params_.geometry;
   std::vector<int32_t>& acc = scratch().acc;
-  int64_t stride = 0;
-  accumulate(x, h, w, r0, r1, acc, stride);
+  int64_t stride = 0, pitch = 0;
+  accumulate(x, h, w, r0, r1, padded, acc, stride, pitch);
   const int64_t ow = g.out_w(w), pixels = (r1 - r0) * ow, first = r0 * ow;
+  auto acc_row = [&](int64_t p) { return acc.data() + ((p / ow) * pitch + p % ow) * stride; };
   if (y_float) {
     for (int64_t p = 0; p < pixels; ++p)
       for (int64_t o = 0; o < g.out_channels; ++o)
-        y_float[(first + p) * g.out_channels + o] = static_cast<float>(acc[p * stride + o] + offsets_[o]) * dequantizers_[o];
+        y_float[(first + p) * g.out_channels + o] = static_cast<float>(acc_row(p)[o] + offsets_[o]) * dequantizers_[o];
     return;
   }
   const int32_t hi = params_.highest_code(), lo = params_.lowest_code();
   for (int64_t p = 0; p < pixels; ++p) {
-    const int32_t* row = acc.data() + p * stride;
+    const int32_t* row = acc_row(p);
     uint8_t* out = y + (first + p) * g.out_channels;
     int64_t o = cpu_has_avx2() ? requantize_avx2(row, offsets_.data(), multipliers_.data(), g.out_channels,
                                                  params_.output.zero_point, lo, hi, out)
@@ -250,10 +276,20 @@ void QuantizedConv::run_split(const uint8_t* x, int64_t h, int64_t w, uint8_t* y
   // Rows in parts of at least 8 output pixels per thread's turn; one part without a pool.
   const int threads = pool ? pool->threads() : 1;
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>({oh, threads, (oh * ow) / 8}));
-  if (parts == 1) return run_rows(x, h, w, 0, oh, y, y_float);
+  const uint8_t* padded = nullptr;
+  if (in_place_) {
+    // The image with its padding (the code z_x), read in place by every part.
+    const int64_t wp = w + g.pad_left + g.pad_right, hp = h + g.pad_top + g.pad_bottom, c = g.in_channels;
+    std::vector<uint8_t>& image = scratch().padded;
+    image.assign(static_cast<size_t>(hp * wp * c), static_cast<uint8_t>(params_.input.zero_point));
+    for (int64_t r = 0; r < h; ++r)
+      std::memcpy(image.data() + ((r + g.pad_top) * wp + g.pad_left) * c, x + r * w * c, static_cast<size_t>(w * c));
+    padded = image.data();
+  }
+  if (parts == 1) return run_rows(x, h, w, 0, oh, padded, y, y_float);
   pool->run(static_cast<int>(parts), [&](int part) {
     const int64_t r0 = oh * part / parts, r1 = oh * (part + 1) / parts;
-    if (r1 > r0) run_rows(x, h, w, r0, r1, y, y_float);
+    if (r1 > r0) run_rows(x, h, w, r0, r1, padded, y, y_float);
   });
 }
 

@@ -203,4 +203,16 @@ void gemm(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
   }
 }
 
+bool gemm_in_place_supports(const PackedWeights& w, int64_t segments) {
+  const bool maddubs = w.kernel == Kernel::Maddubs || w.kernel == Kernel::MaddubsSplit || w.kernel == Kernel::MaddubsPacked;
+  return maddubs && cpu_has_avx2() && segments >= 1 && w.k == w.padded_k && w.k % segments == 0 &&
+         (w.k / segments) % 4 == 0;
+}
+
+void gemm_in_place(const PackedWeights& w, const uint8_t* a, int64_t lda, int64_t segments, int64_t segment_stride,
+                   int64_t m, int32_t* c) {
+  if (!gemm_in_place_supports(w, segments)) throw std::invalid_argument("gemm_in_place: not for this kernel or k");
+  detail::gemm_in_place_avx2(w, a, lda, segments, segment_stride, m, c);
+}
+
 }  // namespace autoprec::native

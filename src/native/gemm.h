@@ -65,6 +65,17 @@ PackedWeights pack_weights(Kernel kernel, const int8_t* w, int64_t n, int64_t k,
 // within the activation bits given to pack_weights.
 void gemm(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 
+// The same product with A read in place: row r's k values are `segments`
+// runs of k / segments bytes at a + r * lda + s * segment_stride (s <
+// segments), which is the im2col of a stride-1 convolution over a padded NHWC
+// image without the copy (lda = channels, one run per kernel row,
+// segment_stride = the padded row). C as gemm(). Only when
+// gemm_in_place_supports() says so: a maddubs kernel, k = padded_k, and runs
+// of a multiple of 4 bytes.
+bool gemm_in_place_supports(const PackedWeights& w, int64_t segments);
+void gemm_in_place(const PackedWeights& w, const uint8_t* a, int64_t lda, int64_t segments, int64_t segment_stride,
+                   int64_t m, int32_t* c);
+
 // The scalar ground truth on unpacked operands: A M x K, W N x K, C M x N.
 void gemm_reference(const uint8_t* a, int64_t m, const int8_t* w, int64_t n, int64_t k, int32_t* c);
 

@@ -49,21 +49,24 @@ AUTOPREC_AVX2 void madd16_block(const int16_t* a16, int64_t lda, const int16_t* 
 // ---- maddubs: vpmaddubsw (u8 x s8 pairs -> s16) then vpmaddwd by 1 (8 n x 4 k) ----
 // kSplit: activations split into their low 7 bits and their top bit, each
 // product exact in int16; the top bit's sums are weighted by 128 in vpmaddwd.
+// A row r's k values are `segs` runs of seg_quads * 4 bytes at a + r * lda + s * seg_stride.
 template <int R, bool kSplit>
-AUTOPREC_AVX2 void maddubs_block(const uint8_t* a, int64_t lda, const int8_t* w0, const int8_t* w1, int64_t kquads,
-                                 int32_t* c, int64_t ldc) {
+AUTOPREC_AVX2 void maddubs_block(const uint8_t* a, int64_t lda, int64_t segs, int64_t seg_stride, int64_t seg_quads,
+                                 const int8_t* w0, const int8_t* w1, int32_t* c, int64_t ldc) {
   const __m256i ones = _mm256_set1_epi16(1), top_weight = _mm256_set1_epi16(128);
   const __m256i low7 = _mm256_set1_epi8(0x7f), bit0 = _mm256_set1_epi8(1);
   __m256i acc0[R], acc1[R];
   AUTOPREC_UNROLL
   for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_si256();
-  for (int64_t kq = 0; kq < kquads; ++kq) {
+  for (int64_t kq = 0, seg = 0; seg < segs; ++seg)
+  for (int64_t q = 0; q < seg_quads; ++q, ++kq) {
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + kq * 32));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + kq * 32));
+    const uint8_t* as = a + seg * seg_stride + q * 4;
     AUTOPREC_UNROLL
     for (int r = 0; r < R; ++r) {
       int32_t quad;
-      std::memcpy(&quad, a + r * lda + kq * 4, 4);
+      std::memcpy(&quad, as + r * lda, 4);
       const __m256i av = _mm256_set1_epi32(quad);
       if constexpr (kSplit) {
         const __m256i lo = _mm256_and_si256(av, low7), hi = _mm256_and_si256(_mm256_srli_epi16(av, 7), bit0);
@@ -236,25 +239,32 @@ AUTOPREC_AVX2 void gemm_madd16_avx2(const PackedWeights& w, const uint8_t* a, in
 }
 
 // Every row of A against one 16-column block (w0: columns 0-7, w1: 8-15).
+// Where A's rows are: row r at a + r * lda, its k values in `segs` runs
+// seg_stride apart (1 run: a plain row-major A with lda = padded_k).
+struct RowsOfA {
+  const uint8_t* a;
+  int64_t lda, segs, seg_stride;
+};
+
 template <bool kSplit>
-AUTOPREC_AVX2 void maddubs_columns(const PackedWeights& w, const int8_t* w0, const int8_t* w1, const uint8_t* a,
+AUTOPREC_AVX2 void maddubs_columns(const PackedWeights& w, const int8_t* w0, const int8_t* w1, const RowsOfA& a,
                                    int64_t m, int32_t* c) {
-  const int64_t kq = w.padded_k / 4;
+  const int64_t seg_quads = w.padded_k / 4 / a.segs;
   for (int64_t r0 = 0; r0 < m; r0 += kRows) {
     const int rows = static_cast<int>(std::min<int64_t>(kRows, m - r0));
-    const uint8_t* ar = a + r0 * w.padded_k;
+    const uint8_t* ar = a.a + r0 * a.lda;
     int32_t* out = c + r0 * w.padded_n;
     switch (rows) {
-      case 4: maddubs_block<4, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-      case 3: maddubs_block<3, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-      case 2: maddubs_block<2, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
-      default: maddubs_block<1, kSplit>(ar, w.padded_k, w0, w1, kq, out, w.padded_n); break;
+      case 4: maddubs_block<4, kSplit>(ar, a.lda, a.segs, a.seg_stride, seg_quads, w0, w1, out, w.padded_n); break;
+      case 3: maddubs_block<3, kSplit>(ar, a.lda, a.segs, a.seg_stride, seg_quads, w0, w1, out, w.padded_n); break;
+      case 2: maddubs_block<2, kSplit>(ar, a.lda, a.segs, a.seg_stride, seg_quads, w0, w1, out, w.padded_n); break;
+      default: maddubs_block<1, kSplit>(ar, a.lda, a.segs, a.seg_stride, seg_quads, w0, w1, out, w.padded_n); break;
     }
   }
 }
 
 template <bool kSplit>
-AUTOPREC_AVX2 void maddubs_gemm(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
+AUTOPREC_AVX2 void maddubs_gemm(const PackedWeights& w, const RowsOfA& a, int64_t m, int32_t* c) {
   const int64_t kq = w.padded_k / 4;
   const auto* packed = reinterpret_cast<const int8_t*>(w.data.data());
   for (int64_t nb = 0; nb < w.padded_n / 16; ++nb) {
@@ -264,7 +274,7 @@ AUTOPREC_AVX2 void maddubs_gemm(const PackedWeights& w, const uint8_t* a, int64_
 }
 
 AUTOPREC_AVX2 void gemm_maddubs_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
-  maddubs_gemm<false>(w, a, m, c);
+  maddubs_gemm<false>(w, {a, w.padded_k, 1, 0}, m, c);
 }
 
 // One 16-column block of maddubs_packed weights into the maddubs layout (signed codes).
@@ -291,19 +301,35 @@ AUTOPREC_AVX2 void unpack_block(const uint8_t* packed, int wb, int64_t block_cod
   }
 }
 
-AUTOPREC_AVX2 void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
+AUTOPREC_AVX2 void maddubs_packed_gemm(const PackedWeights& w, const RowsOfA& a, int64_t m, int32_t* c) {
   const int64_t kq = w.padded_k / 4;
   const int64_t block_codes = 16 * w.padded_k;
   const int64_t block_bytes = block_codes * w.weight_bits / 8;
-  std::vector<int8_t> block(block_codes);
+  thread_local std::vector<int8_t> block;  // one block in L1, kept between calls
+  block.resize(static_cast<size_t>(block_codes));
   for (int64_t nb = 0; nb < w.padded_n / 16; ++nb) {
     unpack_block(w.data.data() + nb * block_bytes, w.weight_bits, block_codes, block.data());
     maddubs_columns<false>(w, block.data(), block.data() + kq * 32, a, m, c + nb * 16);
   }
 }
 
+AUTOPREC_AVX2 void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
+  maddubs_packed_gemm(w, {a, w.padded_k, 1, 0}, m, c);
+}
+
 AUTOPREC_AVX2 void gemm_maddubs_split_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
-  maddubs_gemm<true>(w, a, m, c);
+  maddubs_gemm<true>(w, {a, w.padded_k, 1, 0}, m, c);
+}
+
+void gemm_in_place_avx2(const PackedWeights& w, const uint8_t* a, int64_t lda, int64_t segments, int64_t segment_stride,
+                        int64_t m, int32_t* c) {
+  const RowsOfA rows{a, lda, segments, segment_stride};
+  switch (w.kernel) {
+    case Kernel::Maddubs: maddubs_gemm<false>(w, rows, m, c); return;
+    case Kernel::MaddubsSplit: maddubs_gemm<true>(w, rows, m, c); return;
+    case Kernel::MaddubsPacked: maddubs_packed_gemm(w, rows, m, c); return;
+    default: return;  // gemm_in_place_supports() said no
+  }
 }
 
 AUTOPREC_AVX2 void gemm_lut_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {

@@ -23,5 +23,7 @@ void gemm_maddubs_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int3
 void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 void gemm_maddubs_split_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 void gemm_lut_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
+void gemm_in_place_avx2(const PackedWeights& w, const uint8_t* a, int64_t lda, int64_t segments, int64_t segment_stride,
+                        int64_t m, int32_t* c);
 
 }  // namespace autoprec::native::detail

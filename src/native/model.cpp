@@ -62,6 +62,32 @@ uint8_t quantize_value(float x, const QuantGrid& g, int32_t lo, int32_t hi) {
 
 int32_t top_code(const QuantGrid& g) { return (1 << g.bits) - 1; }
 
+// quantize_value() (lo 0) of the first multiple of 8 of `n` floats: the same
+// division and rounding half to even; returns the elements done.
+__attribute__((target("avx2"))) int64_t quantize_avx2(const float* x, int64_t n, const QuantGrid& g, int32_t hi,
+                                                    uint8_t* y) {
+  const __m256 s = _mm256_set1_ps(g.scale), bound = _mm256_set1_ps(1 << 30), neg_bound = _mm256_set1_ps(-(1 << 30));
+  const __m256i z = _mm256_set1_epi32(g.zero_point), low = _mm256_setzero_si256(), high = _mm256_set1_epi32(hi);
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + e), s);
+    v = _mm256_max_ps(_mm256_min_ps(v, bound), neg_bound);  // NaN becomes the lower bound, as no code is NaN
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), z);
+    q = _mm256_min_epi32(_mm256_max_epi32(q, low), high);
+    const __m128i packed16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + e), _mm_packus_epi16(packed16, packed16));
+  }
+  return e;
+}
+
+// y = min(max(x, lo), hi) for the first multiple of 8 of `n` floats.
+__attribute__((target("avx2"))) int64_t clamp_avx2(const float* x, int64_t n, float lo, float hi, float* y) {
+  const __m256 l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) _mm256_storeu_ps(y + e, _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(x + e), l), h));
+  return e;
+}
+
 // The integer Add for the first multiple of 8 of `n` elements, with the same
 // float operations in the same order as quantize_value() of the scalar loop
 // (no FMA: the product is rounded before the sum), so that both give the same
@@ -157,6 +183,8 @@ void to_nchw(const T* x, int64_t batch, int64_t c, int64_t hw, T* y) {
 
 struct Model::Impl {
   std::vector<std::unique_ptr<QuantizedConv>> convs;  // per op; null where float or not a layer
+  std::vector<std::vector<float>> float_packed;       // per op: a float layer's weights for sgemm (AVX2, groups 1)
+  std::vector<float> float_patches;                   // a float layer's im2col
   std::vector<Buffer> buffers;                        // per tensor
   std::unique_ptr<ThreadPool> pool;                   // threads > 1
 };
@@ -248,6 +276,17 @@ Model::Model(ModelSpec spec, int threads) : spec_(std::move(spec)), impl_(std::m
           if (static_cast<int64_t>(op.float_weights.size()) != size ||
               (!op.float_bias.empty() && static_cast<int64_t>(op.float_bias.size()) != g.out_channels)) {
             refuse(op, "float weights or bias of the wrong size");
+          }
+          if (g.groups == 1 && cpu_has_avx2()) {
+            // Patch-major (kh, kw, c) rows, the order the NHWC im2col writes.
+            const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
+            std::vector<float> rows(op.float_weights.size());
+            for (int64_t o = 0; o < g.out_channels; ++o)
+              for (int64_t c = 0; c < g.in_channels; ++c)
+                for (int64_t a = 0; a < g.kernel_h * g.kernel_w; ++a)
+                  rows[o * k + a * g.in_channels + c] = op.float_weights[(o * g.in_channels + c) * g.kernel_h * g.kernel_w + a];
+            impl_->float_packed.resize(spec_.ops.size());
+            impl_->float_packed[i] = pack_sgemm_weights(rows.data(), g.out_channels, k);
           }
           layers_.push_back({op.name, "float", 32, static_cast<int64_t>(op.float_weights.size() * sizeof(float))});
           break;
@@ -352,7 +391,8 @@ void Model::run_op(size_t i) {
       case OpType::Quantize: {
         size_output(x.dims);
         const int32_t hi = top_code(yt.grid);
-        for (int64_t e = 0; e < x.count(); ++e) y.codes[e] = quantize_value(x.values[e], yt.grid, 0, hi);
+        const int64_t done = cpu_has_avx2() ? quantize_avx2(x.values.data(), x.count(), yt.grid, hi, y.codes.data()) : 0;
+        for (int64_t e = done; e < x.count(); ++e) y.codes[e] = quantize_value(x.values[e], yt.grid, 0, hi);
         break;
       }
       case OpType::Dequantize: {
@@ -374,6 +414,46 @@ void Model::run_op(size_t i) {
         if (oh < 1 || ow < 1) refuse(op, "the input is smaller than the kernel");
         size_output(conv ? std::vector<int64_t>{n, g.out_channels, oh, ow} : std::vector<int64_t>{n, g.out_channels});
         const int64_t images = conv ? n : 1, in_size = h * w * g.in_channels, out_size = oh * ow * g.out_channels;
+        const bool fast_float = !codes && i < impl_->float_packed.size() && !impl_->float_packed[i].empty();
+        if (fast_float) {
+          const int64_t k = g.in_channels * g.kernel_h * g.kernel_w;
+          for (int64_t m = 0; m < images; ++m) {
+            const float* a = x.values.data() + m * in_size;
+            if (conv) {
+              std::vector<float>& patches = impl_->float_patches;
+              patches.resize(static_cast<size_t>(oh * ow * k));
+              const int64_t span = g.kernel_w * g.in_channels;  // one kernel row: contiguous in NHWC
+              for (int64_t r = 0; r < oh; ++r)
+                for (int64_t c = 0; c < ow; ++c) {
+                  const int64_t x0 = c * g.stride_w - g.pad_left;
+                  const bool inside = x0 >= 0 && x0 + g.kernel_w <= w;
+                  for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+                    float* to = patches.data() + (r * ow + c) * k + ki * span;
+                    const int64_t yi = r * g.stride_h + ki - g.pad_top;
+                    if (yi < 0 || yi >= h) {
+                      std::fill(to, to + span, 0.f);
+                    } else if (inside) {
+                      std::memcpy(to, a + (yi * w + x0) * g.in_channels, sizeof(float) * static_cast<size_t>(span));
+                    } else {
+                      for (int64_t kj = 0; kj < g.kernel_w; ++kj, to += g.in_channels) {
+                        const int64_t xj = x0 + kj;
+                        if (xj < 0 || xj >= w) std::fill(to, to + g.in_channels, 0.f);
+                        else std::copy(a + (yi * w + xj) * g.in_channels, a + (yi * w + xj + 1) * g.in_channels, to);
+                      }
+                    }
+                  }
+                }
+              a = patches.data();
+            }
+            const int64_t rows = conv ? oh * ow : n;
+            float* out = y.values.data() + m * out_size;
+            sgemm_baseline(a, rows, impl_->float_packed[i], g.out_channels, k, out);
+            if (!op.float_bias.empty())
+              for (int64_t p = 0; p < rows; ++p)
+                for (int64_t o = 0; o < g.out_channels; ++o) out[p * g.out_channels + o] += op.float_bias[o];
+          }
+          break;
+        }
         for (int64_t m = 0; m < images; ++m) {
           if (!codes) {
             if (conv) {
@@ -467,7 +547,8 @@ void Model::run_op(size_t i) {
       case OpType::Clip: {
         size_output(x.dims);
         const float lo = op.type == OpType::Relu ? 0.f : op.clip_min, hi = op.type == OpType::Relu ? INFINITY : op.clip_max;
-        for (int64_t e = 0; e < x.count(); ++e) y.values[e] = std::min(std::max(x.values[e], lo), hi);
+        const int64_t done = cpu_has_avx2() ? clamp_avx2(x.values.data(), x.count(), lo, hi, y.values.data()) : 0;
+        for (int64_t e = done; e < x.count(); ++e) y.values[e] = std::min(std::max(x.values[e], lo), hi);
         break;
       }
     }
