@@ -209,8 +209,12 @@ Model::Model(ModelSpec spec, int threads) : spec_(std::move(spec)), impl_(std::m
   if (spec_.input_shape.size() != 3 && spec_.input_shape.size() != 1) {
     throw std::invalid_argument("native runtime: the input must be [C, H, W] or [F] per example");
   }
-  for (int64_t d : spec_.input_shape)
-    if (d < 1) throw std::invalid_argument("native runtime: the input shape needs positive sizes");
+  int64_t input_size = 1;
+  for (int64_t d : spec_.input_shape) {
+    if (d < 1 || d > (int64_t{1} << 24)) throw std::invalid_argument("native runtime: the input shape needs sizes of 1 to 2^24");
+    input_size *= d;
+    if (input_size > (int64_t{1} << 28)) throw std::invalid_argument("native runtime: the input has more than 2^28 values");
+  }
   for (int32_t id : spec_.inputs) {
     check_id(nullptr, id);
     written[id] = true;
@@ -235,6 +239,17 @@ Model::Model(ModelSpec spec, int threads) : spec_(std::move(spec)), impl_(std::m
     written[op.outputs[0]] = true;
     const DType in = spec_.tensors[op.inputs[0]].dtype, out = spec_.tensors[op.outputs[0]].dtype;
     const bool same = op.inputs.size() < 2 || spec_.tensors[op.inputs[1]].dtype == in;
+    if (op.type == OpType::Conv || op.type == OpType::Gemm || op.type == OpType::MaxPool) {
+      // Windows as real models have them; this also bounds every buffer by the input's size.
+      const ConvGeometry& g = op.geometry;
+      const int64_t kmax = int64_t{1} << 12;
+      if (g.kernel_h < 1 || g.kernel_w < 1 || g.kernel_h > kmax || g.kernel_w > kmax || g.stride_h < 1 || g.stride_w < 1 ||
+          g.stride_h > kmax || g.stride_w > kmax || g.pad_top < 0 || g.pad_left < 0 || g.pad_bottom < 0 ||
+          g.pad_right < 0 || g.pad_top >= g.kernel_h || g.pad_bottom >= g.kernel_h || g.pad_left >= g.kernel_w ||
+          g.pad_right >= g.kernel_w) {
+        refuse(op, "kernel and strides must be 1 to 4096 and each pad smaller than the kernel");
+      }
+    }
     switch (op.type) {
       case OpType::Quantize:
         if (in != DType::Float32 || out != DType::Uint8) refuse(op, "needs a float input and a uint8 output");
