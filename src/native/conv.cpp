@@ -113,6 +113,7 @@ std::vector<int8_t> patch_major(const ConvParams& p) {
 struct Scratch {
   std::vector<uint8_t> patches;
   std::vector<uint8_t> padded;
+  std::vector<int16_t> depthwise;
   std::vector<int32_t> acc;
 };
 
@@ -142,10 +143,17 @@ QuantizedConv::QuantizedConv(ConvParams params, Kernel kernel) : params_(std::mo
       const int limit = 1 << (params_.weight_bits - 1);
       if (v < -limit || v >= limit) throw std::invalid_argument("convolution: a weight code lies outside its bits");
     }
-    depthwise_weights_.resize(params_.weights.size());
-    for (int64_t c = 0; c < g.out_channels; ++c)
-      for (int64_t t = 0; t < g.kernel_h * g.kernel_w; ++t)
-        depthwise_weights_[t * g.out_channels + c] = params_.weights[c * g.kernel_h * g.kernel_w + t];
+    // [kh][kw][c] codes at weight_bits each (two's complement, LSB first):
+    // held packed, widened per call for the direct loop.
+    const int b = params_.weight_bits;
+    packed_.data.assign(static_cast<size_t>((static_cast<int64_t>(params_.weights.size()) * b + 7) / 8), 0);
+    int64_t bit = 0;
+    for (int64_t t = 0; t < g.kernel_h * g.kernel_w; ++t)
+      for (int64_t c = 0; c < g.out_channels; ++c) {
+        const auto u = static_cast<uint8_t>(params_.weights[c * g.kernel_h * g.kernel_w + t]);
+        for (int i = 0; i < b; ++i, ++bit)
+          if (u >> i & 1) packed_.data[static_cast<size_t>(bit / 8)] |= static_cast<uint8_t>(1 << (bit % 8));
+      }
     packed_.kernel = Kernel::Reference;
     packed_.weight_bits = params_.weight_bits;
     packed_.n = packed_.padded_n = g.out_channels;
@@ -167,11 +175,28 @@ QuantizedConv::QuantizedConv(ConvParams params, Kernel kernel) : params_(std::mo
 }
 
 int64_t QuantizedConv::weight_bytes() const {
-  return packed_.bytes() + static_cast<int64_t>(depthwise_weights_.size() * sizeof(int16_t));
+  return packed_.bytes();
+}
+
+void QuantizedConv::unpack_depthwise(std::vector<int16_t>& out) const {
+  const ConvGeometry& g = params_.geometry;
+  const int b = params_.weight_bits;
+  const int64_t n = g.kernel_h * g.kernel_w * g.out_channels;
+  out.resize(static_cast<size_t>(n));
+  const uint8_t* data = packed_.data.data();
+  for (int64_t k = 0, bit = 0; k < n; ++k, bit += b) {
+    // b <= 8 bits starting at `bit`: within two bytes.
+    const int64_t byte = bit / 8, shift = bit % 8;
+    uint32_t v = data[byte];
+    if (shift + b > 8) v |= static_cast<uint32_t>(data[byte + 1]) << 8;
+    int32_t code = static_cast<int32_t>((v >> shift) & ((1u << b) - 1));
+    if (code & (1 << (b - 1))) code -= 1 << b;
+    out[static_cast<size_t>(k)] = static_cast<int16_t>(code);
+  }
 }
 
 void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded,
-                               std::vector<int32_t>& acc, int64_t& stride, int64_t& pitch) const {
+                               const int16_t* depthwise, std::vector<int32_t>& acc, int64_t& stride, int64_t& pitch) const {
   const ConvGeometry& g = params_.geometry;
   const int64_t ow = g.out_w(w);
   const int64_t pixels = (r1 - r0) * ow;
@@ -202,7 +227,7 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r
             const int64_t xj = c * g.stride_w + j - g.pad_left;
             if (xj < 0 || xj >= w) continue;
             const uint8_t* in = x + (yi * w + xj) * ch;
-            const int16_t* wt = depthwise_weights_.data() + (i * g.kernel_w + j) * ch;
+            const int16_t* wt = depthwise + (i * g.kernel_w + j) * ch;
             int64_t k = cpu_has_avx2() ? depthwise_tap_avx2(in, wt, ch, zx, out) : 0;
             for (; k < ch; ++k) out[k] += (static_cast<int32_t>(in[k]) - zx) * static_cast<int32_t>(wt[k]);
           }
@@ -242,12 +267,12 @@ void QuantizedConv::accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r
   gemm(packed_, patches.data(), pixels, acc.data());
 }
 
-void QuantizedConv::run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded, uint8_t* y,
-                             float* y_float) const {
+void QuantizedConv::run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded,
+                             const int16_t* depthwise, uint8_t* y, float* y_float) const {
   const ConvGeometry& g = params_.geometry;
   std::vector<int32_t>& acc = scratch().acc;
   int64_t stride = 0, pitch = 0;
-  accumulate(x, h, w, r0, r1, padded, acc, stride, pitch);
+  accumulate(x, h, w, r0, r1, padded, depthwise, acc, stride, pitch);
   const int64_t ow = g.out_w(w), pixels = (r1 - r0) * ow, first = r0 * ow;
   auto acc_row = [&](int64_t p) { return acc.data() + ((p / ow) * pitch + p % ow) * stride; };
   if (y_float) {
@@ -286,10 +311,15 @@ void QuantizedConv::run_split(const uint8_t* x, int64_t h, int64_t w, uint8_t* y
       std::memcpy(image.data() + ((r + g.pad_top) * wp + g.pad_left) * c, x + r * w * c, static_cast<size_t>(w * c));
     padded = image.data();
   }
-  if (parts == 1) return run_rows(x, h, w, 0, oh, padded, y, y_float);
+  const int16_t* depthwise = nullptr;
+  if (g.depthwise()) {
+    unpack_depthwise(scratch().depthwise);
+    depthwise = scratch().depthwise.data();
+  }
+  if (parts == 1) return run_rows(x, h, w, 0, oh, padded, depthwise, y, y_float);
   pool->run(static_cast<int>(parts), [&](int part) {
     const int64_t r0 = oh * part / parts, r1 = oh * (part + 1) / parts;
-    if (r1 > r0) run_rows(x, h, w, r0, r1, padded, y, y_float);
+    if (r1 > r0) run_rows(x, h, w, r0, r1, padded, depthwise, y, y_float);
   });
 }
 

@@ -67,7 +67,8 @@ class QuantizedConv {
   void run_float(const uint8_t* x, int64_t h, int64_t w, float* y, ThreadPool* pool = nullptr) const;
   // The parameters without the weight codes (packed, not kept twice).
   const ConvParams& params() const { return params_; }
-  // Bytes the weights take in memory (depthwise: the widened copy).
+  // Bytes the weights take in memory, packed at their bit-width (a depthwise
+  // layer's are widened per call into a per-thread buffer).
   int64_t weight_bytes() const;
 
  private:
@@ -77,15 +78,16 @@ class QuantizedConv {
   std::vector<float> dequantizers_;  // s_x * s_w[o]
   std::vector<int32_t> offsets_;     // bias[o] - z_x * sum_k w[o][k] (depthwise: bias[o])
   bool in_place_ = false;  // stride 1 on a kernel that reads the padded image in place (gemm_in_place)
-  std::vector<int16_t> depthwise_weights_;  // depthwise: [kh][kw][c], widened once for the direct loop
   // acc ((r1 - r0) * out_w pixels x stride, offsets not yet added) of output rows [r0, r1).
   // With `padded` (the padded image, in_place_), the GEMM reads it in place
   // and output pixel (r, c) is acc row ((r - r0) * pitch + c); else pitch = out_w.
+  // `depthwise`: the widened [kh][kw][c] weights of a depthwise layer (unpack_depthwise).
   void accumulate(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded,
-                  std::vector<int32_t>& acc, int64_t& stride, int64_t& pitch) const;
+                  const int16_t* depthwise, std::vector<int32_t>& acc, int64_t& stride, int64_t& pitch) const;
   // Output rows [r0, r1) into y (codes) or y_float.
-  void run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded, uint8_t* y,
-                float* y_float) const;
+  void run_rows(const uint8_t* x, int64_t h, int64_t w, int64_t r0, int64_t r1, const uint8_t* padded,
+                const int16_t* depthwise, uint8_t* y, float* y_float) const;
+  void unpack_depthwise(std::vector<int16_t>& out) const;
   void run_split(const uint8_t* x, int64_t h, int64_t w, uint8_t* y, float* y_float, ThreadPool* pool) const;
 };
 
