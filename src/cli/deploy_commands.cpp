@@ -119,17 +119,8 @@ struct PackCliOptions {
 
 int run_pack(const PackCliOptions& o) {
   native::ModelSpec spec = deploy::read_native_spec(o.model);
-  std::unique_ptr<native::Model> model;
-  try {
-    model = std::make_unique<native::Model>(spec);  // every refusal before anything is written
-  } catch (const std::invalid_argument& e) {
-    fail("{}: {}", o.model, e.what());
-  }
-  try {
-    native::save_model(spec, o.out);
-  } catch (const std::runtime_error& e) {
-    fail("{}", e.what());
-  }
+  auto model = deploy::compile_native_model(spec, o.model);  // every refusal before anything is written
+  deploy::save_native_model(spec, o.out);
   const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.out));
   json layers = json::array();
   int integer = 0;

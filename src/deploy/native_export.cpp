@@ -503,12 +503,23 @@ native::ModelSpec read_native_spec(const std::string& path) {
   return spec;
 }
 
-std::unique_ptr<native::Model> load_native_model(const std::string& path, int threads) {
-  native::ModelSpec spec = read_native_spec(path);
+std::unique_ptr<native::Model> compile_native_model(native::ModelSpec spec, const std::string& origin, int threads) {
   try {
     return std::make_unique<native::Model>(std::move(spec), threads);
   } catch (const std::invalid_argument& e) {
-    fail("{}: {}", path, e.what());
+    fail("{}: {}", origin, e.what());
+  }
+}
+
+std::unique_ptr<native::Model> load_native_model(const std::string& path, int threads) {
+  return compile_native_model(read_native_spec(path), path, threads);
+}
+
+void save_native_model(const native::ModelSpec& spec, const std::string& path) {
+  try {
+    native::save_model(spec, path);
+  } catch (const std::runtime_error& e) {
+    fail("{}", e.what());
   }
 }
 

@@ -39,8 +39,12 @@ native::ModelSpec native_model_from_file(const std::string& path);
 // magic) or an integer ONNX export. UserError naming the file when it is
 // neither.
 native::ModelSpec read_native_spec(const std::string& path);
-// read_native_spec(), compiled; UserError naming the file when the native
-// runtime refuses the model (native::Model's checks).
+// `spec` compiled on `threads`; UserError naming `origin` when the native
+// runtime refuses it (native::Model's checks).
+std::unique_ptr<native::Model> compile_native_model(native::ModelSpec spec, const std::string& origin, int threads = 1);
+// read_native_spec(), compiled.
 std::unique_ptr<native::Model> load_native_model(const std::string& path, int threads = 1);
+// native::save_model(); UserError when the file cannot be written.
+void save_native_model(const native::ModelSpec& spec, const std::string& path);
 
 }  // namespace autoprec::deploy

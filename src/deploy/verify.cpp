@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+
+#include <fmt/ranges.h>
 #include <fstream>
 
 #include "cost/metrics.h"
@@ -41,12 +43,6 @@ VerifyRuntime parse_verify_runtime(const std::string& name) {
 
 namespace {
 
-std::string shape_text(const std::vector<int64_t>& dims) {
-  std::string out = "[";
-  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
-  return out + "]";
-}
-
 // The model on the runtime a verification names, batch in, logits out.
 class VerifiedRuntime {
  public:
@@ -70,8 +66,8 @@ class VerifiedRuntime {
     const auto& shape = native_->spec().input_shape;
     if (x.dim() != static_cast<int64_t>(shape.size()) + 1 ||
         !std::equal(shape.begin(), shape.end(), x.sizes().begin() + 1)) {
-      fail("{}: the data's examples are {} but the native model takes {}", path_, shape_text(x.sizes().slice(1).vec()),
-           shape_text(shape));
+      fail("{}: the data's examples are [{}] but the native model takes [{}]", path_, fmt::join(x.sizes().slice(1), ", "),
+           fmt::join(shape, ", "));
     }
     at::Tensor in = x.to(at::kFloat).contiguous();
     auto outputs = native_->run(in.data_ptr<float>(), in.size(0));
@@ -205,20 +201,12 @@ BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRe
   native::ModelSpec native_spec;
   if (native) {
     native_spec = native_model_from_onnx(b.exported.model, b.onnx);  // refused before anything is written
-    try {
-      native_model = std::make_unique<native::Model>(native_spec, std::max(1, request.runtime_threads));
-    } catch (const std::invalid_argument& e) {
-      fail("{}: {}", b.onnx, e.what());
-    }
+    native_model = compile_native_model(native_spec, b.onnx, std::max(1, request.runtime_threads));
   }
   save_qdq(b.exported.model, b.onnx);
   if (native) {
     b.native_file = request.out + "/model.apn";
-    try {
-      native::save_model(native_spec, b.native_file);
-    } catch (const std::runtime_error& e) {
-      fail("{}", e.what());
-    }
+    save_native_model(native_spec, b.native_file);
     b.native_weight_bytes = native_model->weight_bytes();
   }
   quant::PrecisionConfig calibrated = quantized.calibrated_config();

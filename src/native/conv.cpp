@@ -1,5 +1,6 @@
 #include "native/conv.h"
 #include "native/parallel.h"
+#include "native/simd_codes.h"
 
 #include <immintrin.h>
 
@@ -55,19 +56,12 @@ uint8_t requantize(int64_t acc, float multiplier, int32_t zero_point, int32_t lo
 __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, const int32_t* offsets,
                                                       const float* multipliers, int64_t n, int32_t zero_point,
                                                       int32_t lo, int32_t hi, uint8_t* out) {
-  const __m256 bound = _mm256_set1_ps(1 << 30), neg_bound = _mm256_set1_ps(-(1 << 30));
   const __m256i zp = _mm256_set1_epi32(zero_point), low = _mm256_set1_epi32(lo), high = _mm256_set1_epi32(hi);
   int64_t o = 0;
   for (; o + 8 <= n; o += 8) {
     const __m256i a = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o)),
                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + o)));
-    __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(multipliers + o));
-    y = _mm256_max_ps(_mm256_min_ps(y, bound), neg_bound);
-    __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(y), zp);
-    v = _mm256_min_epi32(_mm256_max_epi32(v, low), high);
-    // 0 <= lo <= v <= hi <= 255: the saturating packs keep every value.
-    const __m128i packed16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + o), _mm_packus_epi16(packed16, packed16));
+    detail::store_codes_avx2(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(multipliers + o)), zp, low, high, out + o);
   }
   return o;
 }

@@ -1,6 +1,7 @@
 #include "native/model.h"
 
 #include "native/parallel.h"
+#include "native/simd_codes.h"
 
 #include <immintrin.h>
 
@@ -66,17 +67,10 @@ int32_t top_code(const QuantGrid& g) { return (1 << g.bits) - 1; }
 // division and rounding half to even; returns the elements done.
 __attribute__((target("avx2"))) int64_t quantize_avx2(const float* x, int64_t n, const QuantGrid& g, int32_t hi,
                                                     uint8_t* y) {
-  const __m256 s = _mm256_set1_ps(g.scale), bound = _mm256_set1_ps(1 << 30), neg_bound = _mm256_set1_ps(-(1 << 30));
+  const __m256 s = _mm256_set1_ps(g.scale);
   const __m256i z = _mm256_set1_epi32(g.zero_point), low = _mm256_setzero_si256(), high = _mm256_set1_epi32(hi);
   int64_t e = 0;
-  for (; e + 8 <= n; e += 8) {
-    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + e), s);
-    v = _mm256_max_ps(_mm256_min_ps(v, bound), neg_bound);  // NaN becomes the lower bound, as no code is NaN
-    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), z);
-    q = _mm256_min_epi32(_mm256_max_epi32(q, low), high);
-    const __m128i packed16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + e), _mm_packus_epi16(packed16, packed16));
-  }
+  for (; e + 8 <= n; e += 8) detail::store_codes_avx2(_mm256_div_ps(_mm256_loadu_ps(x + e), s), z, low, high, y + e);
   return e;
 }
 
@@ -98,19 +92,13 @@ __attribute__((target("avx2"))) int64_t add_codes_avx2(const uint8_t* a, const u
   const __m256i za = _mm256_set1_epi32(ga.zero_point), zb = _mm256_set1_epi32(gb.zero_point);
   const __m256i zy = _mm256_set1_epi32(gy.zero_point), low = _mm256_set1_epi32(lo), high = _mm256_set1_epi32(hi);
   const __m256 sa = _mm256_set1_ps(ga.scale), sb = _mm256_set1_ps(gb.scale), sy = _mm256_set1_ps(gy.scale);
-  const __m256 bound = _mm256_set1_ps(1 << 30), neg_bound = _mm256_set1_ps(-(1 << 30));
   int64_t e = 0;
   for (; e + 8 <= n; e += 8) {
     const __m256i ia = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + e)));
     const __m256i ib = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + e)));
     const __m256 fa = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ia, za)), sa);
     const __m256 fb = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ib, zb)), sb);
-    __m256 v = _mm256_div_ps(_mm256_add_ps(fa, fb), sy);
-    v = _mm256_max_ps(_mm256_min_ps(v, bound), neg_bound);
-    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zy);
-    q = _mm256_min_epi32(_mm256_max_epi32(q, low), high);
-    const __m128i packed16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + e), _mm_packus_epi16(packed16, packed16));
+    detail::store_codes_avx2(_mm256_div_ps(_mm256_add_ps(fa, fb), sy), zy, low, high, y + e);
   }
   return e;
 }
