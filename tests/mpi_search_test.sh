@@ -17,6 +17,8 @@ source "$(dirname "$0")/test_lib.sh"
 # Open MPI refuses root unless told; CI runs as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN=(mpirun --oversubscribe --bind-to none)
+# A job that hangs fails its step instead of the whole test's time limit.
+RECOVER=(timeout -k 10 300 "${MPIRUN[@]}" --enable-recovery)
 
 cat >"$WORK/run.yaml" <<YAML
 model: $SRC/models/small_cnn_fmnist.onnx
@@ -83,24 +85,15 @@ same_run "$WORK/one" "$WORK/killed" && ok || bad "the resumed distributed run di
 
 # Under mpirun --enable-recovery a worker killed mid-search is replaced: its
 # task goes to another worker once its lease (parallel.worker_timeout) runs
-# out, and the run ends as the uninterrupted one did. The worker is killed
-# once every worker has said hello (rank 0 then opens the journal), before
-# the first candidate, so that it is given tasks it will not answer.
+# out, and the run ends as the uninterrupted one did. Worker rank 1 kills
+# itself with SIGKILL when it is given its first candidate
+# (AUTOPREC_FAULT_CRASH_AT=candidate:1), so that it dies holding a task.
 sed 's/^parallel: .*/parallel: {batch: 3, threads: 1, worker_timeout: 8}/' "$WORK/run.yaml" >"$WORK/recover.yaml"
-"${MPIRUN[@]}" --enable-recovery -n 3 "$BIN" search --config "$WORK/recover.yaml" --out "$WORK/recover" --json >"$WORK/recover.out" 2>"$WORK/recover.err" &
-launcher=$!
-for _ in $(seq 1 600); do
-  [ -e "$WORK/recover/journal.sqlite" ] && break
-  sleep 0.1
-done
-killed=0
-for p in $(pgrep -f -- "--out $WORK/recover"); do
-  if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then kill -9 "$p" && killed=1; fi
-done
-wait $launcher
+AUTOPREC_FAULT_CRASH_AT=candidate:1 "${RECOVER[@]}" -x AUTOPREC_FAULT_CRASH_AT -n 3 "$BIN" search \
+  --config "$WORK/recover.yaml" --out "$WORK/recover" --json >"$WORK/recover.out" 2>"$WORK/recover.err"
 code=$?
-[ $killed -eq 1 ] && [ $code -eq 0 ] && [ -f "$WORK/recover/result.json" ] && ok ||
-  bad "--enable-recovery with a worker killed: killed $killed, exit $code, $(tail -c 400 "$WORK/recover.err")"
+[ $code -eq 0 ] && [ -f "$WORK/recover/result.json" ] && ok ||
+  bad "--enable-recovery with a worker killed: exit $code, $(tail -c 400 "$WORK/recover.err")"
 grep -q "worker rank 1 did not answer within 8 s (parallel.worker_timeout): taken as lost" "$WORK/recover.err" && ok ||
   bad "--enable-recovery: rank 0 did not say the killed worker was lost: $(tail -c 400 "$WORK/recover.err")"
 same_run "$WORK/one" "$WORK/recover" && ok || bad "the run that lost a worker differs from the uninterrupted one"
@@ -111,7 +104,7 @@ same_run "$WORK/one" "$WORK/recover" && ok || bad "the run that lost a worker di
 # configuration K; K is the single-process run's first candidate).
 crash_key=$($PY -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select config_key from evaluations order by id limit 1").fetchone()[0])' "$WORK/one/journal.sqlite")
 sed 's/^parallel: .*/parallel: {batch: 3, threads: 1, worker_timeout: 8, max_attempts: 2}/' "$WORK/run.yaml" >"$WORK/crash.yaml"
-AUTOPREC_FAULT_CRASH_AT=key:$crash_key "${MPIRUN[@]}" --enable-recovery -x AUTOPREC_FAULT_CRASH_AT -n 4 "$BIN" search \
+AUTOPREC_FAULT_CRASH_AT=key:$crash_key "${RECOVER[@]}" -x AUTOPREC_FAULT_CRASH_AT -n 4 "$BIN" search \
   --config "$WORK/crash.yaml" --out "$WORK/crash" --json >"$WORK/crash.out" 2>"$WORK/crash.err"
 code=$?
 [ $code -eq 0 ] && [ -f "$WORK/crash/result.json" ] && ok ||
@@ -126,6 +119,16 @@ assert len(rows) >= 3, rows
 PY
 [ "$(grep -c 'did not answer within 8 s' "$WORK/crash.err")" -eq 2 ] && grep -q 'journaled as failed' "$WORK/crash.err" && ok ||
   bad "--enable-recovery: rank 0 did not say both workers were lost and the configuration failed: $(tail -c 600 "$WORK/crash.err")"
+
+# A worker dead before its hello is waited for one lease and taken as lost;
+# the job then ends without MPI_Finalize (which can hang on the dead rank)
+# and with rank 0's exit code.
+AUTOPREC_FAULT_CRASH_AT=setup:1 "${RECOVER[@]}" -x AUTOPREC_FAULT_CRASH_AT -n 3 "$BIN" search \
+  --config "$WORK/recover.yaml" --out "$WORK/nohello" --json >"$WORK/nohello.out" 2>"$WORK/nohello.err"
+code=$?
+[ $code -eq 0 ] && [ -f "$WORK/nohello/result.json" ] && grep -q "worker rank 1 did not say hello within 8 s" "$WORK/nohello.err" && ok ||
+  bad "--enable-recovery with a worker dead before its hello: exit $code, $(tail -c 400 "$WORK/nohello.err")"
+same_run "$WORK/one" "$WORK/nohello" && ok || bad "the run that lost a worker before its hello differs from the uninterrupted one"
 
 # Bad input: rank 0's exit code, one autoprec error line.
 sed 's/^episodes: .*/episodes: 0/' "$WORK/run.yaml" >"$WORK/bad.yaml"

@@ -5,7 +5,7 @@ PY=${PY:-/usr/bin/python3}
 MODEL=${MODEL:-$SRC/models/small_cnn_fmnist.onnx}
 FMNIST=${FMNIST:-idx:/usr/share/datasets/fashion-mnist}
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+[ -n "${KEEP_WORK:-}" ] && echo "work: $WORK" || trap 'rm -rf "$WORK"' EXIT
 passed=0
 failed=0
 

@@ -49,6 +49,7 @@ using Clock = std::chrono::steady_clock;
 
 // Fault injection for the recovery tests (docs/search.md, "Recovery"):
 // AUTOPREC_FAULT_CRASH_AT=key:K kills the worker given configuration K,
+// =candidate:R kills worker rank R when it is given its first candidate,
 // =setup:R kills worker rank R before its hello, as a crash would.
 void crash_if_asked(const std::string& where) {
   const char* crash = std::getenv("AUTOPREC_FAULT_CRASH_AT");
@@ -504,7 +505,10 @@ json Search::evaluate_task(const json& task) const {
             {"accuracy_drop", r.accuracy_drop}, {"kl", r.kl}, {"score", r.score}};
   }
   auto start = Clock::now();
-  if (mpi::is_worker()) crash_if_asked("key:" + task.at("key").get<std::string>());
+  if (mpi::is_worker()) {
+    crash_if_asked("key:" + task.at("key").get<std::string>());
+    crash_if_asked(fmt::format("candidate:{}", mpi::rank()));
+  }
   quant::QuantizedModel model(info_.graph, config_of_bits(parse_config_key(task.at("key").get<std::string>())), cfg_.model);
   model.calibrate(stats_);
   json result = json::object();

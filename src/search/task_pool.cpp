@@ -91,7 +91,10 @@ MpiPool::MpiPool(Leases leases) : leases_(leases) {
 }
 
 MpiPool::~MpiPool() {
-  for (int r = 1; r < mpi::size(); ++r) mpi::send(r, kTagTask, json{{"stop", true}}.dump());
+  const std::string stop = json{{"stop", true}, {"rank_lost", mpi::rank_lost()}}.dump();
+  for (int r = 1; r < mpi::size(); ++r) {
+    if (!lost_.count(r)) mpi::send(r, kTagTask, stop);
+  }
 }
 
 int MpiPool::workers() const { return mpi::size() - 1 - static_cast<int>(lost_.size()); }
@@ -129,6 +132,7 @@ void MpiPool::check_workers(const std::string& expected) {
     spdlog::warn("worker rank {} did not say hello within {} s (parallel.worker_timeout): taken as lost", r,
                  leases_.timeout_s);
     lost_.insert(r);
+    mpi::mark_rank_lost();
   }
   if (workers() == 0) fail("no worker rank set up within {} s (parallel.worker_timeout)", leases_.timeout_s);
 }
@@ -187,6 +191,7 @@ std::vector<json> MpiPool::run(const std::vector<json>& tasks, const OnResult& o
       const int rank = it->first;
       it = leased.erase(it);
       lost_.insert(rank);
+      mpi::mark_rank_lost();
       if (attempts.size() < run.size()) attempts.resize(run.size(), 0);
       const bool exhausted = ++attempts[id] >= leases_.max_attempts;
       spdlog::warn("worker rank {} did not answer within {} s (parallel.worker_timeout): taken as lost, its task {}",
@@ -240,7 +245,10 @@ std::vector<CandidateScore> score_candidates(TaskPool& pool, const std::vector<s
 void serve_tasks(const TaskFunction& fn) {
   for (;;) {
     json message = json::parse(mpi::recv(0, kTagTask));
-    if (message.value("stop", false)) return;
+    if (message.value("stop", false)) {
+      if (message.value("rank_lost", false)) mpi::mark_rank_lost();
+      return;
+    }
     json result = run_one(fn, message.at("task"));
     mpi::send(0, kTagResult, json{{"id", message.at("id")}, {"result", result}}.dump());
   }

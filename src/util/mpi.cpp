@@ -15,6 +15,7 @@
 namespace autoprec::mpi {
 namespace {
 bool g_active = false;
+bool g_rank_lost = false;
 int g_rank = 0;
 int g_size = 1;
 }  // namespace
@@ -36,7 +37,7 @@ bool init_if_launched(int* argc, char*** argv) {
 void finalize() {
   if (!g_active) return;
   g_active = false;
-  MPI_Finalize();
+  if (!g_rank_lost) MPI_Finalize();
 }
 
 void abort_job(int code) {
@@ -113,6 +114,8 @@ bool recovery_enabled() {
   return v && (std::string(v) == "1" || std::string(v) == "true");
 }
 
+void mark_rank_lost() { g_rank_lost = true; }
+bool rank_lost() { return g_rank_lost; }
 bool active() { return g_active; }
 int rank() { return g_rank; }
 int size() { return g_size; }

@@ -18,8 +18,15 @@ bool init_if_launched(int* argc, char*** argv);
 // Ranks the launcher started (its environment; 1 when not under mpirun),
 // whether or not this build has MPI.
 int launched_ranks();
-// MPI_Finalize when active; safe to call when not.
+// MPI_Finalize when active; safe to call when not. After a rank of the job
+// was lost (mark_rank_lost, here or on rank 0), the surviving ranks leave
+// without MPI_Finalize: Open MPI 4.1's finalize waits on the dead rank now
+// and then and hangs the job, while a rank that exits without it under
+// --enable-recovery ends the job with rank 0's exit code.
 void finalize();
+// This job lost a rank: finalize() skips MPI_Finalize.
+void mark_rank_lost();
+bool rank_lost();
 // Ends every rank of the job with `code` (MPI_Abort); plain exit when MPI is not active.
 [[noreturn]] void abort_job(int code);
 
