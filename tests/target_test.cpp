@@ -494,6 +494,49 @@ TEST(Runner, MeasuredProfileResumesFromItsCache) {
   EXPECT_THROW(target::MeasuredSource(p, m, cache), UserError);
 }
 
+// The integer form puts the rows in context with one whole-model timing: ORT
+// rows are scaled to add up to it, native rows stay as measured and the rest
+// is a fixed cost every total adds once.
+TEST(TargetMeasure, IntegerRowsInContextScaledOnOrtFixedCostOnNative) {
+  TempDir dir;
+  target::ModelInfo m = target::load_model_info(two_layer_model(dir));
+  // Answers every request with 1 ms: the whole model all integer.
+  std::string runner = script(dir, "runner.sh",
+                              "while read line; do case \"$line\" in *quit*) echo '{\"ok\":true}'; exit 0;; "
+                              "*) echo '{\"ok\":true,\"inputs\":[{\"name\":\"x\",\"type\":\"float32\",\"shape\":[1,1,4,4]}],"
+                              "\"outputs\":[{\"name\":\"y\",\"type\":\"float32\",\"shape\":[1,3]}],\"median_ms\":1.0,"
+                              "\"kernel_ms\":1.0}';; esac; done\n");
+  for (bool native : {false, true}) {
+    target::Profile p;
+    p.name = native ? "native-dev" : "ort-dev";
+    p.format = quant::QuantForm::Int;
+    p.native_runtime = native;
+    p.cost_model.type = target::CostModelType::Command;
+    p.cost_model.command = {"/bin/sh", runner};
+    std::string cache = dir.file(p.name + ".csv");
+    // The rows at W7A8 (which set the context) and W4A8, measured earlier.
+    write(cache, "key,latency_ms\n" + target::measurement_key(p, m.descs[0], 7, 8) + ",0.25\n" +
+                     target::measurement_key(p, m.descs[1], 7, 8) + ",0.5\n" +
+                     target::measurement_key(p, m.descs[0], 4, 8) + ",0.125\n");
+    target::MeasuredSource source(p, m, cache);
+    const double conv_w4 = *source.estimate(m.descs[0], 4, 8).latency_ms;
+    const double fc_w7 = *source.estimate(m.descs[1], 7, 8).latency_ms;
+    std::map<std::string, quant::LayerPrecision> precision = {{"conv", {4, 8}}, {"fc", {7, 8}}};
+    const double total = *target::evaluate(p, m, precision, quant::Granularity::PerChannel, &source).latency_ms;
+    if (native) {
+      EXPECT_DOUBLE_EQ(source.fixed_latency_ms(), 0.25);
+      EXPECT_DOUBLE_EQ(conv_w4, 0.125);
+      EXPECT_DOUBLE_EQ(fc_w7, 0.5);
+      EXPECT_DOUBLE_EQ(total, 0.125 + 0.5 + 0.25);
+    } else {
+      EXPECT_DOUBLE_EQ(source.fixed_latency_ms(), 0.0);
+      EXPECT_DOUBLE_EQ(conv_w4, 0.125 / 0.75);
+      EXPECT_DOUBLE_EQ(fc_w7, 0.5 / 0.75);
+      EXPECT_DOUBLE_EQ(total, (0.125 + 0.5) / 0.75);
+    }
+  }
+}
+
 // ---- ONNX Runtime ------------------------------------------------------------
 
 #define SKIP_WITHOUT_ORT()                                  \

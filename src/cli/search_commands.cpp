@@ -34,7 +34,8 @@ void print_search_summary(const nlohmann::json& result);
 
 // On a measured target (cpu-ort, command), the search met its latency bounds
 // on the sum of per-layer measurements. The deployed file is timed whole, the
-// way the target measures, and checked against the same bounds: a warning,
+// way the target measures, and checked against the same bounds, a bound
+// relative to fp32 or int8 against that reference timed whole: a warning,
 // not an error, when fusion across layers or layout changes make the whole
 // model slower than its parts (docs/targets.md).
 nlohmann::json check_deployed_latency(const nlohmann::json& result, const std::string& onnx_path) {
@@ -43,7 +44,7 @@ nlohmann::json check_deployed_latency(const nlohmann::json& result, const std::s
   if (!profile.measured()) return nullptr;
   at::Tensor one = data::take(data::load_dataset(result["data"].get<std::string>(), data::Split::Test), 1).images.contiguous();
   target::ModelLatency measured = target::measure_model_file(profile, onnx_path, one);
-  std::optional<target::ModelLatency> fp32;
+  std::optional<target::ModelLatency> fp32, int8;
   nlohmann::json checks = nlohmann::json::array();
   for (const auto& c : result["constraints"]) {
     if (c.value("metric", "") != "latency") continue;
@@ -57,6 +58,13 @@ nlohmann::json check_deployed_latency(const nlohmann::json& result, const std::s
       check["fp32_measured_ms"] = fp32->ms;
       check["measured_ratio"] = measured.ms / fp32->ms;
       bound = parsed.value * fp32->ms;
+    } else if (parsed.reference == target::Reference::Int8 && profile.format == quant::QuantForm::Int) {
+      // Whole against whole: uniform W8A8 exported and timed the same way.
+      if (!int8) int8 = target::measure_integer_model(profile, target::load_model_info(result["model"].get<std::string>()), 8, 8);
+      check["per_layer_bound_ms"] = bound;
+      check["int8_measured_ms"] = int8->ms;
+      check["measured_ratio"] = measured.ms / int8->ms;
+      bound = parsed.value * int8->ms;
     }
     const bool holds = measured.ms <= bound;
     check["bound_ms"] = bound;

@@ -273,7 +273,7 @@ TargetCosts evaluate(const Profile& profile, const ModelInfo& model,
     }
     out.layers.push_back(c);
   }
-  if (latency) out.latency_ms = total_latency;
+  if (latency) out.latency_ms = total_latency + source->fixed_latency_ms();
   if (energy) out.energy_mj = total_energy;
   return out;
 }

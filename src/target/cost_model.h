@@ -21,7 +21,8 @@
 //   cpu-ort,    latency_ms measured by a runner (target/measure.h); no energy.
 //   command
 //
-// Totals add the layers (layers run one after another).
+// Totals add the layers (layers run one after another) and the source's
+// fixed_latency_ms().
 #pragma once
 
 #include <map>
@@ -106,6 +107,9 @@ class LayerCostSource {
  public:
   virtual ~LayerCostSource() = default;
   virtual LayerEstimate estimate(const LayerDesc& layer, int weight_bits, int activation_bits) = 0;
+  // Latency (ms) of the whole model that no layer row holds and no layer
+  // choice changes (its Adds, pools, input Quantize), added once to a total.
+  virtual double fixed_latency_ms() { return 0; }
 };
 
 // The source for an analytic or lut profile (nullptr for generic). For

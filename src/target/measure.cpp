@@ -473,13 +473,13 @@ LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
   ++(from_cache ? cached_ : measured_);
   LayerEstimate e;
   e.latency_ms = std::max(0.0, raw - floor);
-  if (integer_form && !m.model->path.empty() && !in_context_) {
+  if (in_integer_context() && !in_context_) {
     // Rows in context: the integer rows scaled so that they add up to the
     // whole model timed all integer (which also runs the Adds, pools and
     // Quantize the rows leave out); a float row is the layer's scaled
     // integer row plus what making it float does to the whole model.
     in_context_ = true;
-    double scale = integer_scale();
+    const double scale = integer_context().scale;
     double integer_row = (quantized(wb) && ab == 8) ? *e.latency_ms : *estimate(layer, 7, 8).latency_ms;
     e.latency_ms = scale * integer_row + ((quantized(wb) && ab == 8) ? 0.0 : island_cost(layer, wb, ab));
     in_context_ = false;
@@ -487,16 +487,32 @@ LayerEstimate MeasuredSource::estimate(const LayerDesc& layer, int wb, int ab) {
   return e;
 }
 
-double MeasuredSource::integer_scale() {
-  if (integer_scale_) return *integer_scale_;
+bool MeasuredSource::in_integer_context() const {
+  const Impl& m = *impl_;
+  return m.profile.format == quant::QuantForm::Int && m.profile.cost_model.export_form && !m.model->path.empty();
+}
+
+const MeasuredSource::IntegerContext& MeasuredSource::integer_context() {
+  if (integer_context_) return *integer_context_;
+  const bool was_in_context = in_context_;
+  in_context_ = true;  // the raw rows
   double rows = 0;
   for (const LayerDesc& d : impl_->model->descs) rows += *estimate(d, 7, 8).latency_ms;
-  double whole = whole_integer_ms("");
-  integer_scale_ = rows > 0 ? whole / rows : 1.0;
-  spdlog::debug("integer rows sum to {:.4f} ms, the whole model all integer takes {:.4f} ms: scale {:.3f}", rows, whole,
-                *integer_scale_);
-  return *integer_scale_;
+  in_context_ = was_in_context;
+  const double whole = whole_integer_ms("");
+  IntegerContext c;
+  if (impl_->profile.native_runtime) {
+    c.fixed_ms = std::max(0.0, whole - rows);
+  } else if (rows > 0) {
+    c.scale = whole / rows;
+  }
+  spdlog::debug("integer rows sum to {:.4f} ms, the whole model all integer takes {:.4f} ms: scale {:.3f}, fixed {:.4f} ms",
+                rows, whole, c.scale, c.fixed_ms);
+  integer_context_ = c;
+  return *integer_context_;
 }
+
+double MeasuredSource::fixed_latency_ms() { return in_integer_context() ? integer_context().fixed_ms : 0.0; }
 
 double MeasuredSource::whole_integer_ms(const std::string& layer, int wb, int ab) {
   Impl& m = *impl_;
@@ -510,24 +526,31 @@ double MeasuredSource::whole_integer_ms(const std::string& layer, int wb, int ab
                                       cpu_features().text());
   {
     if (auto hit = m.cache.find(key)) return *hit;
-    quant::PrecisionConfig config = quant::uniform(7, 8);
-    config.options.format = quant::QuantForm::Int;
-    if (!layer.empty()) config.layers.push_back({layer, {wb, ab}});
-    quant::QuantizedModel model(m.model->graph, config, m.model->path);
-    at::Generator gen = at::detail::createCPUGenerator(0);
-    // Uniform [0, 1) floats, or token id 0 for an integer input: latency does not depend on the values.
-    auto input = [&](int64_t batch) {
-      at::Tensor x = exec::example_input(*m.model->graph, 0, batch);
-      return at::isFloatingType(x.scalar_type()) ? at::rand(x.sizes(), gen, x.scalar_type()) : x;
-    };
-    model.calibrate(input(8));
-    TemporaryFile file(".onnx");
-    deploy::save_qdq(deploy::export_qdq(model).model, file.path());
-    double ms = measure_model_file(m.profile, file.path(), input(1)).ms;
+    decltype(quant::PrecisionConfig::layers) only;
+    if (!layer.empty()) only.push_back({layer, {wb, ab}});
+    double ms = measure_integer_model(m.profile, *m.model, 7, 8, only).ms;
     m.cache.add(key, ms);
     ++measured_;
     return ms;
   }
+}
+
+ModelLatency measure_integer_model(const Profile& profile, const ModelInfo& model, int weight_bits, int activation_bits,
+                                   const decltype(quant::PrecisionConfig::layers)& exceptions) {
+  quant::PrecisionConfig config = quant::uniform(weight_bits, activation_bits);
+  config.options.format = quant::QuantForm::Int;
+  config.layers = exceptions;
+  quant::QuantizedModel quantized(model.graph, config, model.path);
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  // Uniform [0, 1) floats, or token id 0 for an integer input: latency does not depend on the values.
+  auto input = [&](int64_t batch) {
+    at::Tensor x = exec::example_input(*model.graph, 0, batch);
+    return at::isFloatingType(x.scalar_type()) ? at::rand(x.sizes(), gen, x.scalar_type()) : x;
+  };
+  quantized.calibrate(input(8));
+  TemporaryFile file(".onnx");
+  deploy::save_qdq(deploy::export_qdq(quantized).model, file.path());
+  return measure_model_file(profile, file.path(), input(1));
 }
 
 double MeasuredSource::island_cost(const LayerDesc& layer, int wb, int ab) {

@@ -27,6 +27,11 @@
 // the layer's scaled integer row plus the whole model with only that layer
 // float (or weight-only: MatMulNBits) minus the whole model all integer
 // (island_cost): what an island costs is what it does to the chain.
+// On autoprec's native runtime (`runtime: native`) a row is the very kernel
+// the whole model runs, in the same layout, so the rows are not scaled: the
+// whole model all integer minus the sum of its rows is a fixed cost
+// (fixed_latency_ms: the Adds, pools and input Quantize) that every total
+// adds once, and the float islands are added as above.
 // The cpu-ort keys include the CPU's SIMD features (target::cpu_features()).
 // Inputs are uniform [0, 1) from a fixed seed; the latency is the median of
 // `repeats` runs after `warmup` runs.
@@ -89,6 +94,7 @@ class MeasuredSource : public LayerCostSource {
   MeasuredSource(const Profile& profile, const ModelInfo& model, const std::string& cache_path);
   ~MeasuredSource() override;
   LayerEstimate estimate(const LayerDesc& layer, int weight_bits, int activation_bits) override;
+  double fixed_latency_ms() override;
   int measured() const { return measured_; }  // runner measurements so far
   int cached() const { return cached_; }      // answers from the cache so far
 
@@ -105,9 +111,17 @@ class MeasuredSource : public LayerCostSource {
   // The whole model in the integer form at W7A8 with `layer` (if any) at
   // W`wb`A`ab`, timed on the runner; cached per model, layer and bits.
   double whole_integer_ms(const std::string& layer, int wb = 32, int ab = 32);
-  // whole_integer_ms("") over the sum of the layers' integer rows.
-  double integer_scale();
-  std::optional<double> integer_scale_;
+  // The rows in context (integer form with a model file): the factor on the
+  // integer rows (ORT: whole_integer_ms("") over the sum of the layers'
+  // integer rows; native: 1) and the fixed cost (native: the whole minus
+  // that sum; ORT: 0).
+  struct IntegerContext {
+    double scale = 1;
+    double fixed_ms = 0;
+  };
+  const IntegerContext& integer_context();
+  bool in_integer_context() const;
+  std::optional<IntegerContext> integer_context_;
   bool in_context_ = false;
 
   struct Impl;
@@ -131,6 +145,12 @@ struct ModelLatency {
 // the runner fails.
 ModelLatency measure_model_file(const Profile& profile, const std::string& onnx_path, const at::Tensor& input);
 
+// Times `model` exported in the integer form at uniform W`weight_bits`A
+// `activation_bits` (with `exceptions`, as PrecisionConfig::layers), its
+// ranges calibrated on uniform [0, 1) inputs (latency does not depend on the
+// values), through the runner of `profile` like measure_model_file. Not cached.
+ModelLatency measure_integer_model(const Profile& profile, const ModelInfo& model, int weight_bits, int activation_bits,
+                                   const decltype(quant::PrecisionConfig::layers)& exceptions = {});
 // Where `autoprec cost` keeps measurements for a measured target:
 // $AUTOPREC_CACHE_DIR, else $XDG_CACHE_HOME/autoprec, else ~/.cache/autoprec;
 // file TARGET.csv.
