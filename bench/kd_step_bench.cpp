@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     quant::QuantizedModel student(graph, quant::uniform(wb, ab), model_path);
     student.calibrate(train.images.narrow(0, 0, 256));
     std::unique_ptr<train::TeacherCache> cache;
-    if (cached) cache = std::make_unique<train::TeacherCache>(teacher, train.images);
+    if (cached) cache = std::make_unique<train::TeacherCache>(teacher, train.inputs());
     train::FinetuneOptions warm = options;
     warm.steps = 2;
     train::finetune(student, teacher, train, nullptr, warm, cache.get());

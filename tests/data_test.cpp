@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "temp_dir.h"
+#include <zip.h>
 #include <zlib.h>
 
 #include "data/dataset.h"
@@ -524,6 +525,140 @@ TEST(Dataset, TokenAndFeatureInputs) {
   EXPECT_EQ(f.images.scalar_type(), at::kFloat);
   EXPECT_TRUE(contains(user_error([&] { load_dataset("npy:" + dir.file("f.npy"), Split::Train, pre); }),
                        "apply to images"));
+}
+
+// ---------------------------------------------------------------- npz
+
+// Writes `arrays` as numpy.savez (stored) or numpy.savez_compressed (deflated) does: NAME.npy entries.
+void write_npz(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& arrays, bool deflate,
+               const TempDir& dir) {
+  int error = 0;
+  zip_t* archive = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+  ASSERT_NE(archive, nullptr);
+  std::vector<std::string> bytes;
+  bytes.reserve(arrays.size());
+  for (const auto& [name, t] : arrays) {
+    write_npy(dir.file("entry.npy"), t);
+    bytes.push_back(read_bytes(dir.file("entry.npy")));
+    zip_source_t* source = zip_source_buffer(archive, bytes.back().data(), bytes.back().size(), 0);
+    zip_int64_t index = zip_file_add(archive, (name + ".npy").c_str(), source, ZIP_FL_OVERWRITE);
+    ASSERT_GE(index, 0);
+    zip_set_file_compression(archive, static_cast<zip_uint64_t>(index), deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0);
+  }
+  ASSERT_EQ(zip_close(archive), 0);
+}
+
+TEST(Npz, ReadsArraysInArchiveOrderStoredOrDeflated) {
+  TempDir dir;
+  at::Tensor a = at::randn({4, 3}), b = at::randint(0, 9, {4, 2}, at::kLong);
+  for (bool deflate : {false, true}) {
+    write_npz(dir.file("d.npz"), {{"b", b}, {"a", a}}, deflate, dir);
+    auto arrays = read_npz(dir.file("d.npz"));
+    ASSERT_EQ(arrays.size(), 2u);
+    EXPECT_EQ(arrays[0].first, "b");
+    EXPECT_EQ(arrays[1].first, "a");
+    EXPECT_TRUE(at::equal(arrays[0].second, b));
+    EXPECT_TRUE(at::equal(arrays[1].second, a));
+  }
+}
+
+TEST(Npz, BadArchivesRejected) {
+  TempDir dir;
+  write_npy(dir.file("x.npy"), at::zeros({2, 2}));
+  EXPECT_TRUE(contains(user_error([&] { read_npz(dir.file("x.npy")); }), "is not a readable zip archive"));
+  EXPECT_TRUE(contains(user_error([&] { read_npz(dir.file("none.npz")); }), "does not exist"));
+  // An entry that is not a .npy, and a .npy entry cut short.
+  {
+    int error = 0;
+    zip_t* archive = zip_open(dir.file("txt.npz").c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+    static const char text[] = "hello";
+    zip_file_add(archive, "notes.txt", zip_source_buffer(archive, text, 5, 0), 0);
+    ASSERT_EQ(zip_close(archive), 0);
+  }
+  EXPECT_TRUE(contains(user_error([&] { read_npz(dir.file("txt.npz")); }), "'notes.txt', which is not a .npy array"));
+  {
+    std::string npy = read_bytes(dir.file("x.npy"));
+    npy.resize(npy.size() - 3);
+    int error = 0;
+    zip_t* archive = zip_open(dir.file("cut.npz").c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+    zip_file_add(archive, "x.npy", zip_source_buffer(archive, npy.data(), npy.size(), 0), 0);
+    ASSERT_EQ(zip_close(archive), 0);
+  }
+  const std::string cut = user_error([&] { read_npz(dir.file("cut.npz")); });
+  EXPECT_TRUE(contains(cut, "array 'x' of npz file")) << cut;
+  EXPECT_TRUE(contains(cut, "truncated")) << cut;
+}
+
+TEST(Dataset, NpzFeedsEveryInputInGraphOrder) {
+  TempDir dir;
+  const int64_t n = 10;
+  // Column 0 of both inputs is the example's index, so rows can be followed through splits and batches.
+  at::Tensor ids = at::randint(0, 50, {n, 5}, at::kInt);
+  ids.select(1, 0).copy_(at::arange(n, at::kInt));
+  at::Tensor mask = at::rand({n, 3}, at::kDouble);
+  mask.select(1, 0).copy_(at::arange(n, at::kDouble));
+  at::Tensor labels = at::arange(n, at::kLong) % 3;
+  write_npz(dir.file("d.npz"), {{"mask", mask}, {"labels", labels}, {"ids", ids}}, false, dir);
+  const std::string spec = "npz:" + dir.file("d.npz");
+  Dataset d = load_dataset(spec, Split::Train, {}, {"ids", "mask"});
+  EXPECT_EQ(d.input_names, (std::vector<std::string>{"ids", "mask"}));
+  EXPECT_TRUE(at::equal(d.images, ids.to(at::kLong)));
+  ASSERT_EQ(d.more_inputs.size(), 1u);
+  EXPECT_TRUE(at::equal(d.more_inputs[0], mask.to(at::kFloat)));
+  EXPECT_TRUE(at::equal(d.labels, labels));
+  // Without the graph's names: archive order.
+  EXPECT_EQ(load_dataset(spec, Split::Train).input_names, (std::vector<std::string>{"mask", "ids"}));
+
+  // Splits, take and shuffled batches keep the inputs of one example together.
+  auto aligned = [](const std::vector<at::Tensor>& inputs) {
+    return at::equal(inputs[0].select(1, 0).to(at::kDouble), inputs[1].select(1, 0).to(at::kDouble));
+  };
+  TrainValidation split = split_train_validation(d, 4, 3);
+  EXPECT_TRUE(aligned(split.validation.inputs()));
+  EXPECT_TRUE(aligned(split.train.inputs()));
+  EXPECT_TRUE(at::equal(split.train.labels, split.train.images.select(1, 0) % 3));
+  EXPECT_TRUE(aligned(take(d, 3).inputs()));
+  BatchLoader loader(d, 4, true, 1);
+  for (int64_t b = 0; b < loader.num_batches(); ++b) {
+    BatchLoader::Batch batch = loader.batch(b);
+    ASSERT_EQ(batch.inputs.size(), 2u);
+    EXPECT_TRUE(aligned(batch.inputs));
+    EXPECT_TRUE(at::equal(batch.images, batch.inputs[0]));
+    EXPECT_TRUE(at::equal(batch.labels, batch.images.select(1, 0) % 3));
+  }
+
+  // One array for a one-input model: any name (numpy's arr_0).
+  write_npz(dir.file("one.npz"), {{"arr_0", mask}}, false, dir);
+  EXPECT_EQ(load_dataset("npz:" + dir.file("one.npz"), Split::Train, {}, {"x"}).input_names,
+            (std::vector<std::string>{"x"}));
+}
+
+TEST(Dataset, NpzMismatchesRejected) {
+  TempDir dir;
+  at::Tensor ids = at::randint(0, 50, {6, 5}, at::kLong);
+  write_npz(dir.file("d.npz"), {{"ids", ids}, {"mask", at::rand({6, 3})}}, false, dir);
+  const std::string spec = "npz:" + dir.file("d.npz");
+  EXPECT_TRUE(contains(user_error([&] { load_dataset(spec, Split::Train, {}, {"ids", "mask", "pos"}); }),
+                       "has no array for the model's input 'pos'"));
+  EXPECT_TRUE(contains(user_error([&] { load_dataset(spec, Split::Train, {}, {"ids", "segment"}); }),
+                       "has no array for the model's input 'segment'"));
+  write_npz(dir.file("extra.npz"), {{"ids", ids}, {"mask", at::rand({6, 3})}, {"junk", at::rand({6})}}, false, dir);
+  EXPECT_TRUE(contains(user_error([&] { load_dataset("npz:" + dir.file("extra.npz"), Split::Train, {}, {"ids", "mask"}); }),
+                       "holds array 'junk', which is no input of the model"));
+  write_npz(dir.file("count.npz"), {{"ids", ids}, {"mask", at::rand({5, 3})}}, false, dir);
+  EXPECT_TRUE(contains(user_error([&] { load_dataset("npz:" + dir.file("count.npz"), Split::Train); }),
+                       "has 5 examples but array 'ids' has 6"));
+  write_npz(dir.file("labels.npz"), {{"ids", ids}, {"labels", at::zeros({4}, at::kLong)}}, false, dir);
+  EXPECT_TRUE(contains(user_error([&] { load_dataset("npz:" + dir.file("labels.npz"), Split::Train); }),
+                       "array 'labels' of npz file"));
+  Preprocess pre;
+  pre.scale = 0.5;
+  EXPECT_TRUE(contains(user_error([&] { load_dataset(spec, Split::Train, pre); }), "holds none"));
+  write_npz(dir.file("img.npz"), {{"image", at::randint(0, 255, {6, 4, 4}, at::kByte)}, {"ids", ids}}, false, dir);
+  Dataset img = load_dataset("npz:" + dir.file("img.npz"), Split::Train, pre, {"image", "ids"});
+  EXPECT_EQ(img.images.sizes(), (std::vector<int64_t>{6, 1, 4, 4}));  // the image array is preprocessed, the ids not
+  EXPECT_TRUE(at::equal(img.more_inputs[0], ids));
+  EXPECT_TRUE(contains(user_error([&] { load_dataset("npz:a.npz,b.npy", Split::Train); }), "malformed"));
 }
 
 // ---------------------------------------------------------------- split / take / batches

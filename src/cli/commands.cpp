@@ -212,7 +212,7 @@ int run_eval_command(const EvalCliOptions& o, const std::shared_ptr<graph::Graph
 
 int run_eval(const EvalCliOptions& o) {
   auto graph = exec::load_model(o.model);
-  data::Dataset dataset = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess());
+  data::Dataset dataset = o.data.load(data::parse_split(o.split), *graph);
   if (o.limit > 0) dataset = data::take(dataset, o.limit);
   const eval::Metric metric = resolve_metric(o.metric, dataset, true);
   if (metric == eval::Metric::Command) return run_eval_command(o, graph);

@@ -141,6 +141,12 @@ data::Preprocess DataOptions::preprocess() const {
   return p;
 }
 
+data::Dataset DataOptions::load(data::Split split, const graph::Graph& graph) const {
+  data::Dataset d = data::load_dataset(spec, split, preprocess(), graph.input_names());
+  eval::check_inputs_fit(graph, d);
+  return d;
+}
+
 nlohmann::json costs_json(const cost::CostSummary& c) {
   using nlohmann::json;
   json layers = json::array();
@@ -169,8 +175,8 @@ nlohmann::json costs_json(const quant::QuantizedModel& model, quant::Granularity
   return costs_json(cost::compute_costs(model.executor().graph(), summary, model.layers(), model.precision(), granularity));
 }
 
-data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed) {
-  data::Dataset train = data::load_dataset(data.spec, data::Split::Train, data.preprocess());
+data::Dataset calibration_set(const DataOptions& data, const graph::Graph& graph, int64_t n, uint64_t seed) {
+  data::Dataset train = data.load(data::Split::Train, graph);
   if (n <= 0) fail("--calib must be positive");
   if (n >= train.size()) return train;
   return data::split_train_validation(train, n, seed).validation;
@@ -193,9 +199,9 @@ std::unique_ptr<quant::QuantizedModel> build_quantized(std::shared_ptr<const gra
   auto model = std::make_unique<quant::QuantizedModel>(graph, config, origin);
   if (!model->calibrated()) {
     if (!data) fail("{} holds no calibrated ranges; pass --data to calibrate (or write one with `autoprec quantize`)", options.precision);
-    data::Dataset calib = calibration_set(*data, options.calib, options.seed);
+    data::Dataset calib = calibration_set(*data, *graph, options.calib, options.seed);
     spdlog::info("calibrating on {} training examples (seed {})", calib.size(), options.seed);
-    model->calibrate(calib.images);
+    model->calibrate(calib.inputs());
   }
   return model;
 }

@@ -34,6 +34,9 @@ struct DataOptions {
   std::vector<float> mean;
   std::vector<float> std;
   data::Preprocess preprocess() const;
+  // The `split` of `spec`, preprocessed, its inputs in the order of
+  // `graph`'s (npz:) and checked to feed every one (eval::check_inputs_fit).
+  data::Dataset load(data::Split split, const graph::Graph& graph) const;
 };
 
 // Options of commands that build the quantized network.
@@ -78,7 +81,7 @@ nlohmann::json costs_json(const cost::CostSummary& costs);
 nlohmann::json costs_json(const quant::QuantizedModel& model, quant::Granularity granularity);
 
 // Calibration examples: `n` examples drawn with `seed` from the training split of `data`.
-data::Dataset calibration_set(const DataOptions& data, int64_t n, uint64_t seed);
+data::Dataset calibration_set(const DataOptions& data, const graph::Graph& graph, int64_t n, uint64_t seed);
 
 // The config at `options.precision` in the form --format names, else the
 // target's (profile `format`), else its own options.format. Ranges

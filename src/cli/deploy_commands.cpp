@@ -242,8 +242,9 @@ json deploy_bundle(const DeployCliOptions& o) {
   }
   prepare_output_dir(o.out);
   auto quantized = build_quantized(graph, o.model, o.quant, &o.data, profile ? &*profile : nullptr);
-  data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
-  at::Tensor one = data::take(test, 1).images.contiguous();
+  data::Dataset test = o.data.load(data::Split::Test, *graph);
+  std::vector<at::Tensor> one = data::take(test, 1).inputs();
+  for (at::Tensor& t : one) t = t.contiguous();
   if (o.limit > 0) test = data::take(test, o.limit);
   deploy::BundleRequest request;
   request.model = o.model;

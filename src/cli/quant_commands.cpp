@@ -36,17 +36,17 @@ int run_quantize(const QuantizeOptions& o) {
   // Validate everything cheap before anything is written.
   auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
   auto precision = quant::resolve(config, quant::layer_names(layers));
-  data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
+  data::Dataset test = o.data.load(data::Split::Test, *graph);
   if (o.limit > 0) test = data::take(test, o.limit);
   const eval::Metric metric = resolve_metric(o.metric, test);
-  data::Dataset calib = calibration_set(o.data, o.quant.calib, o.quant.seed);
+  data::Dataset calib = calibration_set(o.data, *graph, o.quant.calib, o.quant.seed);
   exec::Executor fp32(graph, o.model);
-  fp32.run({calib.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
-  fp32.run({test.images.slice(0, 0, 1)});
+  fp32.run(calib.inputs(0, 1));  // the data fits the model, before anything is written
+  fp32.run(test.inputs(0, 1));
   prepare_output_dir(o.out);
 
   quant::QuantizedModel model(graph, config, o.model);
-  model.calibrate(calib.images);
+  model.calibrate(calib.inputs());
   quant::PrecisionConfig calibrated = model.calibrated_config();
   calibrated.calibration_seed = o.quant.seed;
   calibrated.calibration_samples = calib.size();
@@ -120,7 +120,7 @@ int run_sensitivity(const SensitivityOptions& o) {
   auto graph = exec::load_model(o.model);
   quant::QuantOptions options;
   if (!o.precision.empty()) options = quant::load_precision_config(o.precision).options;
-  data::Dataset train = data::load_dataset(o.data.spec, data::Split::Train, o.data.preprocess());
+  data::Dataset train = o.data.load(data::Split::Train, *graph);
   if (o.validation + o.calib >= train.size()) {
     fail("--validation {} + --calib {} exceed the {} training examples", o.validation, o.calib, train.size());
   }

@@ -9,6 +9,7 @@
 #include "cli/common.h"
 #include "eval/metric.h"
 #include "data/dataset.h"
+#include "deploy/verify.h"
 #include "search/run_config.h"
 #include "runtime/runner.h"
 #include "search/searcher.h"
@@ -42,6 +43,8 @@ nlohmann::json check_deployed_latency(const nlohmann::json& result, const std::s
   const std::string spec = result.value("target_spec", result["target"].get<std::string>());
   target::Profile profile = target::load_target(spec);
   if (!profile.measured()) return nullptr;
+  // measure_model_file times one-input models; a model with several inputs is timed by deploy only.
+  if (deploy::read_input_names(onnx_path).size() != 1) return nullptr;
   at::Tensor one = data::take(data::load_dataset(result["data"].get<std::string>(), data::Split::Test), 1).images.contiguous();
   target::ModelLatency measured = target::measure_model_file(profile, onnx_path, one);
   std::optional<target::ModelLatency> fp32, int8;

@@ -125,9 +125,9 @@ json measure_whole_model(const CostOptions& o, const target::Profile& profile, c
   at::Generator gen = at::detail::createCPUGenerator(o.quant.seed);
   if (!quantized.calibrated()) {
     if (!o.data.spec.empty()) {
-      data::Dataset calib = calibration_set(o.data, o.quant.calib, o.quant.seed);
+      data::Dataset calib = calibration_set(o.data, *model.graph, o.quant.calib, o.quant.seed);
       spdlog::info("calibrating the export on {} training examples (seed {})", calib.size(), o.quant.seed);
-      quantized.calibrate(calib.images);
+      quantized.calibrate(calib.inputs());
       ranges = "calibrated on --data";
     } else {
       std::vector<int64_t> batch_shape = input_shape;

@@ -75,12 +75,13 @@ int run_finetune(FinetuneCliOptions o) {
   auto layers = quant::find_quantizable_layers(*graph, config.options.quantize_activation_matmul);
   quant::resolve(config, quant::layer_names(layers));
 
-  data::Dataset full_train = data::load_dataset(o.data.spec, data::Split::Train, o.data.preprocess());
-  data::Dataset test = data::load_dataset(o.data.spec, data::Split::Test, o.data.preprocess());
+  data::Dataset full_train = o.data.load(data::Split::Train, *graph);
+  data::Dataset test = o.data.load(data::Split::Test, *graph);
   if (o.limit > 0) test = data::take(test, o.limit);
   std::optional<data::Dataset> held_out;
   if (!o.validation_data.empty()) {
-    held_out = data::load_dataset(o.validation_data, data::parse_split(o.validation_split), o.data.preprocess());
+    held_out = data::load_dataset(o.validation_data, data::parse_split(o.validation_split), o.data.preprocess(),
+                                  graph->input_names());
   }
   int64_t validation_size = o.validation;
   if (validation_size != 0) {
@@ -115,8 +116,8 @@ int run_finetune(FinetuneCliOptions o) {
   if (subset > 0) train_set = data::take(train_set, subset);
 
   exec::Executor teacher(graph, o.model);
-  teacher.run({train_set.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
-  teacher.run({test.images.slice(0, 0, 1)});
+  teacher.run(train_set.inputs(0, 1));  // the data fits the model, before anything is written
+  teacher.run(test.inputs(0, 1));
 
   prepare_output_dir(o.out);
   std::error_code ec;
@@ -197,7 +198,7 @@ int run_finetune(FinetuneCliOptions o) {
   };
 
   std::unique_ptr<train::TeacherCache> cache;
-  if (t.steps > 0) cache = std::make_unique<train::TeacherCache>(teacher, train_set.images);
+  if (t.steps > 0) cache = std::make_unique<train::TeacherCache>(teacher, train_set.inputs());
   const data::Dataset* validation = validation_size > 0 ? &split.validation : nullptr;
   train::FinetuneResult result;
   try {

@@ -48,10 +48,17 @@ at::Tensor index_tensor(const std::vector<int64_t>& v) {
   return t;
 }
 
+// `d` with `fn` applied to every per-example tensor (inputs and labels).
+template <typename Fn>
+Dataset map_examples(const Dataset& d, const std::string& source, Fn&& fn) {
+  Dataset out{fn(d.images), d.labels.defined() ? fn(d.labels) : at::Tensor(), source, {}, d.input_names};
+  for (const at::Tensor& t : d.more_inputs) out.more_inputs.push_back(fn(t));
+  return out;
+}
+
 Dataset select(const Dataset& d, const std::vector<int64_t>& indices, const std::string& source) {
   at::Tensor idx = index_tensor(indices);
-  return Dataset{d.images.index_select(0, idx), d.labels.defined() ? d.labels.index_select(0, idx) : at::Tensor(),
-                 source};
+  return map_examples(d, source, [&](const at::Tensor& t) { return t.index_select(0, idx); });
 }
 
 std::string shape_string(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
@@ -126,13 +133,129 @@ at::Tensor preprocess(const at::Tensor& images, const Preprocess& pre, const std
 
 int64_t Dataset::size() const { return images.defined() ? images.size(0) : 0; }
 
+std::vector<at::Tensor> Dataset::inputs() const {
+  std::vector<at::Tensor> all{images};
+  all.insert(all.end(), more_inputs.begin(), more_inputs.end());
+  return all;
+}
+
+std::vector<at::Tensor> Dataset::inputs(int64_t start, int64_t count) const {
+  std::vector<at::Tensor> all;
+  for (const at::Tensor& t : inputs()) all.push_back(t.narrow(0, start, count));
+  return all;
+}
+
+std::vector<at::Tensor> Dataset::inputs_at(const at::Tensor& indices) const {
+  std::vector<at::Tensor> all;
+  for (const at::Tensor& t : inputs()) all.push_back(t.index_select(0, indices));
+  return all;
+}
+
 Split parse_split(const std::string& name) {
   if (name == "train") return Split::Train;
   if (name == "test") return Split::Test;
   fail("unknown split '{}' (expected 'train' or 'test')", name);
 }
 
-Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre) {
+namespace {
+
+bool preprocessing_given(const Preprocess& pre) { return pre.scale >= 0 || !pre.mean.empty() || !pre.std.empty(); }
+
+// One input array as the model takes it (load_dataset's rules); `what`
+// names it ("inputs file X", "array 'ids' of npz file X"). Sets
+// *image when `pre` applied.
+at::Tensor prepare_input(at::Tensor raw, const Preprocess& pre, const std::string& spec, const std::string& what,
+                         bool* image) {
+  const auto itype = raw.scalar_type();
+  *image = false;
+  if (raw.dim() == 0) fail("{} holds a scalar; expected an array [N, ...]", what);
+  if (raw.size(0) == 0) fail("{} contains no examples", what);
+  const bool tokens = itype == at::kLong || itype == at::kInt;
+  const bool floats = itype == at::kFloat || itype == at::kDouble;
+  if (!tokens && !floats && itype != at::kByte)
+    fail("{} has dtype {}; expected uint8 or float32 images, float32 features or int64/int32 token ids", what,
+         numpy_dtype_name(itype));
+  if (itype == at::kByte && raw.dim() != 3 && raw.dim() != 4)
+    fail("{} has uint8 images of shape {}; expected [N,H,W] or [N,C,H,W]", what, shape_string(raw));
+  if (tokens) return raw.to(at::kLong).contiguous();
+  if (itype == at::kByte || raw.dim() == 3 || raw.dim() == 4) {
+    *image = true;
+    if (raw.dim() == 3) raw = raw.unsqueeze(1);
+    return preprocess(raw.contiguous(), pre, spec);
+  }
+  return raw.to(at::kFloat).contiguous();
+}
+
+at::Tensor prepare_labels(at::Tensor labels, const std::string& what, int64_t n, const std::string& inputs_what) {
+  const auto ltype = labels.scalar_type();
+  if (ltype != at::kLong && ltype != at::kInt && ltype != at::kByte)
+    fail("{} has dtype {}; expected int64, int32 or uint8", what, numpy_dtype_name(ltype));
+  if (labels.dim() != 1) fail("{} has shape {}; expected a 1-D array of labels", what, shape_string(labels));
+  if (labels.size(0) != n) fail("{} has {} entries but {} has {}", what, labels.size(0), inputs_what, n);
+  labels = labels.to(at::kLong).contiguous();
+  const int64_t* lp = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < labels.size(0); ++i)
+    if (lp[i] < 0) fail("{} has a negative label {} at index {}", what, lp[i], i);
+  return labels;
+}
+
+Dataset load_npz(const std::string& spec, const std::string& path, const Preprocess& pre,
+                 const std::vector<std::string>& graph_inputs) {
+  std::vector<std::pair<std::string, at::Tensor>> arrays = read_npz(path);
+  at::Tensor labels;
+  std::vector<std::pair<std::string, at::Tensor>> inputs;
+  for (auto& [name, t] : arrays) {
+    if (name == "labels") labels = t;
+    else inputs.emplace_back(name, t);
+  }
+  if (inputs.empty()) fail("npz file {} holds no input array (only 'labels')", path);
+  std::vector<std::string> names;
+  for (const auto& [name, t] : inputs) names.push_back(name);
+  if (!graph_inputs.empty()) {
+    if (graph_inputs.size() == 1 && inputs.size() == 1) {
+      inputs[0].first = graph_inputs[0];  // one array feeds the one input, whatever numpy named it
+    } else {
+      std::vector<std::pair<std::string, at::Tensor>> ordered;
+      for (const std::string& g : graph_inputs) {
+        auto it = std::find_if(inputs.begin(), inputs.end(), [&](const auto& p) { return p.first == g; });
+        if (it == inputs.end())
+          fail("npz file {} has no array for the model's input '{}' (it holds [{}]; the model takes [{}])", path, g,
+               fmt::join(names, ", "), fmt::join(graph_inputs, ", "));
+        ordered.push_back(*it);
+      }
+      for (const std::string& n : names) {
+        if (std::find(graph_inputs.begin(), graph_inputs.end(), n) == graph_inputs.end())
+          fail("npz file {} holds array '{}', which is no input of the model (it takes [{}]; labels go in 'labels')",
+               path, n, fmt::join(graph_inputs, ", "));
+      }
+      inputs = std::move(ordered);
+    }
+  }
+  Dataset d;
+  d.source = spec;
+  bool any_image = false;
+  for (auto& [name, t] : inputs) {
+    const std::string what = fmt::format("array '{}' of npz file {}", name, path);
+    bool image = false;
+    at::Tensor x = prepare_input(t, pre, spec, what, &image);
+    any_image = any_image || image;
+    if (d.images.defined() && x.size(0) != d.images.size(0))
+      fail("{} has {} examples but array '{}' has {}", what, x.size(0), inputs[0].first, d.images.size(0));
+    (d.images.defined() ? d.more_inputs.emplace_back(x) : d.images) = x;
+    d.input_names.push_back(name);
+  }
+  if (preprocessing_given(pre) && !any_image)
+    fail("dataset {}: --scale/--mean/--std apply to images, and npz file {} holds none", spec, path);
+  if (labels.defined())
+    d.labels = prepare_labels(labels, fmt::format("array 'labels' of npz file {}", path), d.size(),
+                              fmt::format("array '{}'", inputs[0].first));
+  return d;
+}
+
+}  // namespace
+
+Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre,
+                     const std::vector<std::string>& graph_inputs) {
   const size_t colon = spec.find(':');
   const std::string scheme = colon == std::string::npos ? "" : spec.substr(0, colon);
   const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
@@ -151,49 +274,24 @@ Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre
     images_path = rest.substr(0, comma);
     if (comma != std::string::npos) labels_path = rest.substr(comma + 1);
     npy = true;
+  } else if (scheme == "npz") {
+    if (rest.empty() || rest.find(',') != std::string::npos)
+      fail("dataset spec '{}' is malformed: expected npz:FILE.npz (labels, if any, as its array 'labels')", spec);
+    return load_npz(spec, rest, pre, graph_inputs);
   } else {
-    fail("unknown dataset spec '{}' (expected idx:DIR, npy:INPUTS.npy,LABELS.npy or npy:INPUTS.npy)", spec);
+    fail("unknown dataset spec '{}' (expected idx:DIR, npy:INPUTS.npy,LABELS.npy, npy:INPUTS.npy or npz:FILE.npz)",
+         spec);
   }
 
-  at::Tensor images = read_any(images_path, npy);
-  const auto itype = images.scalar_type();
-  if (images.dim() == 0) fail("inputs file {} holds a scalar; expected an array [N, ...]", images_path);
-  if (images.size(0) == 0) fail("inputs file {} contains no examples", images_path);
-  const bool tokens = itype == at::kLong || itype == at::kInt;
-  const bool floats = itype == at::kFloat || itype == at::kDouble;
-  if (!tokens && !floats && itype != at::kByte)
-    fail("inputs file {} has dtype {}; expected uint8 or float32 images, float32 features or int64/int32 token ids",
-         images_path, numpy_dtype_name(itype));
-  if (itype == at::kByte && images.dim() != 3 && images.dim() != 4)
-    fail("images file {} has shape {}; expected [N,H,W] or [N,C,H,W]", images_path, shape_string(images));
-  const bool image_like = itype == at::kByte || (floats && (images.dim() == 3 || images.dim() == 4));
-  if (tokens) {
-    images = images.to(at::kLong).contiguous();
-  } else if (image_like) {
-    if (images.dim() == 3) images = images.unsqueeze(1);
-    images = preprocess(images.contiguous(), pre, spec);
-  } else {
-    if (pre.scale >= 0 || !pre.mean.empty() || !pre.std.empty())
-      fail("dataset {}: --scale/--mean/--std apply to images, and {} holds float features of shape {}", spec,
-           images_path, shape_string(images));
-    images = images.to(at::kFloat).contiguous();
-  }
+  const std::string inputs_what = fmt::format("inputs file {}", images_path);
+  bool image = false;
+  at::Tensor images = prepare_input(read_any(images_path, npy), pre, spec, inputs_what, &image);
+  if (preprocessing_given(pre) && !image && images.is_floating_point())
+    fail("dataset {}: --scale/--mean/--std apply to images, and {} holds float features of shape {}", spec,
+         images_path, shape_string(images));
   if (labels_path.empty()) return Dataset{images, at::Tensor(), spec};
-
-  at::Tensor labels = read_any(labels_path, npy);
-  const auto ltype = labels.scalar_type();
-  if (ltype != at::kLong && ltype != at::kInt && ltype != at::kByte)
-    fail("labels file {} has dtype {}; expected int64, int32 or uint8", labels_path, numpy_dtype_name(ltype));
-  if (labels.dim() != 1)
-    fail("labels file {} has shape {}; expected a 1-D array of labels", labels_path, shape_string(labels));
-  if (labels.size(0) != images.size(0))
-    fail("labels file {} has {} entries but inputs file {} has {}", labels_path, labels.size(0), images_path,
-         images.size(0));
-  labels = labels.to(at::kLong).contiguous();
-  const int64_t* lp = labels.data_ptr<int64_t>();
-  for (int64_t i = 0; i < labels.size(0); ++i)
-    if (lp[i] < 0) fail("labels file {} has a negative label {} at index {}", labels_path, lp[i], i);
-
+  at::Tensor labels = prepare_labels(read_any(labels_path, npy), fmt::format("labels file {}", labels_path),
+                                     images.size(0), inputs_what);
   return Dataset{images, labels, spec};
 }
 
@@ -217,6 +315,15 @@ TrainValidation train_and_validation(const Dataset& train, const Dataset* held_o
   if (held_out->labelled() != train.labelled())
     fail("validation data {} {} labels but the training data {} {}", held_out->source,
          held_out->labelled() ? "has" : "has no", train.source, train.labelled() ? "has" : "has none");
+  if (held_out->input_names != train.input_names || held_out->more_inputs.size() != train.more_inputs.size())
+    fail("validation data {} feeds the model's inputs [{}] but the training data {} feeds [{}]", held_out->source,
+         fmt::join(held_out->input_names, ", "), train.source, fmt::join(train.input_names, ", "));
+  for (size_t i = 0; i < train.more_inputs.size(); ++i) {
+    if (held_out->more_inputs[i].sizes().slice(1) != train.more_inputs[i].sizes().slice(1))
+      fail("validation data {} has input '{}' of shape {} but the training data {} has {}", held_out->source,
+           train.input_names.at(i + 1), fmt::format("{}", fmt::join(held_out->more_inputs[i].sizes().slice(1), "x")),
+           train.source, fmt::format("{}", fmt::join(train.more_inputs[i].sizes().slice(1), "x")));
+  }
   if (held_out->images.sizes().slice(1) != train.images.sizes().slice(1)) {
     fail("validation data {} has images of shape {} but the training data {} has {}", held_out->source,
          fmt::format("{}", fmt::join(held_out->images.sizes().slice(1), "x")), train.source,
@@ -248,8 +355,7 @@ bool has_test_split(const std::string& spec) { return spec.rfind("idx:", 0) == 0
 Dataset take(const Dataset& d, int64_t n) {
   if (n < 0) fail("dataset {}: cannot take {} examples", d.source, n);
   if (n >= d.size()) return d;
-  return Dataset{d.images.narrow(0, 0, n), d.labels.defined() ? d.labels.narrow(0, 0, n) : at::Tensor(),
-                 fmt::format("{} (first {})", d.source, n)};
+  return map_examples(d, fmt::format("{} (first {})", d.source, n), [&](const at::Tensor& t) { return t.narrow(0, 0, n); });
 }
 
 BatchLoader::BatchLoader(const Dataset& d, int64_t batch_size, bool shuffle, uint64_t seed)
@@ -270,10 +376,17 @@ BatchLoader::Batch BatchLoader::batch(int64_t index) const {
   const int64_t start = index * batch_size_;
   const int64_t count = std::min(batch_size_, data_.size() - start);
   const bool labelled = data_.labels.defined();
-  if (!shuffle_)
-    return Batch{data_.images.narrow(0, start, count), labelled ? data_.labels.narrow(0, start, count) : at::Tensor()};
-  at::Tensor idx = order_.narrow(0, start, count);
-  return Batch{data_.images.index_select(0, idx), labelled ? data_.labels.index_select(0, idx) : at::Tensor()};
+  Batch b;
+  if (!shuffle_) {
+    b.inputs = data_.inputs(start, count);
+    if (labelled) b.labels = data_.labels.narrow(0, start, count);
+  } else {
+    at::Tensor idx = order_.narrow(0, start, count);
+    b.inputs = data_.inputs_at(idx);
+    if (labelled) b.labels = data_.labels.index_select(0, idx);
+  }
+  b.images = b.inputs.front();
+  return b;
 }
 
 at::Tensor BatchLoader::batch_indices(int64_t index) const {

@@ -22,11 +22,22 @@ namespace autoprec::data {
 
 // An example set in memory.
 struct Dataset {
-  at::Tensor images;   // the inputs: float32 [N, C, H, W] preprocessed images, float32 [N, ...] or int64 tokens [N, T]
+  at::Tensor images;   // the (first) input: float32 [N, C, H, W] preprocessed images, float32 [N, ...] or int64 tokens [N, T]
   at::Tensor labels;   // int64 [N]; undefined when the data has no labels
   std::string source;  // the spec it came from, for messages
+  // A model with several inputs (npz:): its inputs after the first, each
+  // [N, ...] like `images`, in the order of the graph's inputs.
+  std::vector<at::Tensor> more_inputs;
+  // npz: the graph input each of images, more_inputs... feeds; empty otherwise.
+  std::vector<std::string> input_names;
   int64_t size() const;  // N (0 if images is undefined)
   bool labelled() const { return labels.defined(); }
+  // Every input in graph order, `images` first: what exec::Executor::run takes.
+  std::vector<at::Tensor> inputs() const;
+  // Every input narrowed to the examples [start, start + count).
+  std::vector<at::Tensor> inputs(int64_t start, int64_t count) const;
+  // Every input at the examples `indices` (int64 [B]).
+  std::vector<at::Tensor> inputs_at(const at::Tensor& indices) const;
 };
 
 enum class Split { Train, Test };
@@ -52,14 +63,23 @@ struct Preprocess {
 //       "npy:INPUTS.npy,LABELS.npy" -> those two files; split is ignored.
 //       "npy:INPUTS.npy" -> inputs without labels (label-free metrics, pure
 //       distillation).
+//       "npz:FILE.npz" -> one array per graph input, named as the input
+//       (numpy.savez(FILE, ids=..., mask=...), compressed or not), and
+//       optionally an array "labels"; split is ignored. With
+//       `graph_inputs` (the model's input names, in order) the arrays are
+//       put in that order, and a missing or unknown name is an error; one
+//       array for a one-input model may have any name (numpy's arr_0).
 // Images (uint8, or float32/float64 with 3 or 4 dimensions): [N,H,W] become
 // [N,1,H,W], [N,C,H,W] are kept, and `pre` applies. Other float arrays
 // ([N], [N, F], or 5-D and more) are kept as they are, in float32. Integer
 // inputs other than uint8 (int64, int32: token ids) become int64 unchanged,
 // and `pre` does not apply to them. Labels int64, int32 or uint8 (converted
 // to int64), 1-D, non-negative, with the same N as the inputs, and N > 0.
-// Errors name the offending file.
-Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre = {});
+// In an npz, every array follows these rules on its own (`pre` applies to
+// its image arrays, and is an error only when it has none) and all have the
+// same N. Errors name the offending file (and array).
+Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre = {},
+                     const std::vector<std::string>& graph_inputs = {});
 
 struct TrainValidation {
   Dataset train;
@@ -112,8 +132,9 @@ class BatchLoader {
   void start_epoch(int64_t epoch);
 
   struct Batch {
-    at::Tensor images;  // float32 [B, C, H, W]
+    at::Tensor images;  // the first input, e.g. float32 [B, C, H, W]
     at::Tensor labels;  // int64 [B]; undefined when the data has no labels
+    std::vector<at::Tensor> inputs;  // every input, `images` first (Dataset::inputs)
   };
 
   // Batch `index` in [0, num_batches()) of the current epoch; B = batch_size

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <unistd.h>
+#include <zip.h>
 
 #include "data/byte_order.h"
 #include "util/error.h"
@@ -64,7 +66,7 @@ class HeaderParser {
       skip_space();
       if (key == "descr") {
         if (peek() == '[')
-          fail("npy file {} holds a structured (record) array, which is not supported; save a plain numeric array",
+          fail("{} holds a structured (record) array, which is not supported; save a plain numeric array",
                path_);
         h.descr = parse_string();
       } else if (key == "fortran_order") {
@@ -93,7 +95,7 @@ class HeaderParser {
     while (!shown.empty() && (shown.back() == ' ' || shown.back() == '\n')) shown.pop_back();
     for (char& c : shown)
       if (c == '\n') c = ' ';
-    fail("npy file {} has a malformed header ({} at offset {}): {}", path_, what, pos_, shown);
+    fail("{} has a malformed header ({} at offset {}): {}", path_, what, pos_, shown);
   }
   char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
   void skip_space() {
@@ -195,10 +197,96 @@ struct FileCloser {
 };
 using FilePtr = std::unique_ptr<FILE, FileCloser>;
 
+
+
 uint64_t read_le(const uint8_t* b, int n) {
   uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | b[i];
   return v;
+}
+
+// Parses one .npy stream: `read(buffer, n)` returns the bytes it read (fewer
+// only at the end), `size` is the stream's length, `what` names it in errors.
+at::Tensor parse_npy(const std::function<size_t(void*, size_t)>& read, uint64_t file_size, const std::string& what) {
+  uint8_t prefix[12];
+  size_t got = read(prefix, 10);
+  if (got >= 2 && prefix[0] == 'P' && prefix[1] == 'K')
+    fail("{} is a zip archive (.npz?), not a .npy file; save a single array with numpy.save, or pass it as npz:FILE", what);
+  if (got < kMagicSize || std::memcmp(prefix, kMagic, kMagicSize) != 0)
+    fail("{} is not a .npy file (it does not start with \\x93NUMPY)", what);
+  if (got < 10) fail("{} is truncated inside its header ({} bytes)", what, file_size);
+  const int major = prefix[6], minor = prefix[7];
+  if ((major != 1 && major != 2 && major != 3) || minor != 0)
+    fail("{} has unsupported format version {}.{} (supported: 1.0, 2.0, 3.0)", what, major, minor);
+  uint64_t header_len;
+  size_t preamble;
+  if (major == 1) {
+    header_len = read_le(prefix + 8, 2);
+    preamble = 10;
+  } else {
+    if (read(prefix + 10, 2) != 2)
+      fail("{} is truncated inside its header ({} bytes)", what, file_size);
+    header_len = read_le(prefix + 8, 4);
+    preamble = 12;
+  }
+  if (preamble + header_len > file_size)
+    fail("{} is truncated: its header is {} bytes long but the file holds only {} bytes after the "
+         "preamble",
+         what, header_len, file_size - preamble);
+  std::string text(header_len, '\0');
+  if (read(text.data(), header_len) != header_len)
+    fail("{} is truncated inside its header", what);
+
+  Header h = HeaderParser(what, text).parse();
+  if (!h.descr || !h.fortran_order || !h.shape)
+    fail("{} has a malformed header: it lacks {}", what,
+         !h.descr ? "'descr'" : !h.fortran_order ? "'fortran_order'" : "'shape'");
+  const std::string& descr = *h.descr;
+  const NpyType* type = nullptr;
+  if (descr.size() >= 3 && std::strchr("<>|=", descr[0])) {
+    char kind = descr[1];
+    size_t size = 0;
+    bool digits = std::all_of(descr.begin() + 2, descr.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (digits && descr.size() <= 4) size = std::stoul(descr.substr(2));
+    for (const auto& t : kNpyTypes)
+      if (t.kind == kind && t.size == size) type = &t;
+  }
+  if (!type)
+    fail("{} has unsupported dtype '{}' (supported: u1, i1, i2, i4, i8, f4, f8, b1, little-endian)", what,
+         descr);
+  if (descr[0] == '>' && type->size > 1)
+    fail("{} is stored big-endian (dtype '{}'); re-save it little-endian, e.g. array.astype('<{}')", what,
+         descr, descr.substr(1));
+  if (*h.fortran_order)
+    fail("{} is stored in Fortran (column-major) order, which is not supported; re-save it with "
+         "numpy.save(path, numpy.ascontiguousarray(array))",
+         what);
+
+  const std::vector<int64_t>& shape = *h.shape;
+  // The product of the non-zero dims must fit in int64 even if some dim is 0.
+  uint64_t expected = type->size, bound = type->size;
+  bool overflow = false;
+  for (int64_t d : shape) {
+    overflow = overflow || __builtin_mul_overflow(bound, std::max<uint64_t>(d, 1), &bound);
+    expected = overflow ? 0 : expected * static_cast<uint64_t>(d);
+  }
+  const std::string shape_text = fmt::format("({}) {}", fmt::join(shape, ", "), descr);
+  if (overflow || bound > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    fail("{} has a corrupt header: shape {} is too large", what, shape_text);
+  const uint64_t available = file_size - preamble - header_len;
+  if (available < expected)
+    fail("{} is truncated: its header ({}) promises {} data bytes but the file holds {}", what, shape_text,
+         expected, available);
+
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(type->scalar_type));
+  auto* data = static_cast<uint8_t*>(out.data_ptr());
+  if (expected && read(data, expected) != expected)
+    fail("cannot read {}: {}", what, "unexpected end of file");
+  const bool file_little = descr[0] != '>' && !(descr[0] == '=' && kHostBigEndian);
+  if (file_little == kHostBigEndian) swap_bytes(data, static_cast<size_t>(out.numel()), type->size);
+  if (type->scalar_type == at::kBool)
+    for (uint64_t i = 0; i < expected; ++i) data[i] = data[i] != 0;
+  return out;
 }
 
 }  // namespace
@@ -228,86 +316,57 @@ at::Tensor read_npy(const std::string& path) {
   if (!f) fail("cannot open npy file {}: {}", path, std::strerror(errno));
   const uint64_t file_size = std::filesystem::file_size(path, ec);
   if (ec) fail("cannot read npy file {}: {}", path, ec.message());
+  return parse_npy([&](void* out, size_t n) { return std::fread(out, 1, n, f.get()); }, file_size, "npy file " + path);
+}
 
-  uint8_t prefix[12];
-  size_t got = std::fread(prefix, 1, 10, f.get());
-  if (got >= 2 && prefix[0] == 'P' && prefix[1] == 'K')
-    fail("npy file {} is a zip archive (.npz?), not a .npy file; save a single array with numpy.save", path);
-  if (got < kMagicSize || std::memcmp(prefix, kMagic, kMagicSize) != 0)
-    fail("npy file {} is not a .npy file (it does not start with \\x93NUMPY)", path);
-  if (got < 10) fail("npy file {} is truncated inside its header ({} bytes)", path, file_size);
-  const int major = prefix[6], minor = prefix[7];
-  if ((major != 1 && major != 2 && major != 3) || minor != 0)
-    fail("npy file {} has unsupported format version {}.{} (supported: 1.0, 2.0, 3.0)", path, major, minor);
-  uint64_t header_len;
-  size_t preamble;
-  if (major == 1) {
-    header_len = read_le(prefix + 8, 2);
-    preamble = 10;
-  } else {
-    if (std::fread(prefix + 10, 1, 2, f.get()) != 2)
-      fail("npy file {} is truncated inside its header ({} bytes)", path, file_size);
-    header_len = read_le(prefix + 8, 4);
-    preamble = 12;
+std::vector<std::pair<std::string, at::Tensor>> read_npz(const std::string& path) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) fail("npz file {} does not exist", path);
+  if (std::filesystem::is_directory(status)) fail("npz file {} is a directory, not a file", path);
+  int error = 0;
+  std::unique_ptr<zip_t, decltype(&zip_discard)> archive(zip_open(path.c_str(), ZIP_RDONLY, &error), &zip_discard);
+  if (!archive) {
+    zip_error_t z;
+    zip_error_init_with_code(&z, error);
+    std::string why = zip_error_strerror(&z);
+    zip_error_fini(&z);
+    fail("npz file {} is not a readable zip archive (numpy.savez writes one): {}", path, why);
   }
-  if (preamble + header_len > file_size)
-    fail("npy file {} is truncated: its header is {} bytes long but the file holds only {} bytes after the "
-         "preamble",
-         path, header_len, file_size - preamble);
-  std::string text(header_len, '\0');
-  if (std::fread(text.data(), 1, header_len, f.get()) != header_len)
-    fail("cannot read npy file {}: {}", path, std::strerror(errno));
-
-  Header h = HeaderParser(path, text).parse();
-  if (!h.descr || !h.fortran_order || !h.shape)
-    fail("npy file {} has a malformed header: it lacks {}", path,
-         !h.descr ? "'descr'" : !h.fortran_order ? "'fortran_order'" : "'shape'");
-  const std::string& descr = *h.descr;
-  const NpyType* type = nullptr;
-  if (descr.size() >= 3 && std::strchr("<>|=", descr[0])) {
-    char kind = descr[1];
-    size_t size = 0;
-    bool digits = std::all_of(descr.begin() + 2, descr.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (digits && descr.size() <= 4) size = std::stoul(descr.substr(2));
-    for (const auto& t : kNpyTypes)
-      if (t.kind == kind && t.size == size) type = &t;
+  std::vector<std::pair<std::string, at::Tensor>> arrays;
+  const zip_int64_t entries = zip_get_num_entries(archive.get(), 0);
+  for (zip_int64_t i = 0; i < entries; ++i) {
+    zip_stat_t st;
+    if (zip_stat_index(archive.get(), static_cast<zip_uint64_t>(i), 0, &st) != 0 || !(st.valid & ZIP_STAT_NAME) ||
+        !(st.valid & ZIP_STAT_SIZE))
+      fail("npz file {}: cannot read entry {}: {}", path, i, zip_strerror(archive.get()));
+    std::string name = st.name;
+    if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0)
+      fail("npz file {} holds '{}', which is not a .npy array (numpy.savez writes NAME.npy entries)", path, name);
+    name.resize(name.size() - 4);
+    for (const auto& [seen, t] : arrays) {
+      if (seen == name) fail("npz file {} holds array '{}' twice", path, name);
+    }
+    std::unique_ptr<zip_file_t, decltype(&zip_fclose)> entry(zip_fopen_index(archive.get(), static_cast<zip_uint64_t>(i), 0),
+                                                              &zip_fclose);
+    if (!entry) fail("npz file {}: cannot open array '{}': {}", path, name, zip_strerror(archive.get()));
+    const std::string what = fmt::format("array '{}' of npz file {}", name, path);
+    at::Tensor t = parse_npy(
+        [&](void* out, size_t n) -> size_t {
+          size_t done = 0;
+          while (done < n) {
+            zip_int64_t got = zip_fread(entry.get(), static_cast<char*>(out) + done, n - done);
+            if (got < 0) fail("{}: {} (corrupt archive?)", what, zip_file_strerror(entry.get()));
+            if (got == 0) break;
+            done += static_cast<size_t>(got);
+          }
+          return done;
+        },
+        st.size, what);
+    arrays.emplace_back(name, t);
   }
-  if (!type)
-    fail("npy file {} has unsupported dtype '{}' (supported: u1, i1, i2, i4, i8, f4, f8, b1, little-endian)", path,
-         descr);
-  if (descr[0] == '>' && type->size > 1)
-    fail("npy file {} is stored big-endian (dtype '{}'); re-save it little-endian, e.g. array.astype('<{}')", path,
-         descr, descr.substr(1));
-  if (*h.fortran_order)
-    fail("npy file {} is stored in Fortran (column-major) order, which is not supported; re-save it with "
-         "numpy.save(path, numpy.ascontiguousarray(array))",
-         path);
-
-  const std::vector<int64_t>& shape = *h.shape;
-  // The product of the non-zero dims must fit in int64 even if some dim is 0.
-  uint64_t expected = type->size, bound = type->size;
-  bool overflow = false;
-  for (int64_t d : shape) {
-    overflow = overflow || __builtin_mul_overflow(bound, std::max<uint64_t>(d, 1), &bound);
-    expected = overflow ? 0 : expected * static_cast<uint64_t>(d);
-  }
-  const std::string shape_text = fmt::format("({}) {}", fmt::join(shape, ", "), descr);
-  if (overflow || bound > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-    fail("npy file {} has a corrupt header: shape {} is too large", path, shape_text);
-  const uint64_t available = file_size - preamble - header_len;
-  if (available < expected)
-    fail("npy file {} is truncated: its header ({}) promises {} data bytes but the file holds {}", path, shape_text,
-         expected, available);
-
-  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(type->scalar_type));
-  auto* data = static_cast<uint8_t*>(out.data_ptr());
-  if (expected && std::fread(data, 1, expected, f.get()) != expected)
-    fail("cannot read npy file {}: {}", path, std::ferror(f.get()) ? std::strerror(errno) : "unexpected end of file");
-  const bool file_little = descr[0] != '>' && !(descr[0] == '=' && kHostBigEndian);
-  if (file_little == kHostBigEndian) swap_bytes(data, static_cast<size_t>(out.numel()), type->size);
-  if (type->scalar_type == at::kBool)
-    for (uint64_t i = 0; i < expected; ++i) data[i] = data[i] != 0;
-  return out;
+  if (arrays.empty()) fail("npz file {} holds no arrays", path);
+  return arrays;
 }
 
 void write_npy(const std::string& path, const at::Tensor& t) {

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -22,6 +24,11 @@ namespace autoprec::data {
 // Fortran-ordered, big-endian, structured and truncated files are errors;
 // bytes after the array's data are ignored (as numpy.load does).
 at::Tensor read_npy(const std::string& path);
+// Reads a NumPy .npz archive (numpy.savez or savez_compressed: a zip of
+// NAME.npy entries) into (NAME, tensor) pairs in archive order, each array
+// read as read_npy reads a file. Errors name the archive and the array: not
+// a zip, an entry that is not .npy, a name twice, a corrupt entry.
+std::vector<std::pair<std::string, at::Tensor>> read_npz(const std::string& path);
 
 // Writes `t` (kFloat, kDouble, kLong, kInt, kShort, kByte, kChar or kBool) as
 // a v1.0 .npy file in C order (v2.0 only if the header exceeds 64 KiB). The

@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 #include <fstream>
+#include <set>
 
 #include "cost/metrics.h"
 #include "deploy/native_export.h"
@@ -29,6 +30,20 @@ std::map<std::string, std::string> read_metadata(const std::string& path) {
   std::map<std::string, std::string> out;
   for (const auto& p : model.metadata_props()) out[p.key()] = p.value();
   return out;
+}
+
+std::vector<std::string> read_input_names(const std::string& path) {
+  onnx::ModelProto model;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read {}", path);
+  if (!model.ParseFromIstream(&in)) fail("{} is not an ONNX model", path);
+  std::set<std::string> initializers;
+  for (const auto& t : model.graph().initializer()) initializers.insert(t.name());
+  std::vector<std::string> names;
+  for (const auto& v : model.graph().input()) {
+    if (!initializers.count(v.name())) names.push_back(v.name());
+  }
+  return names;
 }
 
 const char* to_string(VerifyRuntime runtime) {
@@ -57,12 +72,19 @@ class VerifiedRuntime {
     ro.threads = request.runtime_threads;
     ort_ = std::make_unique<runtime::OnnxRunner>(ro);
     ort_->load(request.model);
-    input_ = ort_->inputs().at(0).name;
+    for (const auto& in : ort_->inputs()) inputs_.push_back(in.name);
     output_ = ort_->outputs().at(0).name;
   }
 
-  at::Tensor run(const at::Tensor& x) {
-    if (ort_) return ort_->run({{input_, x}}).at(output_).to(at::kFloat);
+  // One batch of every model input, in graph order; logits out.
+  at::Tensor run(const std::vector<at::Tensor>& xs) {
+    if (ort_) {
+      std::map<std::string, at::Tensor> named;
+      for (size_t i = 0; i < xs.size() && i < inputs_.size(); ++i) named[inputs_[i]] = xs[i];
+      return ort_->run(named).at(output_).to(at::kFloat);
+    }
+    if (xs.size() != 1) fail("{}: the native runtime runs models with one input; this data gives {}", path_, xs.size());
+    const at::Tensor& x = xs.front();
     const auto& shape = native_->spec().input_shape;
     if (x.dim() != static_cast<int64_t>(shape.size()) + 1 ||
         !std::equal(shape.begin(), shape.end(), x.sizes().begin() + 1)) {
@@ -82,7 +104,8 @@ class VerifiedRuntime {
   std::string path_;
   std::unique_ptr<native::Model> native_;
   std::unique_ptr<runtime::OnnxRunner> ort_;
-  std::string input_, output_;
+  std::vector<std::string> inputs_;
+  std::string output_;
 };
 
 }  // namespace
@@ -107,6 +130,7 @@ VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& da
   }
   r.runtime = request.runtime;
   auto graph = exec::load_model(r.source);
+  eval::check_inputs_fit(*graph, data);
   quant::QuantizedModel simulation(graph, config, r.source);
   if (!simulation.calibrated()) fail("the precision configuration holds no calibrated ranges; pass the one written with the export");
   VerifiedRuntime runner(request);
@@ -120,11 +144,12 @@ VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& da
   Progress progress("verify", data.size(), "examples", request.quiet);
   for (int64_t start = 0; start < data.size(); start += request.batch) {
     int64_t n = std::min(request.batch, data.size() - start);
-    at::Tensor x = data.images.narrow(0, start, n).contiguous();
-    at::Tensor sim = simulation.executor().run({x}).at(0);  // first: it names a wrong input shape plainly
+    std::vector<at::Tensor> x = data.inputs(start, n);
+    for (at::Tensor& t : x) t = t.contiguous();
+    at::Tensor sim = simulation.executor().run(x).at(0);  // first: it names a wrong input shape plainly
     at::Tensor ort = runner.run(x);
     if (ort.sizes() != sim.sizes()) fail("{} returned logits of another shape than the simulation", to_string(request.runtime));
-    at::Tensor y = data.labelled() ? data.labels.narrow(0, start, n) : fp32->run({x}).at(0).argmax(1);
+    at::Tensor y = data.labelled() ? data.labels.narrow(0, start, n) : fp32->run(x).at(0).argmax(1);
     ort_correct += eval::count_correct(ort, y, 1);
     sim_correct += eval::count_correct(sim, y, 1);
     agree += ort.argmax(1).eq(sim.argmax(1)).sum().item<int64_t>();
@@ -187,7 +212,7 @@ double time_native(native::Model& model, const at::Tensor& one, int warmup, int 
 }  // namespace
 
 BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRequest& request, const data::Dataset& test,
-                          const at::Tensor& one, const std::string& precision_path) {
+                          const std::vector<at::Tensor>& one, const std::string& precision_path) {
   BundleReport b;
   ExportOptions options;
   options.source_model = request.model;
@@ -223,14 +248,19 @@ BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRe
   runtime::RunnerOptions ro;
   ro.threads = request.runtime_threads;
   runtime::OnnxRunner runner(ro);
+  auto named = [&] {
+    std::map<std::string, at::Tensor> inputs;
+    for (size_t i = 0; i < one.size() && i < runner.inputs().size(); ++i) inputs[runner.inputs()[i].name] = one[i];
+    return inputs;
+  };
   if (native) {
-    b.quantized_ms = time_native(*native_model, one, 10, request.repeats);
+    b.quantized_ms = time_native(*native_model, one.at(0), 10, request.repeats);
   } else {
     runner.load(b.onnx);
-    b.quantized_ms = runner.time({{runner.inputs().at(0).name, one}}, 10, request.repeats).median_ms;
+    b.quantized_ms = runner.time(named(), 10, request.repeats).median_ms;
   }
   runner.load(request.model);
-  b.fp32_ms = runner.time({{runner.inputs().at(0).name, one}}, 10, request.repeats).median_ms;
+  b.fp32_ms = runner.time(named(), 10, request.repeats).median_ms;
 
   const graph::Graph& g = quantized.executor().graph();
   exec::Executor fp32(std::make_shared<graph::Graph>(g), request.model);

@@ -65,6 +65,9 @@ nlohmann::json to_json(const VerifyReport& report);
 
 // The key/value metadata of an ONNX file. UserError when it is not one.
 std::map<std::string, std::string> read_metadata(const std::string& path);
+// The names of the graph inputs of an ONNX file that no initializer feeds,
+// in order. UserError when it is not one.
+std::vector<std::string> read_input_names(const std::string& path);
 
 struct BundleRequest {
   std::string model;  // the float model `quantized` was built from (recorded as the source)
@@ -91,10 +94,10 @@ struct BundleReport {
 
 // Exports `quantized` to OUT/model.onnx (and its calibrated configuration to
 // OUT/precision.yaml), verifies it on `test`, times it and the float model at
-// batch 1 on `one` ([1, ...]) and writes OUT/deploy.json (to_json of the
+// batch 1 on `one` (every input, [1, ...] each) and writes OUT/deploy.json (to_json of the
 // report plus `precision`, the config path the caller names).
 BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRequest& request, const data::Dataset& test,
-                          const at::Tensor& one, const std::string& precision_path);
+                          const std::vector<at::Tensor>& one, const std::string& precision_path);
 nlohmann::json to_json(const BundleReport& report, const BundleRequest& request, const std::string& precision_path);
 
 }  // namespace autoprec::deploy

@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include <fmt/ranges.h>
+
 #include "util/error.h"
 #include "util/log.h"
 
@@ -21,10 +23,25 @@ void check_metric_fits(Metric metric, const data::Dataset& dataset) {
          to_string(metric), dataset.source);
 }
 
+void check_inputs_fit(const graph::Graph& graph, const data::Dataset& dataset) {
+  std::vector<std::string> names;
+  for (const graph::ValueInfo& v : graph.inputs) names.push_back(v.name);
+  const size_t given = 1 + dataset.more_inputs.size();
+  if (names.size() != given) {
+    fail("the model takes {} input(s) [{}] and dataset {} gives {}; {}", names.size(), fmt::join(names, ", "),
+         dataset.source, given,
+         names.size() > 1 ? "give one array per input, named as the input, in an npz:FILE.npz" : "give one input array");
+  }
+  if (!dataset.input_names.empty() && dataset.input_names != names) {
+    fail("dataset {} feeds the inputs [{}] but the model takes [{}]", dataset.source, fmt::join(dataset.input_names, ", "),
+         fmt::join(names, ", "));
+  }
+}
+
 at::Tensor outputs_of(const exec::Executor& executor, const data::Dataset& dataset, int64_t batch_size) {
   data::BatchLoader loader(dataset, batch_size, false, 0);
   std::vector<at::Tensor> parts;
-  for (int64_t b = 0; b < loader.num_batches(); ++b) parts.push_back(executor.run({loader.batch(b).images})[0]);
+  for (int64_t b = 0; b < loader.num_batches(); ++b) parts.push_back(executor.run(loader.batch(b).inputs)[0]);
   return at::cat(parts);
 }
 
@@ -38,7 +55,7 @@ EvalResult evaluate_against(const exec::Executor& executor, const exec::Executor
 
 EvalResult evaluate(const exec::Executor& executor, const data::Dataset& dataset, const EvalOptions& options) {
   const graph::Graph& g = executor.graph();
-  if (g.inputs.size() != 1) fail("evaluation needs a model with one input; this one has {}", g.inputs.size());
+  check_inputs_fit(g, dataset);
   check_metric_fits(options.metric, dataset);
   if (needs_reference(options.metric)) {
     AUTOPREC_CHECK(options.reference_outputs.defined() && options.reference_outputs.size(0) == dataset.size(),
@@ -58,7 +75,7 @@ EvalResult evaluate(const exec::Executor& executor, const data::Dataset& dataset
     data::BatchLoader::Batch batch = loader.batch(b);
     const int64_t n = batch.images.size(0);
     auto start = std::chrono::steady_clock::now();
-    at::Tensor outputs = executor.run({batch.images})[0];
+    at::Tensor outputs = executor.run(batch.inputs)[0];
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (outputs.dim() == 0 || outputs.size(0) != n) {
       fail("the model's output has shape {}, expected the batch of {} first", c10::str(outputs.sizes()), n);

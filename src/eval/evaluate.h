@@ -54,6 +54,10 @@ at::Tensor outputs_of(const exec::Executor& executor, const data::Dataset& datas
 // Refuses (UserError, before any work) a metric that needs labels on a
 // dataset without them, naming the dataset and the label-free metrics.
 void check_metric_fits(Metric metric, const data::Dataset& dataset);
+// UserError unless `dataset` feeds every input of `graph`: as many inputs,
+// each named as the graph's input when the data names them (npz:).
+// Dtypes and shapes are checked when the model runs (exec::Executor::run).
+void check_inputs_fit(const graph::Graph& graph, const data::Dataset& dataset);
 
 // Number of correct predictions in `logits` [N, C] for `labels` [N] at top-k.
 int64_t count_correct(const at::Tensor& logits, const at::Tensor& labels, int64_t k);

@@ -50,6 +50,12 @@ at::Tensor Node::get_tensor(const std::string& attr) const {
   return a->t;
 }
 
+std::vector<std::string> Graph::input_names() const {
+  std::vector<std::string> names;
+  for (const ValueInfo& v : inputs) names.push_back(v.name);
+  return names;
+}
+
 const Node* Graph::producer(const std::string& value) const {
   for (const Node& n : nodes) {
     for (const std::string& out : n.outputs) {

@@ -75,6 +75,8 @@ struct Graph {
   const Node* find_node(const std::string& name) const;
   // Re-sorts `nodes` topologically; UserError if the graph has a cycle or reads an undefined value.
   void sort_topologically();
+  // The names of `inputs`, in order.
+  std::vector<std::string> input_names() const;
 };
 
 }  // namespace autoprec::graph

@@ -281,7 +281,7 @@ bool QuantizedModel::calibrated() const {
 }
 
 CalibrationStats collect_activation_stats(const exec::Executor& executor, const std::vector<QuantLayer>& layers,
-                                          const at::Tensor& images, int64_t batch_size, bool every_value) {
+                                          const std::vector<at::Tensor>& inputs, int64_t batch_size, bool every_value) {
   struct Accumulator {
     double min = std::numeric_limits<double>::infinity();
     double max = -std::numeric_limits<double>::infinity();
@@ -321,11 +321,13 @@ CalibrationStats collect_activation_stats(const exec::Executor& executor, const 
     }
   };
   probe.set_observer(observe);
-  for (int64_t start = 0; start < images.size(0); start += batch_size) {
-    at::Tensor batch = images.slice(0, start, std::min(images.size(0), start + batch_size));
+  const int64_t n = inputs.empty() ? 0 : inputs.front().size(0);
+  for (int64_t start = 0; start < n; start += batch_size) {
+    std::vector<at::Tensor> batch;
+    for (const at::Tensor& x : inputs) batch.push_back(x.slice(0, start, std::min(n, start + batch_size)));
     // Graph inputs are not produced by a node, so the observer does not see them.
-    observe(g.inputs.at(0).name, batch);
-    probe.run({batch});
+    for (size_t i = 0; i < batch.size() && i < g.inputs.size(); ++i) observe(g.inputs[i].name, batch[i]);
+    probe.run(batch);
   }
   CalibrationStats stats;
   for (auto& [name, a] : acc) {
@@ -335,9 +337,9 @@ CalibrationStats collect_activation_stats(const exec::Executor& executor, const 
   return stats;
 }
 
-void QuantizedModel::calibrate(const at::Tensor& images, int64_t batch_size) {
-  calibrate(collect_activation_stats(executor_, layers_, images, batch_size, plan_.has_value()));
-  config_.calibration_samples = images.size(0);
+void QuantizedModel::calibrate(const std::vector<at::Tensor>& inputs, int64_t batch_size) {
+  calibrate(collect_activation_stats(executor_, layers_, inputs, batch_size, plan_.has_value()));
+  config_.calibration_samples = inputs.empty() ? 0 : inputs.front().size(0);
 }
 
 void QuantizedModel::calibrate(const CalibrationStats& stats) {

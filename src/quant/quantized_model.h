@@ -69,12 +69,13 @@ struct ActivationStats {
 // Keyed by value name.
 using CalibrationStats = std::map<std::string, ActivationStats>;
 
-// Runs the float model over `images` ([N, C, H, W]) in batches and records the
+// Runs the float model over `inputs` (every graph input, [N, ...] each, as
+// data::Dataset::inputs gives them) in batches and records the
 // stats of every activation entering one of `layers` or, with `every_value`,
 // of every value the graph computes and its input (what the integer form may
 // quantize, whatever the configuration). Deterministic.
 CalibrationStats collect_activation_stats(const exec::Executor& executor, const std::vector<QuantLayer>& layers,
-                                          const at::Tensor& images, int64_t batch_size = 256,
+                                          const std::vector<at::Tensor>& inputs, int64_t batch_size = 256,
                                           bool every_value = false);
 
 class QuantizedModel {
@@ -86,9 +87,13 @@ class QuantizedModel {
   QuantizedModel(std::shared_ptr<const graph::Graph> graph, const PrecisionConfig& config,
                  const std::string& origin = "model");
 
-  // Runs the float graph over `images` ([N, C, H, W]) in batches and sets every
-  // quantized activation's range by the configured method. Deterministic.
-  void calibrate(const at::Tensor& images, int64_t batch_size = 256);
+  // Runs the float graph over `inputs` (every graph input, [N, ...] each) in
+  // batches and sets every quantized activation's range by the configured
+  // method. Deterministic. A one-input model may be given its tensor alone.
+  void calibrate(const std::vector<at::Tensor>& inputs, int64_t batch_size = 256);
+  void calibrate(const at::Tensor& images, int64_t batch_size = 256) {
+    calibrate(std::vector<at::Tensor>{images}, batch_size);
+  }
   // The same from stats collected once (they depend only on the float model).
   void calibrate(const CalibrationStats& stats);
 

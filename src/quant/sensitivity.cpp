@@ -66,7 +66,7 @@ SensitivityMeasurer::SensitivityMeasurer(std::shared_ptr<const graph::Graph> gra
   table.layers = layer_names(layers);
   // Each measurement quantizes one tensor of an otherwise float model, so the
   // float model's activation statistics serve every one of them.
-  state_->stats = collect_activation_stats(reference, layers, calibration.images);
+  state_->stats = collect_activation_stats(reference, layers, calibration.inputs());
 }
 
 SensitivityMeasurer::~SensitivityMeasurer() = default;

@@ -260,7 +260,9 @@ void Search::load_data() {
   // Data: validation carved from the training split (or drawn from
   // validation_data); calibration, the staged subset and the short fine-tune
   // subset from the training part.
-  data::Dataset full = data::load_dataset(cfg_.data, data::Split::Train);
+  const std::vector<std::string> inputs = info_.graph->input_names();
+  data::Dataset full = data::load_dataset(cfg_.data, data::Split::Train, {}, inputs);
+  eval::check_inputs_fit(*info_.graph, full);
   if (cfg_.metric.empty() && !full.labelled()) {
     // Recorded in the run configuration (journal, workers, report); labelled runs keep the key absent.
     cfg_.metric = "agreement";
@@ -286,10 +288,10 @@ void Search::load_data() {
   }
   if (!full.labelled() && cfg_.short_finetune.steps > 0 && cfg_.short_finetune.alpha < 1)
     notice("no labels: the short fine-tunes are pure distillation (alpha 1)");
-  test_ = data::load_dataset(cfg_.data, data::Split::Test);
+  test_ = data::load_dataset(cfg_.data, data::Split::Test, {}, inputs);
   std::optional<data::Dataset> held_out;
   if (!cfg_.validation_data.empty()) {
-    held_out = data::load_dataset(cfg_.validation_data, data::parse_split(cfg_.validation_split));
+    held_out = data::load_dataset(cfg_.validation_data, data::parse_split(cfg_.validation_split), {}, inputs);
   }
   // Counts left at 0 adapt to the data; the resolved counts are what the run uses (and the journal keeps 0).
   const int64_t validation =
@@ -318,8 +320,8 @@ void Search::load_data() {
                           short_examples);
 
   teacher_ = std::make_unique<exec::Executor>(info_.graph, cfg_.model);
-  teacher_->run({validation_.images.slice(0, 0, 1)});  // the data fits the model, before anything is written
-  teacher_->run({test_.images.slice(0, 0, 1)});
+  teacher_->run(validation_.inputs(0, 1));  // the data fits the model, before anything is written
+  teacher_->run(test_.inputs(0, 1));
   if (eval::needs_reference(data_metric())) validation_reference_ = eval::outputs_of(*teacher_, validation_);
 }
 
@@ -684,8 +686,10 @@ std::string Search::fingerprint() const {
   std::string bytes((std::istreambuf_iterator<char>(model)), std::istreambuf_iterator<char>());
   json run = to_json(cfg_);
   run.erase("out");
-  const double inputs = validation_.images.to(at::kDouble).sum().item<double>() +
-                        short_set_.images.to(at::kDouble).sum().item<double>();
+  double inputs = 0;
+  for (const data::Dataset* d : {&validation_, &short_set_}) {
+    for (const at::Tensor& t : d->inputs()) inputs += t.to(at::kDouble).sum().item<double>();
+  }
   return fmt::format("{:016x}-{:016x}-{}-{}-{:.6e}-{}", std::hash<std::string>{}(bytes),
                      std::hash<std::string>{}(run.dump()), train_.size(), validation_.size(), inputs,
                      std::hash<std::string>{}(std::string(__DATE__ " " __TIME__)));
@@ -703,9 +707,9 @@ void Search::serve_as_worker() {
     profile_ = target::load_target(cfg_.target);
     info_ = target::load_model_info(cfg_.model);
     load_data();
-    stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images, 256,
+    stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.inputs(), 256,
                                             profile_.format == quant::QuantForm::Int);
-    if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.images);
+    if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.inputs());
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -780,11 +784,11 @@ json Search::run_prepared(Clock::time_point start) {
   fp32_validation_ = metric_ == eval::Metric::Command ? deploy::run_metric_command(command_, cfg_.model)
                                                       : score(*teacher_, validation_, validation_reference_).score;
   spdlog::info("metric {}: FP32 validation {}", eval::to_string(metric_), eval::format_score(metric_, fp32_validation_));
-  stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.images, 256,
+  stats_ = quant::collect_activation_stats(*teacher_, info_.layers, calibration_.inputs(), 256,
                                           profile_.format == quant::QuantForm::Int);
   build_problem();
   env_ = std::make_unique<Environment>(problem_, layer_features(info_));
-  if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.images);
+  if (cfg_.short_finetune.steps > 0) cache_ = std::make_unique<train::TeacherCache>(*teacher_, short_set_.inputs());
 
   journal_ = std::make_unique<Journal>(Journal::open(dir_));
   json run_json = to_json(cfg_);

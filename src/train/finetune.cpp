@@ -140,12 +140,15 @@ TrainingDiverged::TrainingDiverged(int64_t step, double loss)
     : UserError(fmt::format("fine-tuning diverged at step {} (loss {}); lower the learning rate", step, loss)),
       step_(step) {}
 
-TeacherCache::TeacherCache(const exec::Executor& teacher, const at::Tensor& images, int64_t batch_size) {
+TeacherCache::TeacherCache(const exec::Executor& teacher, const std::vector<at::Tensor>& inputs, int64_t batch_size) {
   if (teacher.training()) fail("the teacher must run in evaluation mode");
   std::vector<at::Tensor> parts;
-  for (int64_t start = 0; start < images.size(0); start += batch_size) {
-    int64_t count = std::min(batch_size, images.size(0) - start);
-    parts.push_back(teacher.run({images.narrow(0, start, count)}).at(0));
+  const int64_t n = inputs.empty() ? 0 : inputs.front().size(0);
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t count = std::min(batch_size, n - start);
+    std::vector<at::Tensor> batch;
+    for (const at::Tensor& x : inputs) batch.push_back(x.narrow(0, start, count));
+    parts.push_back(teacher.run(batch).at(0));
   }
   logits_ = at::cat(parts).clone();  // a normal tensor: usable in autograd outside inference mode
 }
@@ -261,18 +264,18 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
     int64_t correct = 0, seen = 0;
     for (int64_t b = 0; b < batches && step < total_steps; ++b) {
       at::Tensor indices = loader.batch_indices(b);
-      at::Tensor images = train.images.index_select(0, indices);
+      std::vector<at::Tensor> inputs = train.inputs_at(indices);
       at::Tensor labels = train.labels.defined() ? train.labels.index_select(0, indices) : at::Tensor();
       at::Tensor teacher_logits;
       if (cache != nullptr) {
         teacher_logits = cache->logits().index_select(0, indices);
       } else {
-        images = augment(images, options, augment_rng);
-        teacher_logits = teacher.run({images}).at(0).clone();
+        inputs.front() = augment(inputs.front(), options, augment_rng);  // crops and flips: the image input
+        teacher_logits = teacher.run(inputs).at(0).clone();
       }
       last_lr = learning_rate_at(options, step, total_steps);
       set_learning_rate(last_lr);
-      at::Tensor logits = executor.run({images}).at(0);
+      at::Tensor logits = executor.run(inputs).at(0);
       at::Tensor loss = distillation_loss(logits, teacher_logits, labels, distill);
       double loss_value = loss.item<double>();
       ++step;
@@ -288,9 +291,9 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
       optimizer->step();
       if (refresh_each_step) student.refresh_weight_scales();
 
-      loss_sum += loss_value * static_cast<double>(images.size(0));
+      loss_sum += loss_value * static_cast<double>(inputs.front().size(0));
       if (labels.defined()) correct += eval::count_correct(logits.detach(), labels, 1);
-      seen += images.size(0);
+      seen += inputs.front().size(0);
       progress.advance(1, fmt::format("epoch {}/{} loss {:.4f}{}", epoch + 1, epochs, loss_sum / static_cast<double>(seen),
                                       labels.defined() ? fmt::format(" acc {:.1f}%", 100.0 * static_cast<double>(correct) /
                                                                                         static_cast<double>(seen))
@@ -343,7 +346,7 @@ FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& te
   if (options.refresh_weight_scales) student.refresh_weight_scales();
   if (options.activation_ranges == ActivationRanges::Recalibrate && !options.learnable_scales) {
     const int64_t samples = std::min<int64_t>(512, train.size());
-    student.calibrate(train.images.narrow(0, 0, samples));
+    student.calibrate(train.inputs(0, samples));
   }
   return result;
 }

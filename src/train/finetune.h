@@ -116,11 +116,12 @@ class TrainingDiverged : public UserError {
   int64_t step_;
 };
 
-// The teacher's logits for a fixed set of images, computed once.
+// The teacher's logits for a fixed set of examples, computed once.
 class TeacherCache {
  public:
-  // images: float32 [N, C, H, W]. Runs `teacher` in evaluation mode.
-  TeacherCache(const exec::Executor& teacher, const at::Tensor& images, int64_t batch_size = 256);
+  // inputs: every graph input, [N, ...] each (data::Dataset::inputs). Runs
+  // `teacher` in evaluation mode.
+  TeacherCache(const exec::Executor& teacher, const std::vector<at::Tensor>& inputs, int64_t batch_size = 256);
   const at::Tensor& logits() const { return logits_; }  // float32 [N, classes]
   int64_t size() const { return logits_.size(0); }
 
@@ -136,7 +137,7 @@ using EpochCallback = std::function<void(const EpochLog&, bool improved)>;
 // are unused when distill.alpha == 1; without labels the loss is pure
 // distillation, alpha taken as 1); `validation` (may be nullptr) is
 // evaluated after each epoch in full mode; `cache`, in short mode, must hold
-// the teacher's logits of exactly `train.images`. Leaves the student in
+// the teacher's logits of exactly `train.inputs()`. Leaves the student in
 // evaluation mode with refreshed weight scales. UserError on invalid options
 // or data; TrainingDiverged on a non-finite loss.
 FinetuneResult finetune(quant::QuantizedModel& student, const exec::Executor& teacher, const data::Dataset& train,
