@@ -26,8 +26,10 @@ sys.path.insert(0, HERE)
 import fmnist  # noqa: E402
 import zoo  # noqa: E402
 
-DEFAULT_EPOCHS = {"small_cnn": 3, "mobilenetv2_mini": 6, "resnet20": 10, "vit_tiny": 6, "mobilenetv3_small": 5}
-DEFAULT_LR = {"small_cnn": 0.1, "mobilenetv2_mini": 0.2, "resnet20": 0.2, "vit_tiny": 0.003, "mobilenetv3_small": 0.1}
+DEFAULT_EPOCHS = {"small_cnn": 3, "mobilenetv2_mini": 6, "resnet20": 10, "vit_tiny": 6, "mobilenetv3_small": 5,
+                  "two_view": 4}
+DEFAULT_LR = {"small_cnn": 0.1, "mobilenetv2_mini": 0.2, "resnet20": 0.2, "vit_tiny": 0.003, "mobilenetv3_small": 0.1,
+              "two_view": 0.1}
 # Transformers train with AdamW; the CNNs with SGD and Nesterov momentum.
 ADAMW = {"vit_tiny"}
 # Opset 17 has LayerNormalization as one operator.
@@ -58,14 +60,14 @@ def random_crop_batch(padded, idx, gen, size=28):
 
 
 @torch.inference_mode()
-def evaluate(model, images, labels, batch=1000):
+def evaluate(model, images, labels, batch=1000, name=None):
     """Top-1 accuracy (fraction) of model on uint8 images [N,28,28]."""
     model.eval()
     x_all = torch.from_numpy(fmnist.to_input(images))
     y_all = torch.from_numpy(labels)
     correct = 0
     for i in range(0, len(y_all), batch):
-        pred = model(x_all[i:i + batch]).argmax(1)
+        pred = model(*zoo.views(name, x_all[i:i + batch])).argmax(1)
         correct += int((pred == y_all[i:i + batch]).sum())
     return correct / len(y_all)
 
@@ -112,7 +114,7 @@ def train(name, epochs, seed, lr=None, max_steps=None):
             idx = perm[b * BATCH:(b + 1) * BATCH]
             x = random_crop_batch(padded, idx, gen)
             y = y_all[idx]
-            out = model(x)
+            out = model(*zoo.views(name, x))
             loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -130,17 +132,17 @@ def train(name, epochs, seed, lr=None, max_steps=None):
     return model.to(memory_format=torch.contiguous_format), time.time() - start
 
 
-def export_onnx(model, path, opset=13):
+def export_onnx(model, path, opset=13, name=None):
     """Export in eval mode (dynamic batch) and check the result."""
     import onnx
 
     model.eval()
-    dummy = torch.zeros(1, 1, 28, 28)
+    dummy = zoo.views(name, torch.zeros(1, 1, 28, 28))
+    inputs = zoo.INPUTS.get(name, ["input"])
+    axes = {n: {0: "batch"} for n in inputs + ["logits"]}
     torch.onnx.export(
-        model, dummy, path, opset_version=opset, input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        do_constant_folding=True)
+        model, dummy, path, opset_version=opset, input_names=inputs,
+        output_names=["logits"], dynamic_axes=axes, do_constant_folding=True)
     proto = onnx.load(path)
     onnx.checker.check_model(proto)
     return sorted({node.op_type for node in proto.graph.node})
@@ -169,13 +171,13 @@ def update_manifest(name, entry):
 def run(name, epochs, seed, lr, threads):
     model, seconds = train(name, epochs, seed, lr)
     test_images, test_labels = fmnist.load_split("test")
-    top1 = evaluate(model, test_images, test_labels)
+    top1 = evaluate(model, test_images, test_labels, name=name)
     log(f"[{name}] test top-1 {top1:.4f} after {epochs} epochs ({seconds:.0f}s)")
 
     base = f"{name}_fmnist"
     onnx_path = os.path.join(HERE, base + ".onnx")
     torch.save(model.state_dict(), os.path.join(HERE, base + ".pt"))
-    ops = export_onnx(model, onnx_path, OPSET.get(name, 13))
+    ops = export_onnx(model, onnx_path, OPSET.get(name, 13), name)
     log(f"[{name}] wrote {onnx_path} ops={ops}")
 
     update_manifest(name, {
@@ -183,9 +185,10 @@ def run(name, epochs, seed, lr, threads):
         "state_dict": base + ".pt",
         "architecture": zoo.ARCHITECTURES[name],
         "parameters": sum(p.numel() for p in model.parameters()),
-        "input_name": "input",
+        **({"input_names": zoo.INPUTS[name], "input_shapes": [["N", 1, 14, 28]] * 2,
+            "dataset_form": "npz with arrays top = rows 0-13, bottom = rows 14-27 of each image, labels"}
+           if name in zoo.INPUTS else {"input_name": "input", "input_shape": ["N", 1, 28, 28]}),
         "output_name": "logits",
-        "input_shape": ["N", 1, 28, 28],
         "output_shape": ["N", 10],
         "preprocessing": PREPROCESSING,
         "dataset": "Fashion-MNIST (train 60k, test t10k 10k)",

@@ -177,6 +177,27 @@ class VitTiny(nn.Module):
         return self.head(self.norm(self.blocks(x)).mean(1))
 
 
+class TwoViewCNN(nn.Module):
+    """Two inputs: the top and bottom halves of an image, each through its own
+    conv branch; the branch features are concatenated and classified."""
+
+    def __init__(self, num_classes=10, in_channels=1):
+        super().__init__()
+
+        def branch():
+            return nn.Sequential(
+                nn.Conv2d(in_channels, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+                nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+                nn.AdaptiveAvgPool2d((1, 7)), nn.Flatten())
+
+        self.top, self.bottom = branch(), branch()
+        self.classifier = nn.Sequential(nn.Linear(2 * 16 * 7, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes))
+
+    def forward(self, top, bottom):
+        return self.classifier(torch.cat([self.top(top), self.bottom(bottom)], 1))
+
+
 def MobileNetV3Small(num_classes=10, in_channels=1):
     """torchvision's mobilenet_v3_small (squeeze-excitation, hard-swish) with a stem for `in_channels` channels."""
     import torchvision
@@ -192,13 +213,26 @@ MODELS = {
     "small_cnn": SmallCNN,
     "mobilenetv2_mini": MobileNetV2Mini,
     "vit_tiny": VitTiny,
+    "two_view": TwoViewCNN,
 }
+
+# The graph inputs of a model with several; the others take one, "input".
+INPUTS = {"two_view": ["top", "bottom"]}
+
+
+def views(name, x):
+    """The inputs of model `name` from a batch of images [N, 1, 28, 28]: the
+    image itself, or for two_view its top and bottom 14 rows."""
+    if name == "two_view":
+        return x[:, :, :14], x[:, :, 14:]
+    return (x,)
 
 ARCHITECTURES = {
     "resnet20": "CIFAR-style ResNet-20 (3x3 BasicBlocks, 16/32/64 channels, 1x1 conv+BN downsampling shortcuts, GAP, Linear 64->10)",
     "small_cnn": "conv3x3(1->8)+BN+ReLU, maxpool2, conv3x3(8->16)+BN+ReLU, maxpool2, Linear 784->64, ReLU, Linear 64->10",
     "mobilenetv3_small": "torchvision mobilenet_v3_small (squeeze-excitation with hard-sigmoid gates, hard-swish, 11 inverted residual blocks) with a 1-channel 3x3 stride-2 stem, classifier 576->1024->10",
     "vit_tiny": "ViT: 7x7 patch conv (1->32, 16 tokens), learned positions, 2 pre-norm blocks (4-head attention, GELU MLP 32->64->32), LayerNorm, mean over tokens, Linear 32->10",
+    "two_view": "two inputs (top and bottom 14x28 halves), each conv3x3(1->8)+BN+ReLU, maxpool2, conv3x3(8->16)+BN+ReLU, avgpool to 1x7; concat 224, Linear 224->64, ReLU, Linear 64->10",
     "mobilenetv2_mini": "MobileNetV2-style: conv3x3 stride-2 stem (16), 6 inverted residual blocks (expand 4, ReLU6, depthwise 3x3; 24/24/32/32/64/64 channels, stride 2 at the first 32), 1x1 conv 128, GAP, Linear 128->10",
 }
 

@@ -150,5 +150,50 @@ expect_ok "search the token model without labels (kl)" "$BIN" search --config "$
 $PY -c 'import json,sys; r=json.load(open(sys.argv[1]))
 assert r["metric"] == "kl" and "test_top1" not in r["final"] and 0 <= r["final"]["test_score"] <= 1.0 and r["deploy"]["verified"], r' "$WORK/lm_search_kl/result.json" && ok || bad "token model search by kl: $(cat "$WORK/lm_kl.yaml")"
 
+# A model with two inputs (the zoo's two_view: top and bottom image halves),
+# fed from an npz with one array per input: eval against the manifest,
+# a search with labels and one without (agreement), deployed and verified
+# in ONNX Runtime; inputs that do not match are one error line each.
+TV="$SRC/models/two_view_fmnist.onnx"
+$PY - "${FMNIST#idx:}" "$WORK" <<'PYEOF' && ok || bad "two_view data"
+import gzip, sys, numpy as np
+src, work = sys.argv[1], sys.argv[2]
+for prefix, n, name in (("train", 1500, "tv_train"), ("t10k", 10000, "tv_test")):
+    x = np.frombuffer(gzip.open(f"{src}/{prefix}-images-idx3-ubyte.gz").read()[16:], np.uint8).reshape(-1, 28, 28)[:n]
+    y = np.frombuffer(gzip.open(f"{src}/{prefix}-labels-idx1-ubyte.gz").read()[8:], np.uint8).astype(np.int64)[:n]
+    np.savez(f"{work}/{name}.npz", bottom=x[:, 14:].copy(), top=x[:, :14].copy(), labels=y.copy())
+np.savez_compressed(f"{work}/tv_nolabels.npz", top=x[:1500, :14].copy(), bottom=x[:1500, 14:].copy())
+np.savez(f"{work}/tv_one.npz", top=x[:100, :14].copy())
+np.savez(f"{work}/tv_misnamed.npz", top=x[:100, :14].copy(), lower=x[:100, 14:].copy())
+PYEOF
+expect_ok "eval the two-input model" "$BIN" eval "$TV" --data "npz:$WORK/tv_test.npz" --json
+$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); m=json.load(open(sys.argv[2]))["two_view"]
+assert abs(d["top1"] - m["fp32_test_top1"]) < 1e-4, (d["top1"], m["fp32_test_top1"])' "$WORK/out" "$SRC/models/manifest.json" && ok || bad "two-input model top-1 differs from the manifest's"
+cat >"$WORK/tv.yaml" <<YAML
+model: $TV
+data: npz:$WORK/tv_train.npz
+validation: 300
+constraints: ["weight_memory<=0.2*fp32"]
+episodes: 3
+weight_bits: [2, 4, 8]
+short_finetune: {steps: 5, batch_size: 32}
+final_finetune: {epochs: 1, examples: 800}
+out: $WORK/tv_search
+YAML
+expect_ok "search the two-input model" "$BIN" search --config "$WORK/tv.yaml" --json
+$PY -c 'import json,sys; r=json.load(open(sys.argv[1]))
+assert r["metric"] == "top1" and r["feasible"] and r["deploy"]["verified"] and 0.6 < r["final"]["test_top1"] <= 1, r' "$WORK/tv_search/result.json" && ok || bad "two-input model search"
+expect_ok "verify the two-input bundle on held-out data" "$BIN" verify "$WORK/tv_search/bundle/model.onnx" --data "npz:$WORK/tv_test.npz" --limit 1000 --json
+$PY -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["passed"] and v["examples"] == 1000, v' "$WORK/out" && ok || bad "two-input verification"
+sed -e "s|tv_train.npz|tv_nolabels.npz|; s|weight_memory<=0.2\*fp32|weight_memory<=0.2*fp32\", \"fidelity>=0.8|; s|tv_search|tv_search_nl|" "$WORK/tv.yaml" >"$WORK/tv_nl.yaml"
+expect_ok "search the two-input model without labels" "$BIN" search --config "$WORK/tv_nl.yaml" --json
+$PY -c 'import json,sys; r=json.load(open(sys.argv[1]))
+assert r["metric"] == "agreement" and r["feasible"] and r["deploy"]["verified"], r' "$WORK/tv_search_nl/result.json" && ok || bad "two-input label-free search"
+expect_error "npz without an input's array" "has no array for the model's input 'bottom'" -- "$BIN" eval "$TV" --data "npz:$WORK/tv_one.npz"
+expect_error "npz with a misnamed array" "has no array for the model's input 'bottom'" -- "$BIN" search --model "$TV" --data "npz:$WORK/tv_misnamed.npz" --episodes 1 --out "$WORK/tv_bad"
+[ ! -e "$WORK/tv_bad" ] && ok || bad "a refused search wrote $WORK/tv_bad"
+expect_error "one input for a two-input model" "the model takes 2 input(s)" -- "$BIN" eval "$TV" --data "$X"
+expect_error "native runtime with two inputs" "one input" -- "$BIN" verify "$WORK/tv_search/bundle/model.onnx" --data "npz:$WORK/tv_test.npz" --runtime native
+
 echo "cli_any_model: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

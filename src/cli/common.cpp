@@ -41,7 +41,7 @@ std::string human_bits(double bits) {
 }
 
 void add_data_options(CLI::App* cmd, DataOptions& o, bool required) {
-  auto* opt = cmd->add_option("--data", o.spec, "Dataset: idx:DIR, npy:INPUTS.npy,LABELS.npy or npy:INPUTS.npy (no labels)");
+  auto* opt = cmd->add_option("--data", o.spec, "Dataset: idx:DIR, npy:INPUTS.npy,LABELS.npy, npy:INPUTS.npy (no labels) or npz:FILE.npz (one array per model input, optional labels)");
   if (required) opt->required();
   cmd->add_option("--scale", o.scale, "Pixel multiplier (default: 1/255 for 8-bit images, 1 for float)");
   cmd->add_option("--mean", o.mean, "Per-channel mean subtracted after scaling")->delimiter(',');

@@ -174,7 +174,8 @@ json verify_export(const VerifyCliOptions& o) {
     fail("ONNX Runtime is not available: {}", why);
   }
   if (request.runtime == deploy::VerifyRuntime::Native) deploy::native_model_from_file(o.model);  // refused before the data
-  data::Dataset d = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess());
+  data::Dataset d = data::load_dataset(o.data.spec, data::parse_split(o.split), o.data.preprocess(),
+                                       deploy::read_input_names(o.model));
   if (o.limit > 0) d = data::take(d, o.limit);
   return deploy::to_json(deploy::verify_export(request, d));
 }

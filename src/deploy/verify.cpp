@@ -72,15 +72,14 @@ class VerifiedRuntime {
     ro.threads = request.runtime_threads;
     ort_ = std::make_unique<runtime::OnnxRunner>(ro);
     ort_->load(request.model);
-    for (const auto& in : ort_->inputs()) inputs_.push_back(in.name);
     output_ = ort_->outputs().at(0).name;
   }
 
-  // One batch of every model input, in graph order; logits out.
-  at::Tensor run(const std::vector<at::Tensor>& xs) {
+  // One batch of every model input, xs[i] feeding the input names[i]; logits out.
+  at::Tensor run(const std::vector<at::Tensor>& xs, const std::vector<std::string>& names) {
     if (ort_) {
       std::map<std::string, at::Tensor> named;
-      for (size_t i = 0; i < xs.size() && i < inputs_.size(); ++i) named[inputs_[i]] = xs[i];
+      for (size_t i = 0; i < xs.size() && i < names.size(); ++i) named[names[i]] = xs[i];
       return ort_->run(named).at(output_).to(at::kFloat);
     }
     if (xs.size() != 1) fail("{}: the native runtime runs models with one input; this data gives {}", path_, xs.size());
@@ -104,7 +103,6 @@ class VerifiedRuntime {
   std::string path_;
   std::unique_ptr<native::Model> native_;
   std::unique_ptr<runtime::OnnxRunner> ort_;
-  std::vector<std::string> inputs_;
   std::string output_;
 };
 
@@ -131,6 +129,7 @@ VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& da
   r.runtime = request.runtime;
   auto graph = exec::load_model(r.source);
   eval::check_inputs_fit(*graph, data);
+  const std::vector<std::string> input_names = graph->input_names();
   quant::QuantizedModel simulation(graph, config, r.source);
   if (!simulation.calibrated()) fail("the precision configuration holds no calibrated ranges; pass the one written with the export");
   VerifiedRuntime runner(request);
@@ -147,7 +146,7 @@ VerifyReport verify_export(const VerifyRequest& request, const data::Dataset& da
     std::vector<at::Tensor> x = data.inputs(start, n);
     for (at::Tensor& t : x) t = t.contiguous();
     at::Tensor sim = simulation.executor().run(x).at(0);  // first: it names a wrong input shape plainly
-    at::Tensor ort = runner.run(x);
+    at::Tensor ort = runner.run(x, input_names);
     if (ort.sizes() != sim.sizes()) fail("{} returned logits of another shape than the simulation", to_string(request.runtime));
     at::Tensor y = data.labelled() ? data.labels.narrow(0, start, n) : fp32->run(x).at(0).argmax(1);
     ort_correct += eval::count_correct(ort, y, 1);
@@ -248,9 +247,10 @@ BundleReport write_bundle(const quant::QuantizedModel& quantized, const BundleRe
   runtime::RunnerOptions ro;
   ro.threads = request.runtime_threads;
   runtime::OnnxRunner runner(ro);
+  const std::vector<std::string> input_names = quantized.executor().graph().input_names();
   auto named = [&] {
     std::map<std::string, at::Tensor> inputs;
-    for (size_t i = 0; i < one.size() && i < runner.inputs().size(); ++i) inputs[runner.inputs()[i].name] = one[i];
+    for (size_t i = 0; i < one.size() && i < input_names.size(); ++i) inputs[input_names[i]] = one[i];
     return inputs;
   };
   if (native) {

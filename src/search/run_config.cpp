@@ -106,7 +106,7 @@ const std::vector<RKey>& keys() {
     std::vector<RKey> k = {
         string_key("model", "path of an ONNX file", "required (or --model)", "the trained FP32 model",
                    "/nonexistent/model.onnx", [](RunConfig& c) -> std::string& { return c.model; }),
-        string_key("data", "dataset spec (idx:DIR, npy:X.npy,Y.npy, npy:X.npy without labels)", "required (or --data)", "training and test data",
+        string_key("data", "dataset spec (idx:DIR, npy:X.npy,Y.npy, npy:X.npy without labels, npz:FILE.npz with one array per model input)", "required (or --data)", "training and test data",
                    "npy:/nonexistent/x.npy,/nonexistent/y.npy", [](RunConfig& c) -> std::string& { return c.data; }),
         string_key("target", "built-in target name or profile path", "generic", "the device (`autoprec targets`)",
                    "no-such-target", [](RunConfig& c) -> std::string& { return c.target; }),
