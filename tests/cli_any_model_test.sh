@@ -189,6 +189,27 @@ sed -e "s|tv_train.npz|tv_nolabels.npz|; s|weight_memory<=0.2\*fp32|weight_memor
 expect_ok "search the two-input model without labels" "$BIN" search --config "$WORK/tv_nl.yaml" --json
 $PY -c 'import json,sys; r=json.load(open(sys.argv[1]))
 assert r["metric"] == "agreement" and r["feasible"] and r["deploy"]["verified"], r' "$WORK/tv_search_nl/result.json" && ok || bad "two-input label-free search"
+# run: one array per input by name (here in the other order), the model's logits as PyTorch computes them.
+$PY - "$WORK" <<'PYEOF' && ok || bad "two_view run input"
+import sys, numpy as np
+d = np.load(f"{sys.argv[1]}/tv_test.npz")
+np.savez(f"{sys.argv[1]}/tv_run.npz", bottom=(d["bottom"][:8] / 255).astype(np.float32)[:, None],
+         top=(d["top"][:8] / 255).astype(np.float32)[:, None])
+PYEOF
+expect_ok "run the two-input model on an npz" "$BIN" run "$TV" --input "$WORK/tv_run.npz" --output "$WORK/tv_y.npy"
+$PY - "$WORK" "$SRC/models" <<'PYEOF' && ok || bad "run on an npz differs from PyTorch"
+import sys, numpy as np, torch
+sys.path.insert(0, sys.argv[2])
+import zoo
+m = zoo.build("two_view")
+m.load_state_dict(torch.load(f"{sys.argv[2]}/two_view_fmnist.pt"))
+m.eval()
+d = np.load(f"{sys.argv[1]}/tv_run.npz")
+with torch.no_grad():
+    ref = m(torch.from_numpy(d["top"]), torch.from_numpy(d["bottom"])).numpy()
+y = np.load(f"{sys.argv[1]}/tv_y.npy")
+assert np.abs(y - ref).max() < 1e-4, np.abs(y - ref).max()
+PYEOF
 expect_error "npz without an input's array" "has no array for the model's input 'bottom'" -- "$BIN" eval "$TV" --data "npz:$WORK/tv_one.npz"
 expect_error "npz with a misnamed array" "has no array for the model's input 'bottom'" -- "$BIN" search --model "$TV" --data "npz:$WORK/tv_misnamed.npz" --episodes 1 --out "$WORK/tv_bad"
 [ ! -e "$WORK/tv_bad" ] && ok || bad "a refused search wrote $WORK/tv_bad"

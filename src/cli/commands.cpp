@@ -159,8 +159,23 @@ int run_run(const RunOptions& o) {
   if (o.runtime == "native") return run_native(o);
   if (!o.runtime.empty() && o.runtime != "simulation") fail("unknown --runtime '{}': simulation or native", o.runtime);
   auto graph = exec::load_model(o.model);
-  if (graph->inputs.size() != 1) fail("{} has {} inputs; `run` supports models with one input", o.model, graph->inputs.size());
-  at::Tensor x = data::read_npy(o.input);
+  const std::vector<std::string> names = graph->input_names();
+  std::vector<at::Tensor> inputs;
+  const bool npz = o.input.size() >= 4 && o.input.compare(o.input.size() - 4, 4, ".npz") == 0;
+  if (!npz) {
+    if (names.size() != 1)
+      fail("{} takes {} inputs [{}]; pass them as one .npz with an array per input", o.model, names.size(), fmt::join(names, ", "));
+    inputs.push_back(data::read_npy(o.input));
+  } else {
+    // The arrays as they are (no preprocessing, like a .npy), by input name; one array feeds a one-input model.
+    auto arrays = data::read_npz(o.input);
+    for (const std::string& name : names) {
+      auto it = std::find_if(arrays.begin(), arrays.end(), [&](const auto& a) { return a.first == name; });
+      if (it == arrays.end() && names.size() == 1 && arrays.size() == 1) it = arrays.begin();
+      if (it == arrays.end()) fail("{} has no array for the model's input '{}'", o.input, name);
+      inputs.push_back(it->second);
+    }
+  }
   std::unique_ptr<quant::QuantizedModel> quantized;
   std::unique_ptr<exec::Executor> fp32;
   if (!o.quant.precision.empty()) {
@@ -169,7 +184,7 @@ int run_run(const RunOptions& o) {
     fp32 = std::make_unique<exec::Executor>(graph, o.model);
   }
   const exec::Executor& executor = quantized ? quantized->executor() : *fp32;
-  at::Tensor y = executor.run({x})[0];
+  at::Tensor y = executor.run(inputs)[0];
   data::write_npy(o.output, y.contiguous());
   spdlog::info("wrote {} {} to {}", c10::toString(y.scalar_type()), c10::str(y.sizes()), o.output);
   return 0;
@@ -276,7 +291,7 @@ void register_model_commands(CLI::App& app, Runner& runner) {
   static RunOptions run;
   cmd = app.add_subcommand("run", "Inference on one .npy array (FP32, or quantized with --precision)");
   cmd->add_option("model", run.model, "ONNX model")->required();
-  cmd->add_option("--input", run.input, "Input array (.npy)")->required();
+  cmd->add_option("--input", run.input, "Input array (.npy), or one array per model input by name (.npz)")->required();
   cmd->add_option("--output", run.output, "Where to write the output array (.npy)")->required();
   add_quant_options(cmd, run.quant);
   add_target_option(cmd, run.quant);
