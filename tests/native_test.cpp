@@ -13,6 +13,7 @@
 
 #include "native/conv.h"
 #include "native/gemm.h"
+#include "native/model.h"
 
 namespace autoprec::native {
 namespace {
@@ -71,7 +72,8 @@ const Shape kShapes[] = {
 TEST(NativeKernels, EverySupportedPairMatchesTheReference) {
   if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU: only the reference kernel runs";
   int checked = 0;
-  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::MaddubsPacked, Kernel::Lut}) {
+  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::MaddubsPacked, Kernel::Lut,
+                        Kernel::Vnni, Kernel::VnniPacked}) {
     for (int wb = 1; wb <= 8; ++wb) {
       for (int ab = 1; ab <= 8; ++ab) {
         if (!kernel_supports(kernel, wb, ab)) continue;
@@ -104,6 +106,19 @@ TEST(NativeKernels, LongReductionsWidenBeforeTheirSumsOverflow) {
   EXPECT_EQ(run_kernel(Kernel::Madd16, o, s, 8, 7), reference(o, s));
   Operands full = random_operands(s, 8, 8, 11, 1);  // 255 x -128 everywhere: what maddubs alone saturates
   EXPECT_EQ(run_kernel(Kernel::MaddubsSplit, full, s, 8, 8), reference(full, s));
+  if (kernel_supports(Kernel::Vnni, 8, 8)) {
+    EXPECT_EQ(run_kernel(Kernel::Vnni, full, s, 8, 8), reference(full, s));
+    EXPECT_EQ(run_kernel(Kernel::VnniPacked, full, s, 8, 8), reference(full, s));
+  }
+}
+
+TEST(NativeKernels, VnniRunsWhereTheCpuHasIt) {
+  EXPECT_EQ(kernel_supports(Kernel::Vnni, 8, 8), cpu_has_avx512_vnni());
+  if (!cpu_has_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the vnni kernels are not checked here";
+  EXPECT_EQ(choose_kernel(8, 8), Kernel::Vnni);
+  EXPECT_EQ(choose_kernel(4, 8), Kernel::VnniPacked);
+  std::vector<int8_t> w(64 * 576, 1);
+  EXPECT_EQ(pack_weights(Kernel::VnniPacked, w.data(), 64, 576, 4, 8).bytes(), 64 * 576 / 2);  // packed at 4 bits
 }
 
 TEST(NativeKernels, RefusesWhatItCannotComputeExactly) {
@@ -192,7 +207,8 @@ TEST(NativeConv, EveryKernelGivesTheReferenceLayerExactly) {
       {3, 5, 5, 2, 2, 11, 6},    // odd sizes everywhere
   };
   int checked = 0;
-  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::MaddubsPacked, Kernel::Lut}) {
+  for (Kernel kernel : {Kernel::Madd16, Kernel::Maddubs, Kernel::MaddubsSplit, Kernel::MaddubsPacked, Kernel::Lut,
+                        Kernel::Vnni, Kernel::VnniPacked}) {
     for (auto [wb, ab] : std::vector<std::pair<int, int>>{{8, 8}, {7, 8}, {4, 8}, {4, 4}, {2, 2}, {3, 6}, {2, 4}}) {
       if (!kernel_supports(kernel, wb, ab)) continue;
       for (const ConvCase& c : cases) {

@@ -61,6 +61,8 @@ const char* kernel_name(Kernel kernel) {
     case Kernel::MaddubsSplit: return "maddubs_split";
     case Kernel::MaddubsPacked: return "maddubs_packed";
     case Kernel::Lut: return "lut";
+    case Kernel::Vnni: return "vnni";
+    case Kernel::VnniPacked: return "vnni_packed";
   }
   return "?";
 }
@@ -68,6 +70,16 @@ const char* kernel_name(Kernel kernel) {
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512vnni");
   return has;
 #else
   return false;
@@ -83,6 +95,8 @@ bool kernel_supports(Kernel kernel, int wb, int ab) {
     case Kernel::MaddubsSplit: return cpu_has_avx2();
     case Kernel::MaddubsPacked: return cpu_has_avx2() && !(wb == 8 && ab == 8);
     case Kernel::Lut: return cpu_has_avx2() && wb <= 4 && ab <= 6;
+    case Kernel::Vnni:
+    case Kernel::VnniPacked: return cpu_has_avx512_vnni();
   }
   return false;
 }
@@ -116,10 +130,12 @@ PackedWeights pack_weights(Kernel kernel, const int8_t* w, int64_t n, int64_t k,
       pack_blocked<int16_t>(p, 2, at);
       break;
     case Kernel::Maddubs:
-    case Kernel::MaddubsSplit:  // int8 [N/8][K/4][8 n][4 k]
+    case Kernel::MaddubsSplit:
+    case Kernel::Vnni:  // int8 [N/8][K/4][8 n][4 k]
       pack_blocked<int8_t>(p, 4, at);
       break;
-    case Kernel::MaddubsPacked: {
+    case Kernel::MaddubsPacked:
+    case Kernel::VnniPacked: {
       // Per 16-column block, the maddubs layout's codes q = w + 2^(wb-1), K padded
       // to 16 so that a block holds whole chunks; each field a stream of chunks.
       p.padded_n = round_up(n, 16);
@@ -200,11 +216,14 @@ void gemm(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
     case Kernel::MaddubsSplit: detail::gemm_maddubs_split_avx2(w, a, m, c); return;
     case Kernel::MaddubsPacked: detail::gemm_maddubs_packed_avx2(w, a, m, c); return;
     case Kernel::Lut: detail::gemm_lut_avx2(w, a, m, c); return;
+    case Kernel::Vnni:
+    case Kernel::VnniPacked: detail::gemm_vnni(w, a, w.padded_k, 1, 0, m, c); return;
   }
 }
 
 bool gemm_in_place_supports(const PackedWeights& w, int64_t segments) {
-  const bool maddubs = w.kernel == Kernel::Maddubs || w.kernel == Kernel::MaddubsSplit || w.kernel == Kernel::MaddubsPacked;
+  const bool maddubs = w.kernel == Kernel::Maddubs || w.kernel == Kernel::MaddubsSplit || w.kernel == Kernel::MaddubsPacked ||
+                       w.kernel == Kernel::Vnni || w.kernel == Kernel::VnniPacked;
   return maddubs && cpu_has_avx2() && segments >= 1 && w.k == w.padded_k && w.k % segments == 0 &&
          (w.k / segments) % 4 == 0;
 }

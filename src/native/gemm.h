@@ -23,6 +23,10 @@
 //   maddubs_packed  maddubs with the weights kept at wb bits in memory (split
 //              into 4-, 2- and 1-bit fields); each 16-column block is unpacked
 //              into a small buffer before its rows run. The same pairs as maddubs.
+//   vnni       AVX-512 VNNI vpdpbusd on 256-bit vectors (u8 x s8 quads summed
+//              straight into int32): every pair up to 8 bits, exact, the maddubs layout.
+//   vnni_packed  vnni with the weights kept at wb bits in memory, unpacked per
+//              16-column block as maddubs_packed does.
 //   lut        AVX2 table lookup (vpshufb) on the weights' bit planes, 16 sums of
 //              4 activations per table: weights of 1-4 bits, activations of up
 //              to 6 bits (the table's entries are bytes); cost falls with the
@@ -36,12 +40,14 @@
 
 namespace autoprec::native {
 
-enum class Kernel { Reference, Madd16, Maddubs, MaddubsSplit, MaddubsPacked, Lut };
+enum class Kernel { Reference, Madd16, Maddubs, MaddubsSplit, MaddubsPacked, Lut, Vnni, VnniPacked };
 
 const char* kernel_name(Kernel kernel);
 // True when `kernel` computes the exact sum for this pair on this CPU.
 bool kernel_supports(Kernel kernel, int weight_bits, int activation_bits);
 bool cpu_has_avx2();
+// AVX2, FMA and AVX-512 VNNI with VL (vpdpbusd on 256-bit vectors).
+bool cpu_has_avx512_vnni();
 
 struct PackedWeights {
   Kernel kernel = Kernel::Reference;
@@ -70,7 +76,7 @@ void gemm(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 // segments), which is the im2col of a stride-1 convolution over a padded NHWC
 // image without the copy (lda = channels, one run per kernel row,
 // segment_stride = the padded row). C as gemm(). Only when
-// gemm_in_place_supports() says so: a maddubs kernel, k = padded_k, and runs
+// gemm_in_place_supports() says so: a maddubs or vnni kernel, k = padded_k, and runs
 // of a multiple of 4 bytes.
 bool gemm_in_place_supports(const PackedWeights& w, int64_t segments);
 void gemm_in_place(const PackedWeights& w, const uint8_t* a, int64_t lda, int64_t segments, int64_t segment_stride,

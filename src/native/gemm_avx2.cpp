@@ -313,6 +313,10 @@ AUTOPREC_AVX2 void maddubs_packed_gemm(const PackedWeights& w, const RowsOfA& a,
   }
 }
 
+AUTOPREC_AVX2 void unpack_block_avx2(const uint8_t* packed, int wb, int64_t block_codes, int8_t* out) {
+  unpack_block(packed, wb, block_codes, out);
+}
+
 AUTOPREC_AVX2 void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c) {
   maddubs_packed_gemm(w, {a, w.padded_k, 1, 0}, m, c);
 }
@@ -328,6 +332,8 @@ void gemm_in_place_avx2(const PackedWeights& w, const uint8_t* a, int64_t lda, i
     case Kernel::Maddubs: maddubs_gemm<false>(w, rows, m, c); return;
     case Kernel::MaddubsSplit: maddubs_gemm<true>(w, rows, m, c); return;
     case Kernel::MaddubsPacked: maddubs_packed_gemm(w, rows, m, c); return;
+    case Kernel::Vnni:
+    case Kernel::VnniPacked: gemm_vnni(w, a, lda, segments, segment_stride, m, c); return;
     default: return;  // gemm_in_place_supports() said no
   }
 }

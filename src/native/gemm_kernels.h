@@ -23,6 +23,12 @@ void gemm_maddubs_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int3
 void gemm_maddubs_packed_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 void gemm_maddubs_split_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
 void gemm_lut_avx2(const PackedWeights& w, const uint8_t* a, int64_t m, int32_t* c);
+// One 16-column block of maddubs_packed weights into the maddubs layout (signed codes).
+void unpack_block_avx2(const uint8_t* packed, int wb, int64_t block_codes, int8_t* out);
+// vnni and vnni_packed (AVX-512 VNNI on 256-bit vectors): A's row r is `segments` runs of
+// k / segments bytes at a + r * lda + s * segment_stride (one run: lda = padded_k).
+void gemm_vnni(const PackedWeights& w, const uint8_t* a, int64_t lda, int64_t segments, int64_t segment_stride,
+               int64_t m, int32_t* c);
 void gemm_in_place_avx2(const PackedWeights& w, const uint8_t* a, int64_t lda, int64_t segments, int64_t segment_stride,
                         int64_t m, int32_t* c);
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -32,6 +33,9 @@ const char* op_name(OpType type) {
 
 Kernel choose_kernel(int weight_bits, int activation_bits) {
   if (!cpu_has_avx2()) return Kernel::Reference;
+  if (const char* force = std::getenv("AUTOPREC_NATIVE_NO_VNNI"); !(force && *force) && cpu_has_avx512_vnni()) {
+    return weight_bits == 8 ? Kernel::Vnni : Kernel::VnniPacked;
+  }
   if (weight_bits == 8 && activation_bits == 8) return Kernel::MaddubsSplit;
   if (kernel_supports(Kernel::MaddubsPacked, weight_bits, activation_bits)) return Kernel::MaddubsPacked;
   return Kernel::Madd16;

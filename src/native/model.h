@@ -147,10 +147,12 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
-// The kernel the runtime runs a (weight bits, activation bits) pair on:
-// maddubs_split at 8-bit weights and activations; maddubs_packed otherwise,
-// so that weights stay at their bit-width in memory (when the pair fits it,
-// else madd16); reference without AVX2 (docs/native.md).
+// The kernel the runtime runs a (weight bits, activation bits) pair on. With
+// AVX-512 VNNI: vnni at 8-bit weights, vnni_packed below (weights at their
+// bit-width in memory); AUTOPREC_NATIVE_NO_VNNI=1 in the environment skips
+// them. Else maddubs_split at 8-bit weights and activations; maddubs_packed
+// otherwise (when the pair fits it, else madd16); reference without AVX2
+// (docs/native.md).
 Kernel choose_kernel(int weight_bits, int activation_bits);
 
 }  // namespace autoprec::native
