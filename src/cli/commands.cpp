@@ -167,14 +167,8 @@ int run_run(const RunOptions& o) {
       fail("{} takes {} inputs [{}]; pass them as one .npz with an array per input", o.model, names.size(), fmt::join(names, ", "));
     inputs.push_back(data::read_npy(o.input));
   } else {
-    // The arrays as they are (no preprocessing, like a .npy), by input name; one array feeds a one-input model.
-    auto arrays = data::read_npz(o.input);
-    for (const std::string& name : names) {
-      auto it = std::find_if(arrays.begin(), arrays.end(), [&](const auto& a) { return a.first == name; });
-      if (it == arrays.end() && names.size() == 1 && arrays.size() == 1) it = arrays.begin();
-      if (it == arrays.end()) fail("{} has no array for the model's input '{}'", o.input, name);
-      inputs.push_back(it->second);
-    }
+    // The arrays as they are (no preprocessing, like a .npy), by input name.
+    for (auto& [name, t] : data::arrays_for_inputs(data::read_npz(o.input), names, o.input)) inputs.push_back(t);
   }
   std::unique_ptr<quant::QuantizedModel> quantized;
   std::unique_ptr<exec::Executor> fp32;

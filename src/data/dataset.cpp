@@ -209,28 +209,7 @@ Dataset load_npz(const std::string& spec, const std::string& path, const Preproc
     else inputs.emplace_back(name, t);
   }
   if (inputs.empty()) fail("npz file {} holds no input array (only 'labels')", path);
-  std::vector<std::string> names;
-  for (const auto& [name, t] : inputs) names.push_back(name);
-  if (!graph_inputs.empty()) {
-    if (graph_inputs.size() == 1 && inputs.size() == 1) {
-      inputs[0].first = graph_inputs[0];  // one array feeds the one input, whatever numpy named it
-    } else {
-      std::vector<std::pair<std::string, at::Tensor>> ordered;
-      for (const std::string& g : graph_inputs) {
-        auto it = std::find_if(inputs.begin(), inputs.end(), [&](const auto& p) { return p.first == g; });
-        if (it == inputs.end())
-          fail("npz file {} has no array for the model's input '{}' (it holds [{}]; the model takes [{}])", path, g,
-               fmt::join(names, ", "), fmt::join(graph_inputs, ", "));
-        ordered.push_back(*it);
-      }
-      for (const std::string& n : names) {
-        if (std::find(graph_inputs.begin(), graph_inputs.end(), n) == graph_inputs.end())
-          fail("npz file {} holds array '{}', which is no input of the model (it takes [{}]; labels go in 'labels')",
-               path, n, fmt::join(graph_inputs, ", "));
-      }
-      inputs = std::move(ordered);
-    }
-  }
+  if (!graph_inputs.empty()) inputs = arrays_for_inputs(std::move(inputs), graph_inputs, path);
   Dataset d;
   d.source = spec;
   bool any_image = false;
@@ -253,6 +232,31 @@ Dataset load_npz(const std::string& spec, const std::string& path, const Preproc
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, at::Tensor>> arrays_for_inputs(std::vector<std::pair<std::string, at::Tensor>> arrays,
+                                                                  const std::vector<std::string>& graph_inputs,
+                                                                  const std::string& path) {
+  if (graph_inputs.size() == 1 && arrays.size() == 1) {
+    arrays[0].first = graph_inputs[0];  // one array feeds the one input, whatever numpy named it
+    return arrays;
+  }
+  std::vector<std::string> names;
+  for (const auto& [name, t] : arrays) names.push_back(name);
+  std::vector<std::pair<std::string, at::Tensor>> ordered;
+  for (const std::string& g : graph_inputs) {
+    auto it = std::find_if(arrays.begin(), arrays.end(), [&](const auto& p) { return p.first == g; });
+    if (it == arrays.end())
+      fail("npz file {} has no array for the model's input '{}' (it holds [{}]; the model takes [{}])", path, g,
+           fmt::join(names, ", "), fmt::join(graph_inputs, ", "));
+    ordered.push_back(*it);
+  }
+  for (const std::string& n : names) {
+    if (std::find(graph_inputs.begin(), graph_inputs.end(), n) == graph_inputs.end())
+      fail("npz file {} holds array '{}', which is no input of the model (it takes [{}]; labels go in 'labels')", path,
+           n, fmt::join(graph_inputs, ", "));
+  }
+  return ordered;
+}
 
 Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre,
                      const std::vector<std::string>& graph_inputs) {

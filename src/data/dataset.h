@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -80,6 +81,14 @@ struct Preprocess {
 // same N. Errors name the offending file (and array).
 Dataset load_dataset(const std::string& spec, Split split, const Preprocess& pre = {},
                      const std::vector<std::string>& graph_inputs = {});
+
+// The arrays of an npz (read_npz; `path` names it in errors) that feed the
+// graph inputs `graph_inputs`, in that order: one array for a one-input
+// model whatever its name; otherwise every input needs the array of its name
+// and every array must be an input. UserError naming the array.
+std::vector<std::pair<std::string, at::Tensor>> arrays_for_inputs(std::vector<std::pair<std::string, at::Tensor>> arrays,
+                                                                  const std::vector<std::string>& graph_inputs,
+                                                                  const std::string& path);
 
 struct TrainValidation {
   Dataset train;

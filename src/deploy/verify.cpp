@@ -22,21 +22,25 @@
 
 namespace autoprec::deploy {
 
-std::map<std::string, std::string> read_metadata(const std::string& path) {
+namespace {
+onnx::ModelProto read_model_proto(const std::string& path) {
   onnx::ModelProto model;
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot read {}", path);
   if (!model.ParseFromIstream(&in)) fail("{} is not an ONNX model", path);
+  return model;
+}
+}  // namespace
+
+std::map<std::string, std::string> read_metadata(const std::string& path) {
+  const onnx::ModelProto model = read_model_proto(path);
   std::map<std::string, std::string> out;
   for (const auto& p : model.metadata_props()) out[p.key()] = p.value();
   return out;
 }
 
 std::vector<std::string> read_input_names(const std::string& path) {
-  onnx::ModelProto model;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read {}", path);
-  if (!model.ParseFromIstream(&in)) fail("{} is not an ONNX model", path);
+  const onnx::ModelProto model = read_model_proto(path);
   std::set<std::string> initializers;
   for (const auto& t : model.graph().initializer()) initializers.insert(t.name());
   std::vector<std::string> names;
